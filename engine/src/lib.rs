@@ -1,5 +1,17 @@
 //! # spate-engine
 //!
 //! The only crate of Spate that does I/O. One io_uring event loop per core,
-//! pinned; cores talk through bounded SPSC queues; files are delivered by the
-//! kernel (splice through the ring, or send from a shared mapping).
+//! pinned; cores talk through bounded SPSC queues ([`runtime::mesh`]); files
+//! are delivered by the kernel from a shared mapping or by splice through the
+//! ring. docs/architecture.md walks one request through it.
+//!
+//! - [`runtime`]: the ring, provided buffers, mesh, slab.
+//! - [`net`]: SO_REUSEPORT listeners.
+//! - [`deliver`]: the HTTP worker and static files.
+//! - [`server`]: starting and stopping the workers.
+//! - [`config`]: the TOML configuration.
+pub mod config;
+pub mod deliver;
+pub mod net;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,286 @@
+//! The TOML configuration: embedded defaults, strict parsing (unknown keys and
+//! bad values fail startup naming the key), validation.
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration Spate runs with when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Errors loading a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File name or "embedded default".
+        origin: String,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{origin}: invalid value for `{key}`: {why}")]
+    Invalid {
+        /// File name or "embedded default".
+        origin: String,
+        /// Dotted key, e.g. `http.port`.
+        key: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The HTTP listener (files, and later HLS/DASH/FLV).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    /// Worker threads (one io_uring each); 0 = one per core.
+    pub workers: usize,
+    /// Pin each worker to a core.
+    pub pin_workers: bool,
+    /// Seconds in-flight responses get to finish after SIGINT/SIGTERM.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            workers: 0,
+            pin_workers: true,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+/// How file bodies reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSend {
+    /// `sendmsg` of head + a range of the file's shared mapping (one op).
+    Send,
+    /// Head, then `send_zc` from the file's shared mapping.
+    SendZc,
+    /// Head, then IORING_OP_SPLICE file -> pipe -> socket.
+    Splice,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP port.
+    pub port: u16,
+    /// Directory static files are served from.
+    pub root: PathBuf,
+    /// Seconds from a request head's first byte to its end.
+    pub head_timeout: u64,
+    /// Seconds a keep-alive connection may idle between requests.
+    pub idle_timeout: u64,
+    /// Seconds a response may make no progress before the peer is dropped.
+    pub send_timeout: u64,
+    /// Largest request head in bytes (431 past it).
+    pub max_head_bytes: usize,
+    /// Most header lines in a request head (431 past it).
+    pub max_headers: usize,
+    /// Connections per worker (the size of each ring's direct-descriptor table).
+    pub max_connections_per_worker: u32,
+    /// How file bodies are sent.
+    pub file_send: FileSend,
+    /// Seconds an opened file is reused before it is checked again.
+    pub open_file_cache_valid: u64,
+    /// Log one line per request.
+    pub access_log: bool,
+    /// `Cache-Control` for static files (empty = none).
+    pub cache_control: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            root: PathBuf::from("www"),
+            head_timeout: 10,
+            idle_timeout: 60,
+            send_timeout: 30,
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_connections_per_worker: 19_000,
+            file_send: FileSend::Send,
+            open_file_cache_valid: 1,
+            access_log: false,
+            cache_control: "public, max-age=60".into(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter: `info`, `debug`, `spate_engine=debug`… (`RUST_LOG` wins).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse and validate TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_CONFIG, "embedded default config").expect("embedded config is valid")
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, why: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            why: why.to_string(),
+        };
+        if self.http.port == 0 {
+            return Err(bad("http.port", "must be 1..=65535"));
+        }
+        if self.server.workers > 1024 {
+            return Err(bad("server.workers", "at most 1024"));
+        }
+        if self.http.max_head_bytes < 1024 || self.http.max_head_bytes > 1 << 20 {
+            return Err(bad("http.max_head_bytes", "must be 1024..=1048576"));
+        }
+        if self.http.max_headers == 0 || self.http.max_headers > 1024 {
+            return Err(bad("http.max_headers", "must be 1..=1024"));
+        }
+        if self.http.max_connections_per_worker < 16 {
+            return Err(bad(
+                "http.max_connections_per_worker",
+                "must be at least 16",
+            ));
+        }
+        for (key, v) in [
+            ("http.head_timeout", self.http.head_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+            ("http.send_timeout", self.http.send_timeout),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1 second"));
+            }
+        }
+        if self.http.root.as_os_str().is_empty() {
+            return Err(bad("http.root", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Number of workers to start.
+    pub fn worker_count(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Request-head timeout.
+    pub fn head_timeout(&self) -> Duration {
+        Duration::from_secs(self.head_timeout)
+    }
+    /// Keep-alive idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+    /// Send-stall timeout.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded();
+        assert_eq!(c.http.port, 8080);
+        assert_eq!(c.server.workers, 0);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[http]\nprot = 1\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = Config::parse("[http]\nport = 0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("http.port"), "{e}");
+        let e = Config::parse("[server]\nbind = \"nope\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("bind"), "{e}");
+        let e = Config::parse("[http]\nfile_send = \"carrier-pigeon\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("file_send"), "{e}");
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let c = Config::embedded();
+        let again = Config::parse(&c.to_toml(), "printed").unwrap();
+        assert_eq!(again.to_toml(), c.to_toml());
+    }
+}

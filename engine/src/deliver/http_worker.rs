@@ -1,0 +1,1214 @@
+//! The HTTP worker: one per core, one io_uring each.
+//!
+//! Follow one request: the multishot accept on this worker's SO_REUSEPORT
+//! listener completes with a direct descriptor (a slot in the ring's file
+//! table, no process fd) → a [`Conn`] goes into the slab and a multishot
+//! receive is armed on it with buffer selection → each receive completion
+//! names a provided buffer; its bytes go straight into the connection's
+//! [`ServerSession`] and the buffer goes back to the ring → the session yields
+//! a [`Request`] → the path is checked, and the file is taken from the
+//! worker's [`FileCache`] or opened through the ring (`openat2` beneath the
+//! root) → [`response::for_entity`] writes the head → head and file range go
+//! out by one `sendmsg` (head + the file's shared mapping), by `send_zc`, or
+//! by `splice` file → pipe → socket, per `http.file_send` → when the last
+//! byte is accepted by the kernel, `response_done` lets the next pipelined
+//! request out, or the connection closes.
+//!
+//! Timers: one ring timeout per tick; each tick checks every connection's
+//! deadline (head, idle, send stall, linger). 20,000 connections cost a few
+//! microseconds per tick.
+use std::cell::Cell;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant, SystemTime};
+
+use io_uring::{opcode, squeue, types};
+use spate_protocols::http::{self, Method, Output, Request, ServerSession, response};
+
+use super::static_files::{FileCache, OpenFile, Opened, Refusal, relative_path};
+use crate::config::{Config, FileSend};
+use crate::runtime::bufring::BufRing;
+use crate::runtime::mesh::MeshEndpoint;
+use crate::runtime::ring::{self, Ring, Token};
+use crate::runtime::slab::Slab;
+
+/// Messages a worker receives over the mesh.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// Stop accepting, finish in-flight responses, exit.
+    Shutdown,
+}
+
+/// Everything a worker thread needs, built by the control thread.
+#[derive(Debug)]
+pub struct WorkerSetup {
+    /// Worker index.
+    pub index: usize,
+    /// This worker's SO_REUSEPORT listener.
+    pub listener: socket2::Socket,
+    /// The mesh endpoint.
+    pub mesh: MeshEndpoint<WorkerMsg>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The static root, opened as a directory.
+    pub root: Arc<File>,
+}
+
+/// Counters a worker keeps (merged for the exit summary; exported as
+/// metrics by the control plane later).
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests rejected as malformed / too large / bad method.
+    pub rejected: u64,
+    /// Connections closed for a stalled request head.
+    pub head_timeouts: u64,
+    /// Connections closed for a stalled send.
+    pub send_stalls: u64,
+    /// Accepts refused because the direct-descriptor table was full.
+    pub table_full: u64,
+    /// Body bytes sent.
+    pub body_bytes: u64,
+}
+
+const ACCEPT: u8 = 1;
+const RECV: u8 = 2;
+const SEND: u8 = 3;
+const SEND_ZC: u8 = 4;
+const SPLICE_IN: u8 = 5;
+const SPLICE_OUT: u8 = 6;
+const OPEN: u8 = 7;
+const CLOSE: u8 = 8;
+const TICK: u8 = 9;
+const WAKE: u8 = 10;
+const SHUT_WR: u8 = 11;
+
+const TICK_EVERY: Duration = Duration::from_millis(200);
+const LINGER: Duration = Duration::from_secs(2);
+/// Largest piece of a body handed to one send / splice.
+const CHUNK: u64 = 1 << 20;
+const PIPE_SIZE: i32 = 1 << 20;
+const MAX_PIPES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests (maybe serving one).
+    Open,
+    /// Write side shut after a last response; draining input until EOF.
+    Lingering,
+    /// Close submitted; waiting for in-flight operations to come back.
+    Closing,
+}
+
+/// One connection. Kept small: an idle keep-alive connection is this struct
+/// in the slab and nothing else (no receive buffer, no response state).
+#[derive(Debug)]
+struct Conn {
+    fd: u32,
+    phase: Phase,
+    recv_armed: bool,
+    /// Operations in flight other than the multishot receive.
+    ops: u16,
+    session: ServerSession,
+    /// Send-stall or linger deadline.
+    deadline: Option<Instant>,
+    work: Option<Box<Work>>,
+}
+
+#[derive(Debug)]
+enum Work {
+    Opening { req: Request, path: CString },
+    Sending(Transfer),
+}
+
+/// A response on its way out. Boxed, so the iovecs and msghdr the kernel
+/// reads stay put while an operation is in flight.
+#[derive(Debug)]
+struct Transfer {
+    head: Vec<u8>,
+    head_off: usize,
+    file: Option<Rc<OpenFile>>,
+    pos: u64,
+    end: u64,
+    status: u16,
+    /// Close (lingering) after this response whatever the session says.
+    last: bool,
+    iov: [libc::iovec; 2],
+    msg: libc::msghdr,
+    pipe: Option<Pipe>,
+    piped: u32,
+    zc_notifs: u16,
+    log: Option<Box<str>>,
+}
+
+#[derive(Debug)]
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> std::io::Result<Self> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: fds is a valid 2-int array; the result is checked.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 just returned two fresh descriptors we own.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: plain fcntl on a descriptor we own; failure only leaves the
+        // default 64 KiB capacity.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        Ok(Self { r, w })
+    }
+}
+
+/// Run a worker until shutdown. Sends `Ok(())` on `ready` once the ring is
+/// up and accepting, or the error that stopped it.
+pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counters {
+    let files = effective_table_size(setup.config.http.max_connections_per_worker);
+    let ring = match Ring::new(4096, files) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "worker {}: cannot set up io_uring with {files} direct descriptors: {e}",
+                setup.index
+            )));
+            return Counters::default();
+        }
+    };
+    let bufs = match BufRing::new(&ring, 0, 2048, 4096) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "worker {}: cannot register provided buffers: {e}",
+                setup.index
+            )));
+            return Counters::default();
+        }
+    };
+    let features = ring.features();
+    let mut file_send = setup.config.http.file_send;
+    if file_send == FileSend::SendZc && !features.send_zc {
+        if setup.index == 0 {
+            tracing::warn!("kernel lacks IORING_OP_SEND_ZC: file_send = \"send\" instead");
+        }
+        file_send = FileSend::Send;
+    }
+    if file_send == FileSend::Splice && !features.splice {
+        if setup.index == 0 {
+            tracing::warn!("kernel lacks IORING_OP_SPLICE: file_send = \"send\" instead");
+        }
+        file_send = FileSend::Send;
+    }
+    if !features.openat2 {
+        let _ = ready.send(Err(
+            "kernel lacks IORING_OP_OPENAT2 (Linux >= 5.6 needed, 6.1 supported)".into(),
+        ));
+        return Counters::default();
+    }
+    let http = &setup.config.http;
+    let limits = http::Limits {
+        max_head_bytes: http.max_head_bytes,
+        max_headers: http.max_headers,
+        max_body_bytes: 0,
+        allow_write_methods: false,
+        head_timeout: http.head_timeout(),
+        idle_timeout: http.idle_timeout(),
+    };
+    let cache_control: Option<&'static str> = if http.cache_control.is_empty() {
+        None
+    } else {
+        Some(Box::leak(http.cache_control.clone().into_boxed_str()))
+    };
+    let mut w = Worker {
+        index: setup.index,
+        bufs,
+        conns: Slab::with_capacity(files as usize),
+        cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
+        pipes: Vec::new(),
+        pipes_out: 0,
+        limits,
+        file_send,
+        send_timeout: http.send_timeout(),
+        shutdown_timeout: Duration::from_secs(setup.config.server.shutdown_timeout),
+        cache_control,
+        access_log: http.access_log,
+        listener: Some(setup.listener),
+        root: setup.root,
+        mesh: setup.mesh,
+        open_how: Box::new(
+            types::OpenHow::new()
+                .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
+                .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS),
+        ),
+        tick: Box::new(types::Timespec::from(TICK_EVERY)),
+        wake_buf: Box::new(0),
+        accept_armed: false,
+        shutdown_at: None,
+        now: Cell::new(Instant::now()),
+        counters: Counters::default(),
+        ring,
+    };
+    w.arm_accept();
+    w.arm_tick();
+    w.arm_wake();
+    let _ = ready.send(Ok(()));
+    w.run_loop();
+    w.counters
+}
+
+fn effective_table_size(wanted: u32) -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the live struct we pass.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    wanted.min(cur.min(u32::MAX as u64) as u32)
+}
+
+struct Worker {
+    // Field order matters for drop: the ring (which unregisters the buffer
+    // group and holds file references) goes first, then the buffers.
+    ring: Ring,
+    bufs: BufRing,
+    index: usize,
+    conns: Slab<Conn>,
+    cache: FileCache,
+    pipes: Vec<Pipe>,
+    pipes_out: usize,
+    limits: http::Limits,
+    file_send: FileSend,
+    send_timeout: Duration,
+    shutdown_timeout: Duration,
+    cache_control: Option<&'static str>,
+    access_log: bool,
+    listener: Option<socket2::Socket>,
+    root: Arc<File>,
+    mesh: MeshEndpoint<WorkerMsg>,
+    open_how: Box<types::OpenHow>,
+    tick: Box<types::Timespec>,
+    wake_buf: Box<u64>,
+    accept_armed: bool,
+    shutdown_at: Option<Instant>,
+    now: Cell<Instant>,
+    counters: Counters,
+}
+
+impl Worker {
+    fn push(&mut self, e: squeue::Entry) {
+        // SAFETY: every entry built in this module points only at memory
+        // owned by the worker (boxed timespec, eventfd buffer, OpenHow), by a
+        // connection's boxed Work (paths, heads, iovecs, msghdr) or by a
+        // file mapping held through an Rc in that Work. None of these is
+        // freed or moved before the operation's completion is processed:
+        // Work is only dropped when the connection has no op in flight.
+        unsafe { self.ring.push(&e) }
+    }
+
+    fn conn_id(&self, slot: u32, generation: u32) -> String {
+        format!("w{}/c{}.{}", self.index, slot, generation)
+    }
+
+    fn arm_accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        let e = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+            .allocate_file_index(true)
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Token::new(ACCEPT, 0, 0).0);
+        self.push(e);
+        self.accept_armed = true;
+    }
+
+    fn arm_tick(&mut self) {
+        let e = opcode::Timeout::new(&*self.tick)
+            .build()
+            .user_data(Token::new(TICK, 0, 0).0);
+        self.push(e);
+    }
+
+    fn arm_wake(&mut self) {
+        let e = opcode::Read::new(
+            types::Fd(self.mesh.eventfd()),
+            (&mut *self.wake_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(Token::new(WAKE, 0, 0).0);
+        self.push(e);
+    }
+
+    fn run_loop(&mut self) {
+        let mut cqes = Vec::with_capacity(1024);
+        loop {
+            if let Err(e) = self.ring.submit_and_wait(1) {
+                tracing::error!("worker {}: io_uring wait failed: {e}", self.index);
+                return;
+            }
+            self.ring.drain_completions(&mut cqes);
+            self.now.set(Instant::now());
+            for &(ud, res, flags) in &cqes {
+                self.complete(Token(ud), res, flags);
+            }
+            if let Some(at) = self.shutdown_at {
+                if self.conns.is_empty() {
+                    tracing::debug!("worker {}: drained, exiting", self.index);
+                    return;
+                }
+                if self.now.get() >= at + Duration::from_secs(2) {
+                    tracing::warn!(
+                        "worker {}: {} connections still busy after the shutdown deadline; leaving them",
+                        self.index,
+                        self.conns.len()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, t: Token, res: i32, flags: u32) {
+        match t.kind() {
+            ACCEPT => self.on_accept(res, flags),
+            TICK => {
+                self.on_tick();
+                self.arm_tick();
+            }
+            WAKE => {
+                let mut msgs = Vec::new();
+                self.mesh.drain(|_, m| msgs.push(m));
+                for m in msgs {
+                    match m {
+                        WorkerMsg::Shutdown => self.begin_shutdown(),
+                    }
+                }
+                self.arm_wake();
+            }
+            CLOSE => {}
+            RECV => self.on_recv(t, res, flags),
+            SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
+            k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
+        }
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !ring::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            let err = -res;
+            if err == libc::ENFILE || err == libc::EMFILE {
+                self.counters.table_full += 1;
+                if self.counters.table_full == 1 || self.counters.table_full.is_power_of_two() {
+                    tracing::warn!(
+                        "worker {}: direct-descriptor table full ({} connections); accepting paused until one closes",
+                        self.index,
+                        self.conns.len()
+                    );
+                }
+                return;
+            }
+            if err != libc::ECANCELED && self.shutdown_at.is_none() {
+                tracing::warn!(
+                    "worker {}: accept failed: {}",
+                    self.index,
+                    std::io::Error::from_raw_os_error(err)
+                );
+            }
+            if !self.accept_armed && self.shutdown_at.is_none() && err != libc::ECANCELED {
+                self.arm_accept();
+            }
+            return;
+        }
+        if !self.accept_armed && self.shutdown_at.is_none() {
+            self.arm_accept();
+        }
+        let fd = res as u32;
+        self.counters.accepted += 1;
+        if self.shutdown_at.is_some() {
+            self.push(
+                opcode::Close::new(types::Fixed(fd))
+                    .build()
+                    .user_data(Token::new(CLOSE, 0, 0).0),
+            );
+            return;
+        }
+        let now = self.now.get();
+        let (slot, generation) = self.conns.insert(Conn {
+            fd,
+            phase: Phase::Open,
+            recv_armed: false,
+            ops: 0,
+            session: ServerSession::new(now, &self.limits),
+            deadline: None,
+            work: None,
+        });
+        self.arm_recv(slot, generation);
+    }
+
+    fn arm_recv(&mut self, slot: u32, generation: u32) {
+        let bgid = self.bufs.group();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(types::Fixed(c.fd), bgid)
+            .build()
+            .user_data(Token::new(RECV, slot, generation).0);
+        self.push(e);
+    }
+
+    fn on_recv(&mut self, t: Token, res: i32, flags: u32) {
+        let (slot, generation) = (t.slot(), t.generation());
+        let bid = ring::buffer_id(flags);
+        let more = ring::more(flags);
+        let now = self.now.get();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        if !more {
+            c.recv_armed = false;
+        }
+        if res > 0 {
+            let b = bid.expect("a receive with data names its buffer");
+            if c.phase == Phase::Open {
+                let data = self.bufs.get(b, res as usize);
+                c.session.handle_input(now, data, &self.limits);
+            }
+            self.bufs.recycle(b);
+            if c.phase == Phase::Open {
+                self.drive(slot, generation);
+            }
+            self.rearm_recv_if_needed(slot, generation);
+            return;
+        }
+        if let Some(b) = bid {
+            self.bufs.recycle(b);
+        }
+        if res == 0 {
+            // Peer closed its side.
+            match c.phase {
+                Phase::Open => {
+                    c.session.handle_eof();
+                    self.drive(slot, generation);
+                }
+                Phase::Lingering => self.close(slot, generation),
+                Phase::Closing => self.maybe_free(slot, generation),
+            }
+            return;
+        }
+        let err = -res;
+        if err == libc::ENOBUFS {
+            // All provided buffers in use: they come back as soon as the
+            // completions queued with this one are processed.
+            self.rearm_recv_if_needed(slot, generation);
+            return;
+        }
+        if c.phase != Phase::Closing && err != libc::ECANCELED {
+            tracing::debug!(
+                "{}: receive failed: {}",
+                self.conn_id(slot, generation),
+                std::io::Error::from_raw_os_error(err)
+            );
+        }
+        self.close(slot, generation);
+    }
+
+    fn rearm_recv_if_needed(&mut self, slot: u32, generation: u32) {
+        if let Some(c) = self.conns.get_mut(slot, generation)
+            && !c.recv_armed
+            && c.phase != Phase::Closing
+        {
+            self.arm_recv(slot, generation);
+        }
+    }
+
+    /// Act on the session's outputs until it waits.
+    fn drive(&mut self, slot: u32, generation: u32) {
+        loop {
+            let Some(c) = self.conns.get_mut(slot, generation) else {
+                return;
+            };
+            if c.phase != Phase::Open || c.work.is_some() {
+                return;
+            }
+            match c.session.poll_output() {
+                None => return,
+                Some(Output::Request(req, _body)) => self.start_request(slot, generation, req),
+                Some(Output::Reject(bytes, err)) => {
+                    self.counters.rejected += 1;
+                    tracing::info!(
+                        "{}: rejected request: {err}",
+                        self.conn_id(slot, generation)
+                    );
+                    let status = parse_status(&bytes);
+                    self.start_transfer(slot, generation, bytes, None, 0..0, status, true, None);
+                    return;
+                }
+                Some(Output::Close) => {
+                    self.linger_or_close(slot, generation);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start_request(&mut self, slot: u32, generation: u32, req: Request) {
+        self.counters.requests += 1;
+        let now_sys = SystemTime::now();
+        let keep_alive = req.keep_alive && self.shutdown_at.is_none();
+        match req.method {
+            Method::Get | Method::Head => {}
+            Method::Options => {
+                let head = response::simple(
+                    204,
+                    "",
+                    &[
+                        ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+                        (
+                            "Access-Control-Allow-Headers",
+                            "Range, If-None-Match, If-Modified-Since",
+                        ),
+                        ("Access-Control-Max-Age", "86400"),
+                        ("Allow", "GET, HEAD, OPTIONS"),
+                    ],
+                    now_sys,
+                    keep_alive,
+                );
+                let log = self.log_line(&req);
+                self.start_transfer(slot, generation, head, None, 0..0, 204, !keep_alive, log);
+                return;
+            }
+            _ => {
+                let head = response::simple(
+                    405,
+                    "method not allowed\n",
+                    &[("Allow", "GET, HEAD, OPTIONS")],
+                    now_sys,
+                    keep_alive,
+                );
+                let log = self.log_line(&req);
+                self.start_transfer(slot, generation, head, None, 0..0, 405, !keep_alive, log);
+                return;
+            }
+        }
+        let path = match relative_path(&req.path) {
+            Ok(p) => p,
+            Err(r) => {
+                let status = match r {
+                    Refusal::Forbidden => 403,
+                    Refusal::NotFound => 404,
+                };
+                self.respond_status(slot, generation, &req, status);
+                return;
+            }
+        };
+        let now = self.now.get();
+        if let Some(f) = self.cache.get(&path, now) {
+            self.respond_file(slot, generation, req, f);
+            return;
+        }
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        c.work = Some(Box::new(Work::Opening { req, path }));
+        c.ops += 1;
+        let Some(Work::Opening { path, .. }) = c.work.as_deref() else {
+            unreachable!()
+        };
+        let e = opcode::OpenAt2::new(
+            types::Fd(self.root.as_raw_fd()),
+            path.as_ptr(),
+            &*self.open_how,
+        )
+        .build()
+        .user_data(Token::new(OPEN, slot, generation).0);
+        self.push(e);
+    }
+
+    fn log_line(&self, req: &Request) -> Option<Box<str>> {
+        self.access_log
+            .then(|| format!("{:?} {}", req.method, req.target).into_boxed_str())
+    }
+
+    fn respond_status(&mut self, slot: u32, generation: u32, req: &Request, status: u16) {
+        let keep_alive = req.keep_alive && self.shutdown_at.is_none();
+        let body = match status {
+            403 => "forbidden\n",
+            404 => "not found\n",
+            _ => "error\n",
+        };
+        let mut head = response::simple(status, body, &[], SystemTime::now(), keep_alive);
+        if req.method == Method::Head {
+            // Same head as GET, no body.
+            let cut = head
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(head.len(), |p| p + 4);
+            head.truncate(cut);
+        }
+        let log = self.log_line(req);
+        self.start_transfer(slot, generation, head, None, 0..0, status, !keep_alive, log);
+    }
+
+    fn respond_file(&mut self, slot: u32, generation: u32, req: Request, f: Rc<OpenFile>) {
+        let keep_alive = req.keep_alive && self.shutdown_at.is_none();
+        let entity = response::Entity {
+            len: f.len,
+            modified: f.modified,
+            etag: Some(f.etag.clone()),
+            content_type: response::content_type_for(&req.path),
+            cache_control: self.cache_control,
+        };
+        let d = response::for_entity(&req, &entity, SystemTime::now(), keep_alive);
+        let log = self.log_line(&req);
+        let body = d.body.clone().unwrap_or(0..0);
+        self.start_transfer(
+            slot,
+            generation,
+            d.head,
+            Some(f),
+            body,
+            d.status,
+            !keep_alive,
+            log,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_transfer(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        head: Vec<u8>,
+        file: Option<Rc<OpenFile>>,
+        body: std::ops::Range<u64>,
+        status: u16,
+        last: bool,
+        log: Option<Box<str>>,
+    ) {
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        c.work = Some(Box::new(Work::Sending(Transfer {
+            head,
+            head_off: 0,
+            file,
+            pos: body.start,
+            end: body.end,
+            status,
+            last,
+            iov: [empty, empty],
+            msg,
+            pipe: None,
+            piped: 0,
+            zc_notifs: 0,
+            log,
+        })));
+        self.pump(slot, generation);
+    }
+
+    /// Submit the next operation of the connection's transfer, or finish it.
+    fn pump(&mut self, slot: u32, generation: u32) {
+        let now = self.now.get();
+        let mode = self.file_send;
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let fd = c.fd;
+        let Some(Work::Sending(x)) = c.work.as_deref_mut() else {
+            return;
+        };
+        if c.ops > x.zc_notifs {
+            // An operation of this transfer is in flight.
+            return;
+        }
+        let head_left = x.head.len() - x.head_off;
+        let body_left = x.end - x.pos;
+        let has_map = x.file.as_ref().is_some_and(|f| f.map.is_some());
+        let entry = if head_left > 0 && mode == FileSend::Send && body_left > 0 && has_map {
+            // Head and as much body as one sendmsg takes, from the mapping.
+            x.iov[0] = libc::iovec {
+                iov_base: x.head[x.head_off..].as_ptr() as *mut _,
+                iov_len: head_left,
+            };
+            let map = x
+                .file
+                .as_ref()
+                .and_then(|f| f.map.as_ref())
+                .expect("has_map");
+            x.iov[1] = libc::iovec {
+                // SAFETY: pos < end <= length of the mapping (the range was
+                // decided against the file's length at open time), so the
+                // pointer stays inside the mapping.
+                iov_base: unsafe { map.as_ptr().add(x.pos as usize) } as *mut _,
+                iov_len: body_left.min(CHUNK) as usize,
+            };
+            x.msg.msg_iov = x.iov.as_mut_ptr();
+            x.msg.msg_iovlen = 2;
+            opcode::SendMsg::new(types::Fixed(fd), &x.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+                .user_data(Token::new(SEND, slot, generation).0)
+        } else if head_left > 0 {
+            // The head alone: all there is, or the body follows another way.
+            let more = if body_left > 0 { libc::MSG_MORE } else { 0 };
+            opcode::Send::new(
+                types::Fixed(fd),
+                x.head[x.head_off..].as_ptr(),
+                head_left as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL | more)
+            .build()
+            .user_data(Token::new(SEND, slot, generation).0)
+        } else if body_left > 0 {
+            let map_ptr = x
+                .file
+                .as_ref()
+                .and_then(|f| f.map.as_ref())
+                .map(|m| m.as_ptr());
+            match mode {
+                FileSend::Send | FileSend::SendZc => {
+                    let Some(base) = map_ptr else {
+                        unreachable!("a non-empty body has a mapping")
+                    };
+                    let take = body_left.min(CHUNK) as u32;
+                    // SAFETY: pos < end <= mapping length (see above).
+                    let p = unsafe { base.add(x.pos as usize) };
+                    if mode == FileSend::SendZc {
+                        opcode::SendZc::new(types::Fixed(fd), p, take)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                            .user_data(Token::new(SEND_ZC, slot, generation).0)
+                    } else {
+                        opcode::Send::new(types::Fixed(fd), p, take)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                            .user_data(Token::new(SEND, slot, generation).0)
+                    }
+                }
+                FileSend::Splice => {
+                    if x.pipe.is_none() {
+                        x.pipe = match self.pipes.pop() {
+                            Some(p) => Some(p),
+                            None if self.pipes_out < MAX_PIPES => match Pipe::new() {
+                                Ok(p) => Some(p),
+                                Err(e) => {
+                                    tracing::warn!(
+                                        "worker {}: cannot create pipe: {e}",
+                                        self.index
+                                    );
+                                    None
+                                }
+                            },
+                            None => None,
+                        };
+                        if x.pipe.is_some() {
+                            self.pipes_out += 1;
+                        } else {
+                            // Out of pipes: this response goes by send.
+                            let Some(base) = map_ptr else { unreachable!() };
+                            let take = body_left.min(CHUNK) as u32;
+                            // SAFETY: pos < end <= mapping length.
+                            let p = unsafe { base.add(x.pos as usize) };
+                            let e = opcode::Send::new(types::Fixed(fd), p, take)
+                                .flags(libc::MSG_NOSIGNAL)
+                                .build()
+                                .user_data(Token::new(SEND, slot, generation).0);
+                            c.ops += 1;
+                            c.deadline = Some(now + self.send_timeout);
+                            self.push(e);
+                            return;
+                        }
+                    }
+                    let pipe = x.pipe.as_ref().expect("pipe taken above");
+                    if x.piped > 0 {
+                        let more = if body_left > x.piped as u64 {
+                            libc::SPLICE_F_MORE
+                        } else {
+                            0
+                        };
+                        opcode::Splice::new(
+                            types::Fd(pipe.r.as_raw_fd()),
+                            -1,
+                            types::Fixed(fd),
+                            -1,
+                            x.piped,
+                        )
+                        .flags(more)
+                        .build()
+                        .user_data(Token::new(SPLICE_OUT, slot, generation).0)
+                    } else {
+                        let f = x.file.as_ref().expect("body has a file");
+                        let take = body_left.min(PIPE_SIZE as u64) as u32;
+                        opcode::Splice::new(
+                            types::Fd(f.file.as_raw_fd()),
+                            x.pos as i64,
+                            types::Fd(pipe.w.as_raw_fd()),
+                            -1,
+                            take,
+                        )
+                        .build()
+                        .user_data(Token::new(SPLICE_IN, slot, generation).0)
+                    }
+                }
+            }
+        } else if x.zc_notifs > 0 {
+            return;
+        } else {
+            self.finish_transfer(slot, generation);
+            return;
+        };
+        c.ops += 1;
+        c.deadline = Some(now + self.send_timeout);
+        self.push(entry);
+    }
+
+    fn on_op(&mut self, t: Token, res: i32, flags: u32) {
+        let (slot, generation) = (t.slot(), t.generation());
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            tracing::error!("worker {}: completion for a freed slot {slot}", self.index);
+            return;
+        };
+        // A zero-copy send completes twice: the result (flagged MORE when a
+        // notification follows) and the notification that the kernel let go
+        // of the pages. Both count as in flight until the notification.
+        let notif = t.kind() == SEND_ZC && ring::notif(flags);
+        c.ops -= 1;
+        if t.kind() == SEND_ZC {
+            if let Some(Work::Sending(x)) = c.work.as_deref_mut() {
+                if notif {
+                    x.zc_notifs -= 1;
+                } else if ring::more(flags) {
+                    x.zc_notifs += 1;
+                    c.ops += 1;
+                }
+            } else if !notif && ring::more(flags) {
+                c.ops += 1;
+            }
+        }
+        if c.phase == Phase::Closing {
+            self.maybe_free(slot, generation);
+            return;
+        }
+        if notif {
+            self.pump(slot, generation);
+            return;
+        }
+        match t.kind() {
+            OPEN => self.on_open(slot, generation, res),
+            SHUT_WR => {}
+            SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT => {
+                if res < 0 {
+                    let err = -res;
+                    if err != libc::ECANCELED {
+                        tracing::debug!(
+                            "{}: send failed: {}",
+                            self.conn_id(slot, generation),
+                            std::io::Error::from_raw_os_error(err)
+                        );
+                    }
+                    self.abort(slot, generation);
+                    return;
+                }
+                let n = res as u64;
+                let Some(Work::Sending(x)) = c.work.as_deref_mut() else {
+                    return;
+                };
+                match t.kind() {
+                    SPLICE_IN => {
+                        if n == 0 {
+                            tracing::warn!(
+                                "{}: file shrank while being sent",
+                                self.conn_id(slot, generation)
+                            );
+                            self.abort(slot, generation);
+                            return;
+                        }
+                        x.pos += n;
+                        x.piped = n as u32;
+                    }
+                    SPLICE_OUT => {
+                        x.piped -= n as u32;
+                        self.counters.body_bytes += n;
+                        if x.piped == 0
+                            && x.pos == x.end
+                            && let Some(p) = x.pipe.take()
+                        {
+                            self.pipes.push(p);
+                            self.pipes_out -= 1;
+                        }
+                    }
+                    _ => {
+                        let head_left = (x.head.len() - x.head_off) as u64;
+                        let from_head = n.min(head_left);
+                        x.head_off += from_head as usize;
+                        x.pos += n - from_head;
+                        self.counters.body_bytes += n - from_head;
+                        if x.pos > x.end {
+                            tracing::error!(
+                                "{}: sent past the body",
+                                self.conn_id(slot, generation)
+                            );
+                            self.abort(slot, generation);
+                            return;
+                        }
+                    }
+                }
+                c.deadline = Some(self.now.get() + self.send_timeout);
+                self.pump(slot, generation);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_open(&mut self, slot: u32, generation: u32, res: i32) {
+        let now = self.now.get();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let Some(work) = c.work.take() else { return };
+        let Work::Opening { req, path } = *work else {
+            return;
+        };
+        if res < 0 {
+            let status = match -res {
+                libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG => 404,
+                libc::EXDEV | libc::EACCES | libc::EPERM | libc::ELOOP => 403,
+                e => {
+                    tracing::warn!(
+                        "{}: open {:?} failed: {}",
+                        self.conn_id(slot, generation),
+                        path,
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    500
+                }
+            };
+            self.respond_status(slot, generation, &req, status);
+            return;
+        }
+        // SAFETY: a successful openat2 completion is a fresh descriptor that
+        // nothing else owns.
+        let file = unsafe { File::from_raw_fd(res) };
+        match OpenFile::from_file(file, now) {
+            Ok(Opened::File(f)) => {
+                let f = self.cache.insert(path, f, now);
+                self.respond_file(slot, generation, req, f);
+            }
+            Ok(Opened::NotAFile) => self.respond_status(slot, generation, &req, 404),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: cannot use {:?}: {e}",
+                    self.conn_id(slot, generation),
+                    path
+                );
+                self.respond_status(slot, generation, &req, 500);
+            }
+        }
+    }
+
+    fn finish_transfer(&mut self, slot: u32, generation: u32) {
+        let now = self.now.get();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        c.deadline = None;
+        let Some(work) = c.work.take() else { return };
+        let Work::Sending(x) = *work else { return };
+        if let Some(p) = x.pipe {
+            self.pipes.push(p);
+            self.pipes_out -= 1;
+        }
+        if let Some(l) = &x.log {
+            tracing::info!(target: "spate::access", "{} {} {} {}", self.conn_id(slot, generation), l, x.status, x.end);
+        }
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if x.last {
+            self.linger_or_close(slot, generation);
+            return;
+        }
+        c.session.response_done(now, &self.limits);
+        self.drive(slot, generation);
+    }
+
+    /// Close after our last response: shut our sending side so the peer sees
+    /// the end, and keep reading (discarding) until it closes or the linger
+    /// time passes, so unread input does not turn our close into a reset
+    /// that destroys the response in flight.
+    fn linger_or_close(&mut self, slot: u32, generation: u32) {
+        let now = self.now.get();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if !c.recv_armed || c.phase != Phase::Open {
+            self.close(slot, generation);
+            return;
+        }
+        c.phase = Phase::Lingering;
+        c.deadline = Some(now + LINGER);
+        c.ops += 1;
+        let e = opcode::Shutdown::new(types::Fixed(c.fd), libc::SHUT_WR)
+            .build()
+            .user_data(Token::new(SHUT_WR, slot, generation).0);
+        self.push(e);
+    }
+
+    /// Drop a connection that misbehaved or failed: cancel what is in flight.
+    fn abort(&mut self, slot: u32, generation: u32) {
+        self.close(slot, generation);
+    }
+
+    fn close(&mut self, slot: u32, generation: u32) {
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Closing;
+        let fd = c.fd;
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(fd)).all())
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(Token::new(CLOSE, 0, 0).0);
+        let close = opcode::Close::new(types::Fixed(fd))
+            .build()
+            .user_data(Token::new(CLOSE, 0, 0).0);
+        self.push(cancel);
+        self.push(close);
+        self.counters.closed += 1;
+        self.maybe_free(slot, generation);
+    }
+
+    fn maybe_free(&mut self, slot: u32, generation: u32) {
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if c.phase != Phase::Closing || c.ops > 0 || c.recv_armed {
+            return;
+        }
+        let c = self.conns.remove(slot, generation).expect("present");
+        if let Some(w) = c.work
+            && let Work::Sending(x) = *w
+            && x.pipe.is_some()
+        {
+            // A pipe may hold bytes of the dead response: drop it.
+            self.pipes_out -= 1;
+        }
+        if !self.accept_armed && self.shutdown_at.is_none() && self.counters.table_full > 0 {
+            self.arm_accept();
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.now.get();
+        let slots: Vec<(u32, u32)> = self.conns.slots().collect();
+        for (slot, generation) in slots {
+            let Some(c) = self.conns.get_mut(slot, generation) else {
+                continue;
+            };
+            if c.phase == Phase::Closing {
+                continue;
+            }
+            if let Some(d) = c.deadline {
+                if now >= d {
+                    if c.phase == Phase::Lingering {
+                        self.close(slot, generation);
+                    } else {
+                        self.counters.send_stalls += 1;
+                        tracing::info!(
+                            "{}: response made no progress for {:?}; dropping the peer",
+                            self.conn_id(slot, generation),
+                            self.send_timeout
+                        );
+                        self.abort(slot, generation);
+                    }
+                }
+                continue;
+            }
+            if c.work.is_some() {
+                continue;
+            }
+            if let Some(d) = c.session.poll_timeout()
+                && now >= d
+            {
+                c.session.handle_timeout(now, &self.limits);
+                self.drive(slot, generation);
+            }
+        }
+        if let Some(at) = self.shutdown_at
+            && now >= at
+        {
+            let slots: Vec<(u32, u32)> = self.conns.slots().collect();
+            for (slot, generation) in slots {
+                self.abort(slot, generation);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        let now = self.now.get();
+        self.shutdown_at = Some(now + self.shutdown_timeout);
+        tracing::debug!(
+            "worker {}: shutting down, {} connections open",
+            self.index,
+            self.conns.len()
+        );
+        // Stop accepting: cancel the multishot accept and close the
+        // listener, so new connections are refused by the kernel.
+        let cancel = opcode::AsyncCancel::new(Token::new(ACCEPT, 0, 0).0)
+            .build()
+            .user_data(Token::new(CLOSE, 0, 0).0);
+        self.push(cancel);
+        let _ = self.ring.submit_and_wait(0);
+        self.listener = None;
+        let slots: Vec<(u32, u32)> = self.conns.slots().collect();
+        for (slot, generation) in slots {
+            let Some(c) = self.conns.get_mut(slot, generation) else {
+                continue;
+            };
+            if c.work.is_none() && c.phase == Phase::Open {
+                self.close(slot, generation);
+            } else {
+                c.session.close_after_response();
+            }
+        }
+    }
+}
+
+fn parse_status(head: &[u8]) -> u16 {
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

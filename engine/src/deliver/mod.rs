@@ -1,0 +1,4 @@
+//! Delivery: the HTTP worker (connections, requests, responses) and the
+//! static file store it serves from.
+pub mod http_worker;
+pub mod static_files;

@@ -1,0 +1,2 @@
+//! Listening sockets.
+pub mod listener;

@@ -1,0 +1,147 @@
+//! Starting the workers and stopping them.
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::Config;
+use crate::deliver::http_worker::{self, Counters, WorkerMsg, WorkerSetup};
+use crate::net::listener::{ListenError, reuseport_listeners};
+use crate::runtime::mesh::{Mesh, MeshEndpoint};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The static root is missing or not a directory.
+    #[error("http.root: {path} is not a usable directory: {source}")]
+    Root {
+        /// The configured path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listener could not be opened.
+    #[error("http.port: {0}")]
+    Listen(#[from] ListenError),
+    /// A worker failed to start.
+    #[error("{0}")]
+    Worker(String),
+}
+
+/// A running server: its workers and the control endpoint of the mesh.
+#[derive(Debug)]
+pub struct Server {
+    control: MeshEndpoint<WorkerMsg>,
+    workers: Vec<JoinHandle<Counters>>,
+    /// Address of the HTTP listener.
+    pub http_addr: SocketAddr,
+}
+
+impl Server {
+    /// Open the root and listeners, start one pinned worker per configured
+    /// core, and return once every worker is accepting.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let root_path = &config.http.root;
+        let root = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(root_path)
+            .map_err(|source| StartError::Root {
+                path: root_path.display().to_string(),
+                source,
+            })?;
+        let root = Arc::new(root);
+        let n = config.worker_count();
+        let http_addr = SocketAddr::new(config.server.bind, config.http.port);
+        let listeners = reuseport_listeners(http_addr, n)?;
+        let (endpoints, control) = Mesh::<WorkerMsg>::build(n, 1024)
+            .map_err(|e| StartError::Worker(format!("mesh: {e}")))?;
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let pin = config.server.pin_workers && !cores.is_empty();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(n);
+        let mut workers = Vec::with_capacity(n);
+        for (index, (listener, mesh)) in listeners.into_iter().zip(endpoints).enumerate() {
+            let setup = WorkerSetup {
+                index,
+                listener,
+                mesh,
+                config: config.clone(),
+                root: root.clone(),
+            };
+            let core = pin.then(|| cores[index % cores.len()]);
+            let ready = ready_tx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("spate-w{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    http_worker::run(setup, ready)
+                })
+                .map_err(|e| StartError::Worker(format!("spawn worker {index}: {e}")))?;
+            workers.push(h);
+        }
+        drop(ready_tx);
+        let mut server = Self {
+            control,
+            workers,
+            http_addr,
+        };
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    server.stop();
+                    return Err(StartError::Worker(e));
+                }
+                Err(_) => {
+                    server.stop();
+                    return Err(StartError::Worker("a worker died while starting".into()));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Graceful stop: every worker stops accepting, finishes in-flight
+    /// responses (up to `server.shutdown_timeout`) and exits. Returns the
+    /// merged counters.
+    pub fn stop(&mut self) -> Counters {
+        for to in 0..self.control.workers() {
+            let mut msg = WorkerMsg::Shutdown;
+            loop {
+                match self.control.send(to, msg) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        msg = back;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let mut total = Counters::default();
+        for h in self.workers.drain(..) {
+            match h.join() {
+                Ok(c) => {
+                    total.accepted += c.accepted;
+                    total.closed += c.closed;
+                    total.requests += c.requests;
+                    total.rejected += c.rejected;
+                    total.head_timeouts += c.head_timeouts;
+                    total.send_stalls += c.send_stalls;
+                    total.table_full += c.table_full;
+                    total.body_bytes += c.body_bytes;
+                }
+                Err(_) => tracing::error!("a worker panicked"),
+            }
+        }
+        total
+    }
+}
