@@ -1,3 +1,57 @@
-//! Harness for end-to-end tests: start the real `spate` binary with a temp
-//! config, find free ports, run real clients (curl, later ffmpeg and
-//! Chromium) against it.
+//! Harness for Spate's end-to-end tests: the real `spate` binary, started with
+//! a temp config and a temp static root full of fixtures, driven by real
+//! clients (curl today; ffmpeg and Chromium later) and by raw sockets where a
+//! test needs byte-level control (pipelining, stalled heads).
+//!
+//! Design principles:
+//! - Test the binary a user runs, through its public surface only (CLI, config
+//!   file, sockets, signals, stderr). Nothing here links against the engine.
+//! - Every test can fail: a missing client (curl) is a loud panic, never a
+//!   skip; a server that does not come up is a failure with its stderr shown.
+//! - No flakiness on a noisy 2-core machine: deadlines are generous, but each
+//!   one is finite, and timing assertions leave seconds of slack.
+//! - Each test gets its own server, port, root and scratch directory, so tests
+//!   run in parallel (`cargo test` default) without seeing each other.
+//!
+//! Typical use:
+//! ```no_run
+//! let spate = spate_tests::Spate::start();
+//! let r = spate.get("/index.html");
+//! assert_eq!(r.status, 200);
+//! ```
+
+mod binary;
+mod curl;
+mod fixtures;
+mod netns;
+mod ports;
+mod raw_http;
+mod scratch;
+mod server;
+
+pub use binary::{Finished, run_spate, spate_bin, target_dir, workspace_root};
+pub use curl::{CurlResponse, curl, curl_bin};
+pub use fixtures::{
+    BIG_FILE, BIG_FILE_LEN, CONTENT_TYPES, LARGE_FILE, LARGE_FILE_LEN, OUTSIDE_SECRET,
+    PLAYLIST_FILE, pseudo_random_bytes,
+};
+pub use netns::in_private_netns;
+pub use ports::free_port;
+pub use raw_http::{RawResponse, connect, read_response};
+pub use scratch::ScratchDir;
+pub use server::{Spate, SpateBuilder};
+
+/// Poll `cond` every 50 ms until it returns true or `timeout` passes; returns
+/// whether it became true.
+pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Spate's one test command (CI runs exactly this, through .ci/run):
+#   1. installs the third-party clients the end-to-end tests drive, if missing;
+#   2. cargo fmt --check, clippy (warnings are errors), build, test.
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p spate-tests`.
+# Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- 1. What the tests need -------------------------------------------------
+# Debian packages, as "command-that-must-exist:package". Add to this list when
+# a test starts using a new client (ffmpeg:ffmpeg, chromium:chromium,
+# npm:npm, pip3:python3-pip, tshark:tshark, ...).
+APT_NEEDS=(
+  "curl:curl"
+)
+# npm and PyPI packages, when tests need them, are installed here too (into
+# node_modules/ and a venv under target/), never downloaded by the tests.
+NPM_NEEDS=()
+PIP_NEEDS=()
+
+missing=()
+for entry in "${APT_NEEDS[@]}"; do
+  cmd=${entry%%:*}
+  pkg=${entry#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "scripts/test.sh: need root (or sudo) to install: ${missing[*]}" >&2
+      exit 1
+    }
+    sudo=(sudo)
+  fi
+  echo "==> apt-get install ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ((${#NPM_NEEDS[@]})); then
+  echo "==> npm install ${NPM_NEEDS[*]}"
+  npm install --no-audit --no-fund --silent "${NPM_NEEDS[@]}"
+fi
+if ((${#PIP_NEEDS[@]})); then
+  echo "==> pip install ${PIP_NEEDS[*]}"
+  python3 -m venv target/test-venv
+  target/test-venv/bin/pip install --quiet "${PIP_NEEDS[@]}"
+fi
+
+for tool in rustfmt clippy; do
+  cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1 || {
+    echo "scripts/test.sh: cargo ${tool/rustfmt/fmt} is missing (rustup component add $tool)" >&2
+    exit 1
+  }
+done
+
+# --- 2. Checks and tests ----------------------------------------------------
+step() {
+  echo
+  echo "==> $*"
+  "$@"
+}
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo build --workspace
+step cargo test --workspace "$@"
+echo
+echo "==> all checks passed"

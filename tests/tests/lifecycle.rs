@@ -1,0 +1,421 @@
+//! The `spate` process as a whole: CLI, config errors, signals, ports.
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spate_tests::{
+    LARGE_FILE, LARGE_FILE_LEN, ScratchDir, Spate, curl_bin, free_port, in_private_netns,
+    run_spate, wait_until, workspace_root,
+};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A scratch dir with `www/` and `spate.toml` = `config` (where `{port}` and
+/// `{root}` are substituted).
+fn config_dir(label: &str, config: &str) -> (ScratchDir, u16) {
+    let dir = ScratchDir::new(label);
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "hi\n").unwrap();
+    let port = free_port();
+    let text = config
+        .replace("{port}", &port.to_string())
+        .replace("{root}", &root.display().to_string());
+    std::fs::write(dir.path().join("spate.toml"), text).unwrap();
+    (dir, port)
+}
+
+/// Run `spate --config spate.toml` with `config`; it must exit non-zero and
+/// name `needle` on stderr.
+fn assert_config_rejected(config: &str, needle: &str) {
+    let (dir, _) = config_dir("badcfg", config);
+    let f = run_spate(&["--config", "spate.toml"], dir.path(), EXIT_TIMEOUT);
+    assert!(
+        !f.status.success(),
+        "spate accepted a bad config ({}):\n{config}\nstderr:\n{}",
+        f.status,
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains(needle),
+        "stderr does not name `{needle}` for config:\n{config}\nstderr:\n{}",
+        f.stderr
+    );
+}
+
+const GOOD_HEAD: &str = "[server]\nbind = \"127.0.0.1\"\nworkers = 2\n";
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    assert_config_rejected(
+        &format!("{GOOD_HEAD}[http]\nport = {{port}}\nroot = \"{{root}}\"\nprot = 1\n"),
+        "prot",
+    );
+    assert_config_rejected(
+        &format!("{GOOD_HEAD}[http]\nport = {{port}}\nroot = \"{{root}}\"\n[htttp]\nport = 1\n"),
+        "htttp",
+    );
+    assert_config_rejected(
+        "[server]\nbind = \"127.0.0.1\"\nworkerz = 2\n[http]\nport = {port}\nroot = \"{root}\"\n",
+        "workerz",
+    );
+}
+
+#[test]
+fn bad_values_are_rejected_by_name() {
+    for (http_line, needle) in [
+        ("port = 0", "port"),
+        ("port = \"eighty\"", "port"),
+        ("port = 70000", "port"),
+        ("file_send = \"carrier-pigeon\"", "file_send"),
+        ("head_timeout = 0", "head_timeout"),
+        ("head_timeout = \"soon\"", "head_timeout"),
+        ("max_head_bytes = 10", "max_head_bytes"),
+        ("access_log = \"yes\"", "access_log"),
+    ] {
+        let port_line = if http_line.starts_with("port") {
+            ""
+        } else {
+            "port = {port}\n"
+        };
+        assert_config_rejected(
+            &format!("{GOOD_HEAD}[http]\n{port_line}root = \"{{root}}\"\n{http_line}\n"),
+            needle,
+        );
+    }
+    assert_config_rejected(
+        "[server]\nbind = \"not-an-address\"\n[http]\nport = {port}\nroot = \"{root}\"\n",
+        "bind",
+    );
+    assert_config_rejected(
+        "[server]\nbind = \"127.0.0.1\"\nworkers = -1\n[http]\nport = {port}\nroot = \"{root}\"\n",
+        "workers",
+    );
+}
+
+#[test]
+fn missing_root_dir_is_named() {
+    assert_config_rejected(
+        &format!("{GOOD_HEAD}[http]\nport = {{port}}\nroot = \"{{root}}/no-such-root-dir\"\n"),
+        "no-such-root-dir",
+    );
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = ScratchDir::new("nocfg");
+    let f = run_spate(
+        &["--config", "no-such-config.toml"],
+        dir.path(),
+        EXIT_TIMEOUT,
+    );
+    assert!(!f.status.success(), "started without its config file");
+    assert!(
+        f.stderr.contains("no-such-config.toml"),
+        "stderr: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn unknown_cli_flag_is_an_error() {
+    let dir = ScratchDir::new("badflag");
+    let f = run_spate(&["--no-such-flag"], dir.path(), EXIT_TIMEOUT);
+    assert!(!f.status.success(), "accepted --no-such-flag");
+    assert!(f.stderr.contains("no-such-flag"), "stderr: {}", f.stderr);
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let (dir, port) = config_dir(
+        "inuse",
+        &format!("{GOOD_HEAD}[http]\nport = {{port}}\nroot = \"{{root}}\"\n"),
+    );
+    let _holder = TcpListener::bind(("127.0.0.1", port)).expect("hold the port");
+    let f = run_spate(&["--config", "spate.toml"], dir.path(), EXIT_TIMEOUT);
+    assert!(!f.status.success(), "started on a port that is in use");
+    assert!(
+        f.stderr.contains("in use"),
+        "stderr does not say `in use`:\n{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains(&port.to_string()),
+        "stderr does not name port {port}:\n{}",
+        f.stderr
+    );
+}
+
+/// SO_REUSEPORT must not let a second spate silently share the first one's
+/// port (and half its traffic).
+#[test]
+fn port_in_use_by_another_spate_is_a_clear_error() {
+    let first = Spate::start();
+    let (dir, _) = config_dir(
+        "inuse2",
+        &format!(
+            "{GOOD_HEAD}[http]\nport = {}\nroot = \"{{root}}\"\n",
+            first.port()
+        ),
+    );
+    let f = run_spate(&["--config", "spate.toml"], dir.path(), EXIT_TIMEOUT);
+    assert!(
+        !f.status.success(),
+        "a second spate started on port {} while the first one listens there",
+        first.port()
+    );
+    assert!(
+        f.stderr.contains("in use"),
+        "stderr does not say `in use`:\n{}",
+        f.stderr
+    );
+    first.get("/index.html").assert_status(200);
+}
+
+#[test]
+fn print_config_prints_the_effective_config() {
+    let dir = ScratchDir::new("print");
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    let f = run_spate(&["--print-config"], dir.path(), EXIT_TIMEOUT);
+    assert!(
+        f.status.success(),
+        "--print-config failed ({}): {}",
+        f.status,
+        f.stderr
+    );
+    assert!(
+        f.stdout.contains("port = 8080"),
+        "no `port = 8080` in:\n{}",
+        f.stdout
+    );
+    let v: toml::Table = f
+        .stdout
+        .parse()
+        .unwrap_or_else(|e| panic!("--print-config output is not TOML: {e}\n{}", f.stdout));
+    assert_eq!(v["http"]["port"].as_integer(), Some(8080), "{}", f.stdout);
+    assert_eq!(
+        v["http"]["max_head_bytes"].as_integer(),
+        Some(16384),
+        "{}",
+        f.stdout
+    );
+    for section in ["server", "http", "log"] {
+        assert!(v.contains_key(section), "no [{section}] in:\n{}", f.stdout);
+    }
+
+    // With --config: the file's values, and the output is itself a valid config
+    // that prints the same.
+    let (dir, port) = config_dir(
+        "print2",
+        &format!("{GOOD_HEAD}[http]\nport = {{port}}\nroot = \"{{root}}\"\nhead_timeout = 7\n"),
+    );
+    let f = run_spate(
+        &["--config", "spate.toml", "--print-config"],
+        dir.path(),
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        f.status.success(),
+        "--config --print-config failed: {}",
+        f.stderr
+    );
+    let v: toml::Table = f.stdout.parse().expect("TOML");
+    assert_eq!(
+        v["http"]["port"].as_integer(),
+        Some(port as i64),
+        "{}",
+        f.stdout
+    );
+    assert_eq!(
+        v["http"]["head_timeout"].as_integer(),
+        Some(7),
+        "{}",
+        f.stdout
+    );
+    assert_eq!(v["server"]["workers"].as_integer(), Some(2), "{}", f.stdout);
+    std::fs::write(dir.path().join("printed.toml"), &f.stdout).unwrap();
+    let again = run_spate(
+        &["--config", "printed.toml", "--print-config"],
+        dir.path(),
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        again.status.success(),
+        "printed config rejected: {}",
+        again.stderr
+    );
+    assert_eq!(
+        again.stdout, f.stdout,
+        "printing the printed config differs"
+    );
+}
+
+/// `spate` with no arguments, from the repo root: the embedded config, HTTP
+/// on 8080 serving ./www. Runs in a private network namespace so port 8080 is
+/// free whatever else runs on this machine.
+#[test]
+fn no_args_serves_repo_www_on_8080() {
+    let bin = spate_tests::spate_bin().to_path_buf();
+    let curl = curl_bin().to_string();
+    let repo = workspace_root();
+    let expected = std::fs::read(repo.join("www/index.html")).expect("repo www/index.html");
+    let result = in_private_netns(move || {
+        let scratch = ScratchDir::new("noargs");
+        let err_path = scratch.path().join("stderr");
+        let mut child = Command::new(&bin)
+            .current_dir(&repo)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .expect("start spate");
+        let up = wait_until(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", 8080)).is_ok()
+                || child.try_wait().ok().flatten().is_some()
+        });
+        let body = if up && child.try_wait().ok().flatten().is_none() {
+            let out = Command::new(&curl)
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "30",
+                    "-w",
+                    "\n%{http_code}",
+                    "http://127.0.0.1:8080/index.html",
+                ])
+                .output()
+                .expect("curl");
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "spate with no args did not listen on 8080 (exit: {:?})",
+                child.try_wait()
+            ))
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        (body, std::fs::read_to_string(&err_path).unwrap_or_default())
+    });
+    let (body, stderr) = match result {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "cannot create a private network namespace ({e}); this test needs root (CI runs as root)"
+        ),
+    };
+    let body = body.unwrap_or_else(|e| panic!("{e}\nstderr:\n{stderr}"));
+    let mut want = expected.clone();
+    want.extend_from_slice(b"\n200");
+    assert!(
+        body == want,
+        "GET /index.html from `spate` (no args) returned:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[test]
+fn sigterm_when_idle_exits_zero() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut s = Spate::start();
+        s.get("/index.html").assert_status(200);
+        s.signal(sig);
+        let status = s.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!("idle spate still running {EXIT_TIMEOUT:?} after signal {sig}")
+        });
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status after signal {sig}: {status}"
+        );
+    }
+}
+
+/// SIGTERM mid-download: the download completes, new connections are
+/// refused, and spate exits 0 within shutdown_timeout.
+#[test]
+fn sigterm_mid_download_finishes_it_and_exits_zero() {
+    let mut s = Spate::builder()
+        .server("shutdown_timeout", "15")
+        .with_large_file()
+        .start();
+    let out_path = s.dir().join("download.bin");
+    let mut curl = Command::new(curl_bin())
+        .args(["-sS", "--max-time", "60", "--limit-rate", "2M", "-o"])
+        .arg(&out_path)
+        .arg(s.url(&format!("/{LARGE_FILE}")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start curl");
+    std::thread::sleep(Duration::from_millis(500));
+    // Make sure the download is under way (a noisy machine may be slow to start curl).
+    let started = wait_until(Duration::from_secs(10), || {
+        std::fs::metadata(&out_path).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(started, "curl received nothing within 10 s");
+    let size_at_signal = std::fs::metadata(&out_path).map_or(0, |m| m.len());
+    s.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+
+    // New connections are refused once the listeners are closed.
+    let refused = wait_until(Duration::from_secs(5), || {
+        match TcpStream::connect_timeout(&s.addr(), Duration::from_millis(500)) {
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            // Accepted (the listener is still open): not refused yet.
+            Ok(_) => false,
+        }
+    });
+
+    let status = wait_child(&mut curl, Duration::from_secs(60));
+    let mut curl_err = String::new();
+    if let Some(mut e) = curl.stderr.take() {
+        let _ = e.read_to_string(&mut curl_err);
+    }
+    let got = std::fs::read(&out_path).unwrap_or_default();
+    let exit = s.wait_exit(Duration::from_secs(15 + 10));
+    assert!(
+        size_at_signal < LARGE_FILE_LEN as u64,
+        "the download had already finished when SIGTERM was sent: not a mid-download test"
+    );
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "curl did not finish the download after SIGTERM (status {status:?}, {} of {LARGE_FILE_LEN} bytes): {curl_err}",
+        got.len()
+    );
+    assert!(
+        got == s.file(LARGE_FILE),
+        "downloaded bytes differ from the file ({} bytes)",
+        got.len()
+    );
+    assert!(refused, "new connections still accepted 5 s after SIGTERM");
+    let exit = exit.unwrap_or_else(|| {
+        panic!(
+            "spate still running {:?} after SIGTERM (shutdown_timeout = 15)",
+            signalled.elapsed()
+        )
+    });
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "spate exit status after SIGTERM: {exit}"
+    );
+}
+
+fn wait_child(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
