@@ -17,12 +17,24 @@
 //! - `poll_timeout()` gives the deadline; past it call `handle_timeout(now)`,
 //!   which yields [`Output::Close`] (or a 408 reject) for a stalled head or an
 //!   idle keep-alive connection.
+//!
+//! Rejects (each with `Connection: close`, and without `Date`: the session
+//! has no wall clock): 400 malformed head, bad target or percent-escape, or a
+//! body where none is accepted; 405 (with `Allow: GET, HEAD, OPTIONS`) for
+//! write methods unless `Limits::allow_write_methods`; 408 head/body timeout;
+//! 411 chunked request body; 413 body over `Limits::max_body_bytes`; 431
+//! head over `Limits::max_head_bytes` or `Limits::max_headers`; 505 version
+//! other than HTTP/1.0 or 1.1.
 
 mod head;
+#[cfg(test)]
+mod proptests;
 pub mod response;
 mod session;
+#[cfg(test)]
+mod tests;
 
-pub use head::{Method, RangeSpec, Request, Version};
+pub use head::{Method, RangeSpec, Request, Version, percent_decode};
 pub use session::{Limits, Output, ServerSession};
 
 /// What was wrong with a request, naming the input.
@@ -47,4 +59,14 @@ pub enum HttpError {
     /// Unsupported HTTP version.
     #[error("unsupported HTTP version")]
     Version,
+    /// A request body larger than `Limits::max_body_bytes` (answered 413).
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The head (or its body) did not arrive within `Limits::head_timeout`
+    /// (answered 408).
+    #[error("request not received within the head timeout")]
+    Timeout,
 }
