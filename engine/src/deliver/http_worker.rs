@@ -154,6 +154,9 @@ struct Transfer {
 struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
+    /// Capacity in bytes: a splice into the pipe never asks for more, so it
+    /// cannot wait on the pipe being drained.
+    cap: u32,
 }
 
 impl Pipe {
@@ -165,10 +168,20 @@ impl Pipe {
         }
         // SAFETY: pipe2 just returned two fresh descriptors we own.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: plain fcntl on a descriptor we own; failure only leaves the
-        // default 64 KiB capacity.
-        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        Ok(Self { r, w })
+        // SAFETY: plain fcntls on a descriptor we own; a failed resize only
+        // leaves the default capacity, which F_GETPIPE_SZ then reports.
+        let cap = unsafe {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
+            libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+        };
+        if cap <= 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            r,
+            w,
+            cap: cap as u32,
+        })
     }
 }
 
@@ -254,6 +267,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         tick: Box::new(types::Timespec::from(TICK_EVERY)),
         wake_buf: Box::new(0),
         accept_armed: false,
+        accept_retry: false,
         shutdown_at: None,
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
@@ -304,6 +318,7 @@ struct Worker {
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
     accept_armed: bool,
+    accept_retry: bool,
     shutdown_at: Option<Instant>,
     now: Cell<Instant>,
     counters: Counters,
@@ -328,7 +343,6 @@ impl Worker {
         let Some(l) = &self.listener else { return };
         let e = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
             .allocate_file_index(true)
-            .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(Token::new(ACCEPT, 0, 0).0);
         self.push(e);
@@ -383,6 +397,12 @@ impl Worker {
     }
 
     fn complete(&mut self, t: Token, res: i32, flags: u32) {
+        tracing::trace!(
+            "worker {}: completion kind {} slot {} res {res} flags {flags:#x}",
+            self.index,
+            t.kind(),
+            t.slot()
+        );
         match t.kind() {
             ACCEPT => self.on_accept(res, flags),
             TICK => {
@@ -424,14 +444,13 @@ impl Worker {
                 return;
             }
             if err != libc::ECANCELED && self.shutdown_at.is_none() {
+                // Retried on the next tick, so a persistent error cannot spin.
                 tracing::warn!(
-                    "worker {}: accept failed: {}",
+                    "worker {}: accept failed: {}; retrying",
                     self.index,
                     std::io::Error::from_raw_os_error(err)
                 );
-            }
-            if !self.accept_armed && self.shutdown_at.is_none() && err != libc::ECANCELED {
-                self.arm_accept();
+                self.accept_retry = true;
             }
             return;
         }
@@ -785,7 +804,7 @@ impl Worker {
             .flags(libc::MSG_NOSIGNAL | more)
             .build()
             .user_data(Token::new(SEND, slot, generation).0)
-        } else if body_left > 0 {
+        } else if body_left > 0 || x.piped > 0 {
             let map_ptr = x
                 .file
                 .as_ref()
@@ -847,7 +866,7 @@ impl Worker {
                     }
                     let pipe = x.pipe.as_ref().expect("pipe taken above");
                     if x.piped > 0 {
-                        let more = if body_left > x.piped as u64 {
+                        let more = if body_left > 0 {
                             libc::SPLICE_F_MORE
                         } else {
                             0
@@ -864,7 +883,7 @@ impl Worker {
                         .user_data(Token::new(SPLICE_OUT, slot, generation).0)
                     } else {
                         let f = x.file.as_ref().expect("body has a file");
-                        let take = body_left.min(PIPE_SIZE as u64) as u32;
+                        let take = body_left.min(pipe.cap as u64) as u32;
                         opcode::Splice::new(
                             types::Fd(f.file.as_raw_fd()),
                             x.pos as i64,
@@ -1129,6 +1148,10 @@ impl Worker {
 
     fn on_tick(&mut self) {
         let now = self.now.get();
+        if self.accept_retry && !self.accept_armed && self.shutdown_at.is_none() {
+            self.accept_retry = false;
+            self.arm_accept();
+        }
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
