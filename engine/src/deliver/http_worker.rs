@@ -1250,7 +1250,10 @@ mod tests {
 
     #[test]
     fn status_is_read_from_a_head() {
-        assert_eq!(parse_status(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), 431);
+        assert_eq!(
+            parse_status(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            431
+        );
         assert_eq!(parse_status(b"junk"), 0);
     }
 }
