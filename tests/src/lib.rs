@@ -37,7 +37,7 @@ pub use fixtures::{
 };
 pub use netns::in_private_netns;
 pub use ports::free_port;
-pub use raw_http::{RawResponse, connect, read_response};
+pub use raw_http::{RawResponse, connect, connect_small_window, read_response};
 pub use scratch::ScratchDir;
 pub use server::{Spate, SpateBuilder};
 

@@ -1,12 +1,14 @@
 //! The `spate` process as a whole: CLI, config errors, signals, ports.
-use std::io::Read;
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    LARGE_FILE, LARGE_FILE_LEN, ScratchDir, Spate, curl_bin, free_port, in_private_netns,
-    run_spate, wait_until, workspace_root,
+    LARGE_FILE, LARGE_FILE_LEN, ScratchDir, Spate, connect_small_window, curl_bin, free_port,
+    in_private_netns, read_response, run_spate, wait_until, workspace_root,
 };
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -330,14 +332,60 @@ fn sigterm_when_idle_exits_zero() {
     }
 }
 
-/// SIGTERM mid-download: the download completes, new connections are
-/// refused, and spate exits 0 within shutdown_timeout.
+/// Reads at most `rate` bytes/s, counting what it got in `received`.
+struct PacedReader<R> {
+    inner: R,
+    rate: u64,
+    start: Instant,
+    received: Arc<AtomicUsize>,
+}
+
+impl<R: Read> Read for PacedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.received.load(Ordering::Relaxed) as u64;
+        let allowed = self.rate * self.start.elapsed().as_millis() as u64 / 1000 + 16 * 1024;
+        if got >= allowed {
+            std::thread::sleep(Duration::from_millis(
+                (got - allowed) * 1000 / self.rate + 5,
+            ));
+        }
+        let n = buf.len().min(16 * 1024);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.received.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// SIGTERM mid-download: the downloads complete byte-exact, new connections
+/// are refused, and spate exits 0 within shutdown_timeout.
+///
+/// Two downloads of the 5 MiB file run when the signal arrives: a raw client
+/// with a 32 KiB receive window reading at 2 MB/s (so the server is certainly
+/// still sending), and `curl --limit-rate 2M` (curl 7.88's limiter lets
+/// loopback transfers burst, so it may be done sooner; it must still get every
+/// byte).
 #[test]
 fn sigterm_mid_download_finishes_it_and_exits_zero() {
     let mut s = Spate::builder()
         .server("shutdown_timeout", "15")
         .with_large_file()
         .start();
+    let want = s.file(LARGE_FILE);
+
+    let mut slow = connect_small_window(s.addr(), 32 * 1024).expect("connect slow client");
+    slow.write_all(format!("GET /{LARGE_FILE} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let paced = PacedReader {
+        inner: slow,
+        rate: 2_000_000,
+        start: Instant::now(),
+        received: Arc::clone(&received),
+    };
+    let slow_client = std::thread::spawn(move || {
+        read_response(&mut BufReader::with_capacity(16 * 1024, paced), false)
+    });
+
     let out_path = s.dir().join("download.bin");
     let mut curl = Command::new(curl_bin())
         .args(["-sS", "--max-time", "60", "--limit-rate", "2M", "-o"])
@@ -348,13 +396,15 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start curl");
+
     std::thread::sleep(Duration::from_millis(500));
-    // Make sure the download is under way (a noisy machine may be slow to start curl).
+    // Make sure both downloads are under way (a noisy machine may be slow).
     let started = wait_until(Duration::from_secs(10), || {
-        std::fs::metadata(&out_path).is_ok_and(|m| m.len() > 0)
+        received.load(Ordering::Relaxed) > 0
+            && std::fs::metadata(&out_path).is_ok_and(|m| m.len() > 0)
     });
-    assert!(started, "curl received nothing within 10 s");
-    let size_at_signal = std::fs::metadata(&out_path).map_or(0, |m| m.len());
+    assert!(started, "the downloads received nothing within 10 s");
+    let received_at_signal = received.load(Ordering::Relaxed);
     s.signal(libc::SIGTERM);
     let signalled = Instant::now();
 
@@ -367,6 +417,7 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         }
     });
 
+    let slow_result = slow_client.join().expect("slow client thread");
     let status = wait_child(&mut curl, Duration::from_secs(60));
     let mut curl_err = String::new();
     if let Some(mut e) = curl.stderr.take() {
@@ -374,18 +425,34 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
     }
     let got = std::fs::read(&out_path).unwrap_or_default();
     let exit = s.wait_exit(Duration::from_secs(15 + 10));
+
     assert!(
-        size_at_signal < LARGE_FILE_LEN as u64,
-        "the download had already finished when SIGTERM was sent: not a mid-download test"
+        received_at_signal < LARGE_FILE_LEN / 2,
+        "the slow client had {received_at_signal} bytes when SIGTERM was sent: not mid-download"
     );
+    match slow_result {
+        Ok(r) => {
+            assert_eq!(r.status, 200, "{}", r.status_line);
+            assert!(
+                r.body == want,
+                "slow client: downloaded bytes differ from the file ({} bytes)",
+                r.body.len()
+            );
+        }
+        Err(e) => panic!(
+            "slow client did not get the whole file after SIGTERM ({} of {LARGE_FILE_LEN} bytes, \
+             SIGTERM at {received_at_signal}): {e}",
+            received.load(Ordering::Relaxed)
+        ),
+    }
     assert!(
         status.is_some_and(|st| st.success()),
         "curl did not finish the download after SIGTERM (status {status:?}, {} of {LARGE_FILE_LEN} bytes): {curl_err}",
         got.len()
     );
     assert!(
-        got == s.file(LARGE_FILE),
-        "downloaded bytes differ from the file ({} bytes)",
+        got == want,
+        "curl: downloaded bytes differ from the file ({} bytes)",
         got.len()
     );
     assert!(refused, "new connections still accepted 5 s after SIGTERM");
