@@ -317,7 +317,7 @@ fn run(args: HttpArgs) -> Result<ExitCode, String> {
             )
         };
         let self0 = procstat::self_cpu_seconds();
-        let m0 = procstat::machine_ticks();
+        let m0 = procstat::MachineCpu::now();
         let t0 = Instant::now();
         shared.phase.store(PHASE_MEASURE, Ordering::Relaxed);
         std::thread::sleep(Duration::from_secs_f64(args.duration));
@@ -333,14 +333,9 @@ fn run(args: HttpArgs) -> Result<ExitCode, String> {
             )
         };
         let self1 = procstat::self_cpu_seconds();
-        let m1 = procstat::machine_ticks();
+        let m1 = procstat::MachineCpu::now();
         let held_at_end = shared.connected.load(Ordering::Relaxed);
         let outcome = join(handles)?;
-        let machine_busy = if m1.1 > m0.1 {
-            (m1.0 - m0.0) as f64 / (m1.1 - m0.1) as f64
-        } else {
-            0.0
-        };
         let rep = LoadReport {
             label: args.label.clone(),
             url: args.url.clone(),
@@ -354,7 +349,7 @@ fn run(args: HttpArgs) -> Result<ExitCode, String> {
             server_pids: server.pids.clone(),
             server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
             client_cpu: self1 - self0,
-            machine_busy,
+            machine: m0.delta(&m1),
             outcome,
         };
         rep.print();

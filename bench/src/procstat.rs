@@ -122,22 +122,66 @@ pub fn self_cpu_seconds() -> f64 {
     cpu_ticks(std::process::id()).unwrap_or(0) as f64 / clock_ticks()
 }
 
-/// Machine-wide CPU counters from /proc/stat: (busy, total) in ticks.
-pub fn machine_ticks() -> (u64, u64) {
-    let Ok(s) = fs::read_to_string("/proc/stat") else {
-        return (0, 0);
-    };
-    let Some(line) = s.lines().next() else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+/// Machine-wide CPU time from the first line of /proc/stat, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    /// user + nice.
+    pub user: f64,
+    /// system.
+    pub system: f64,
+    /// irq + softirq (network receive processing on loopback lands here,
+    /// charged to no process).
+    pub irq: f64,
+    /// idle + iowait.
+    pub idle: f64,
+    /// Everything, steal included.
+    pub total: f64,
+}
+
+impl MachineCpu {
+    /// Read the counters now.
+    pub fn now() -> Self {
+        let Ok(s) = fs::read_to_string("/proc/stat") else {
+            return Self::default();
+        };
+        let Some(line) = s.lines().next() else {
+            return Self::default();
+        };
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse::<u64>().ok())
+            .map(|t| t as f64 / clock_ticks())
+            .collect();
+        let g = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        Self {
+            user: g(0) + g(1),
+            system: g(2),
+            irq: g(5) + g(6),
+            idle: g(3) + g(4),
+            total: v.iter().take(8).sum(),
+        }
+    }
+
+    /// Usage between `self` (earlier) and `later`.
+    pub fn delta(&self, later: &Self) -> Self {
+        Self {
+            user: later.user - self.user,
+            system: later.system - self.system,
+            irq: later.irq - self.irq,
+            idle: later.idle - self.idle,
+            total: later.total - self.total,
+        }
+    }
+
+    /// Busy fraction (not idle) of all CPUs.
+    pub fn busy(&self) -> f64 {
+        if self.total > 0.0 {
+            1.0 - self.idle / self.total
+        } else {
+            0.0
+        }
+    }
 }
 
 #[cfg(test)]

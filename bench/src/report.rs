@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::client::{Errors, Outcome};
+use crate::procstat::MachineCpu;
 
 /// A load run's results.
 #[derive(Debug)]
@@ -21,8 +22,8 @@ pub struct LoadReport {
     pub server_cpu: Option<f64>,
     /// This process's CPU seconds during the measurement.
     pub client_cpu: f64,
-    /// Fraction of all the machine's CPU time that was busy.
-    pub machine_busy: f64,
+    /// The whole machine's CPU time during the measurement.
+    pub machine: MachineCpu,
     pub outcome: Outcome,
 }
 
@@ -58,6 +59,14 @@ impl LoadReport {
     pub fn mb_per_s(&self) -> f64 {
         self.outcome.bytes as f64 / self.seconds / 1e6
     }
+    /// Busy CPU seconds charged to neither the server, this client, nor
+    /// interrupts: other processes and kernel threads (a noisy neighbour
+    /// shows here).
+    pub fn other_cpu(&self) -> f64 {
+        let m = &self.machine;
+        (m.total - m.idle - m.irq - self.client_cpu - self.server_cpu.unwrap_or(0.0)).max(0.0)
+    }
+
     pub fn req_per_server_cpu_s(&self) -> Option<f64> {
         self.server_cpu
             .filter(|&c| c > 0.0)
@@ -103,10 +112,16 @@ impl LoadReport {
                 self.req_per_server_cpu_s().unwrap_or(0.0)
             );
         }
+        let m = &self.machine;
         println!(
-            "  client CPU    {:.2} s; machine busy {:.0}%",
+            "  client CPU    {:.2} s; other {:.2} s; machine busy {:.0}%: user {:.2} s, system {:.2} s, irq+softirq {:.2} s, idle {:.2} s",
             self.client_cpu,
-            self.machine_busy * 100.0
+            self.other_cpu(),
+            m.busy() * 100.0,
+            m.user,
+            m.system,
+            m.irq,
+            m.idle
         );
         if self.outcome.nobufs > 0 {
             println!(
@@ -148,7 +163,12 @@ impl LoadReport {
             opt(self.req_per_server_cpu_s().map(f3)),
         );
         field(&mut s, "client_cpu_s", f3(self.client_cpu));
-        field(&mut s, "machine_busy", f3(self.machine_busy));
+        field(&mut s, "other_cpu_s", f3(self.other_cpu()));
+        field(&mut s, "machine_busy", f3(self.machine.busy()));
+        field(&mut s, "machine_user_s", f3(self.machine.user));
+        field(&mut s, "machine_system_s", f3(self.machine.system));
+        field(&mut s, "machine_irq_s", f3(self.machine.irq));
+        field(&mut s, "machine_idle_s", f3(self.machine.idle));
         field(&mut s, "recv_nobufs", self.outcome.nobufs);
         field(&mut s, "connects", self.outcome.connects);
         finish(s)
