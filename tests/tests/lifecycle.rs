@@ -356,12 +356,52 @@ impl<R: Read> Read for PacedReader<R> {
     }
 }
 
+/// A raw client downloading `path` at `rate` bytes/s on its own thread.
+struct PacedDownload {
+    label: String,
+    received: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<std::io::Result<spate_tests::RawResponse>>,
+}
+
+impl PacedDownload {
+    /// `rcvbuf`: Some(bytes) for a small receive window, None for the default.
+    fn start(s: &Spate, path: &str, rate: u64, rcvbuf: Option<usize>) -> Self {
+        let mut conn = match rcvbuf {
+            Some(n) => connect_small_window(s.addr(), n).expect("connect"),
+            None => s.connect(),
+        };
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let paced = PacedReader {
+            inner: conn,
+            rate,
+            start: Instant::now(),
+            received: Arc::clone(&received),
+        };
+        let thread = std::thread::spawn(move || {
+            read_response(&mut BufReader::with_capacity(16 * 1024, paced), false)
+        });
+        Self {
+            label: format!("paced client ({rate} B/s, receive buffer {rcvbuf:?})"),
+            received,
+            thread,
+        }
+    }
+
+    fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
 /// SIGTERM mid-download: the downloads complete byte-exact, new connections
-/// are refused, and spate exits 0 within shutdown_timeout.
+/// are refused, and spate exits 0 once they are done (within
+/// shutdown_timeout).
 ///
-/// Two downloads of the 5 MiB file run when the signal arrives: a raw client
-/// with a 32 KiB receive window reading at 2 MB/s (so the server is certainly
-/// still sending), and `curl --limit-rate 2M` (curl 7.88's limiter lets
+/// Downloads of the 5 MiB file running when the signal arrives: raw clients
+/// reading at 2 MB/s, one with a 32 KiB receive window (so the server itself is
+/// certainly still sending) and two with default buffers (the kernel holds most
+/// of the response), and `curl --limit-rate 2M` (curl 7.88's limiter lets
 /// loopback transfers burst, so it may be done sooner; it must still get every
 /// byte).
 #[test]
@@ -371,26 +411,18 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         .with_large_file()
         .start();
     let want = s.file(LARGE_FILE);
+    let path = format!("/{LARGE_FILE}");
 
-    let mut slow = connect_small_window(s.addr(), 32 * 1024).expect("connect slow client");
-    slow.write_all(format!("GET /{LARGE_FILE} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-        .unwrap();
-    let received = Arc::new(AtomicUsize::new(0));
-    let paced = PacedReader {
-        inner: slow,
-        rate: 2_000_000,
-        start: Instant::now(),
-        received: Arc::clone(&received),
-    };
-    let slow_client = std::thread::spawn(move || {
-        read_response(&mut BufReader::with_capacity(16 * 1024, paced), false)
-    });
+    let paced: Vec<PacedDownload> = [Some(32 * 1024), None, None]
+        .into_iter()
+        .map(|rcvbuf| PacedDownload::start(&s, &path, 2_000_000, rcvbuf))
+        .collect();
 
     let out_path = s.dir().join("download.bin");
     let mut curl = Command::new(curl_bin())
         .args(["-sS", "--max-time", "60", "--limit-rate", "2M", "-o"])
         .arg(&out_path)
-        .arg(s.url(&format!("/{LARGE_FILE}")))
+        .arg(s.url(&path))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -398,13 +430,13 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         .expect("start curl");
 
     std::thread::sleep(Duration::from_millis(500));
-    // Make sure both downloads are under way (a noisy machine may be slow).
+    // Make sure all downloads are under way (a noisy machine may be slow).
     let started = wait_until(Duration::from_secs(10), || {
-        received.load(Ordering::Relaxed) > 0
+        paced.iter().all(|p| p.received() > 0)
             && std::fs::metadata(&out_path).is_ok_and(|m| m.len() > 0)
     });
     assert!(started, "the downloads received nothing within 10 s");
-    let received_at_signal = received.load(Ordering::Relaxed);
+    let at_signal: Vec<usize> = paced.iter().map(PacedDownload::received).collect();
     s.signal(libc::SIGTERM);
     let signalled = Instant::now();
 
@@ -417,33 +449,46 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         }
     });
 
-    let slow_result = slow_client.join().expect("slow client thread");
+    let mut results = Vec::new();
+    for p in paced {
+        let result = p.thread.join().expect("paced client thread");
+        results.push((p.label, result, p.received.load(Ordering::Relaxed)));
+    }
+    let paced_done = signalled.elapsed();
     let status = wait_child(&mut curl, Duration::from_secs(60));
+    let curl_done = signalled.elapsed();
     let mut curl_err = String::new();
     if let Some(mut e) = curl.stderr.take() {
         let _ = e.read_to_string(&mut curl_err);
     }
     let got = std::fs::read(&out_path).unwrap_or_default();
     let exit = s.wait_exit(Duration::from_secs(15 + 10));
+    let exited = signalled.elapsed();
+    eprintln!(
+        "after SIGTERM: paced clients done at {paced_done:?}, curl done at {curl_done:?}, \
+         spate exited at {exited:?}; refused: {refused}; paced bytes at signal: {at_signal:?}"
+    );
 
     assert!(
-        received_at_signal < LARGE_FILE_LEN / 2,
-        "the slow client had {received_at_signal} bytes when SIGTERM was sent: not mid-download"
+        at_signal[0] < LARGE_FILE_LEN / 2,
+        "the small-window client had {} bytes when SIGTERM was sent: not mid-download",
+        at_signal[0]
     );
-    match slow_result {
-        Ok(r) => {
-            assert_eq!(r.status, 200, "{}", r.status_line);
-            assert!(
-                r.body == want,
-                "slow client: downloaded bytes differ from the file ({} bytes)",
-                r.body.len()
-            );
+    for ((label, result, received), at) in results.into_iter().zip(&at_signal) {
+        match result {
+            Ok(r) => {
+                assert_eq!(r.status, 200, "{label}: {}", r.status_line);
+                assert!(
+                    r.body == want,
+                    "{label}: downloaded bytes differ from the file ({} bytes)",
+                    r.body.len()
+                );
+            }
+            Err(e) => panic!(
+                "{label} did not get the whole file after SIGTERM ({received} of \
+                 {LARGE_FILE_LEN} bytes, {at} at SIGTERM): {e}"
+            ),
         }
-        Err(e) => panic!(
-            "slow client did not get the whole file after SIGTERM ({} of {LARGE_FILE_LEN} bytes, \
-             SIGTERM at {received_at_signal}): {e}",
-            received.load(Ordering::Relaxed)
-        ),
     }
     assert!(
         status.is_some_and(|st| st.success()),
@@ -467,6 +512,14 @@ fn sigterm_mid_download_finishes_it_and_exits_zero() {
         Some(0),
         "spate exit status after SIGTERM: {exit}"
     );
+    // Nothing is in flight once all downloads are done: spate must not sit
+    // out the rest of shutdown_timeout.
+    let last_done = paced_done.max(curl_done);
+    assert!(
+        exited <= last_done + Duration::from_secs(5),
+        "spate exited {exited:?} after SIGTERM although its last response finished by \
+         {last_done:?}: it waited for the shutdown deadline with nothing in flight"
+    );
 }
 
 fn wait_child(
@@ -484,5 +537,42 @@ fn wait_child(
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One download in flight at SIGTERM, nothing else: spate exits as soon as it
+/// is done. Three rounds, each with a fresh server, because the moment the
+/// signal lands in the response varies.
+#[test]
+fn sigterm_exits_as_soon_as_the_last_download_is_done() {
+    for round in 0..3 {
+        let mut s = Spate::builder()
+            .server("shutdown_timeout", "15")
+            .with_large_file()
+            .start();
+        let want = s.file(LARGE_FILE);
+        let download = PacedDownload::start(&s, &format!("/{LARGE_FILE}"), 2_000_000, None);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            wait_until(Duration::from_secs(10), || download.received() > 0),
+            "round {round}: the download received nothing within 10 s"
+        );
+        s.signal(libc::SIGTERM);
+        let signalled = Instant::now();
+        let result = download.thread.join().expect("paced client thread");
+        let done = signalled.elapsed();
+        let exit = s.wait_exit(Duration::from_secs(15 + 10));
+        let exited = signalled.elapsed();
+        eprintln!("round {round}: download done at {done:?}, spate exited at {exited:?}");
+        let r =
+            result.unwrap_or_else(|e| panic!("round {round}: download failed after SIGTERM: {e}"));
+        assert!(r.body == want, "round {round}: downloaded bytes differ");
+        let exit = exit.unwrap_or_else(|| panic!("round {round}: spate still running after 25 s"));
+        assert_eq!(exit.code(), Some(0), "round {round}: exit status {exit}");
+        assert!(
+            exited <= done + Duration::from_secs(5),
+            "round {round}: spate exited {exited:?} after SIGTERM although its only response \
+             finished at {done:?}: it waited for the shutdown deadline with nothing in flight"
+        );
     }
 }
