@@ -14,8 +14,10 @@
 //! delivery work; this crate currently holds only the error type.
 #![forbid(unsafe_code)]
 
+pub mod amf0;
+
 /// Errors of this crate: each variant says what was wrong with which input.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Input ended before a complete structure could be read.
@@ -27,5 +29,47 @@ pub enum Error {
         needed: usize,
         /// Bytes available.
         had: usize,
+    },
+    /// An AMF0 type marker that is not defined.
+    #[error("AMF0 value: unknown type marker 0x{marker:02x}")]
+    Amf0UnknownMarker {
+        /// The marker byte.
+        marker: u8,
+    },
+    /// An AMF0 type this decoder does not support (movie clip, reference,
+    /// record set, XML document, typed object, AVM+).
+    #[error("AMF0 value: unsupported type {name} (marker 0x{marker:02x})")]
+    Amf0UnsupportedType {
+        /// The marker byte.
+        marker: u8,
+        /// The type's name in the AMF0 spec.
+        name: &'static str,
+    },
+    /// An AMF0 object-end marker where a value was expected.
+    #[error("AMF0 value: object-end marker outside an object")]
+    Amf0UnexpectedObjectEnd,
+    /// AMF0 containers nested deeper than the limit.
+    #[error("AMF0 value: nesting deeper than {limit}")]
+    Amf0TooDeep {
+        /// The limit ([`amf0::MAX_DEPTH`]).
+        limit: usize,
+    },
+    /// A declared element count larger than the input could hold.
+    #[error("{what}: declared {count} elements but only {remaining} bytes remain")]
+    Amf0CountTooLarge {
+        /// Which structure declared the count.
+        what: &'static str,
+        /// The declared count.
+        count: usize,
+        /// Bytes left in the input.
+        remaining: usize,
+    },
+    /// A string that is not valid UTF-8.
+    #[error("{what}: invalid UTF-8 after {offset} bytes")]
+    Amf0InvalidUtf8 {
+        /// Which string.
+        what: &'static str,
+        /// Bytes of valid UTF-8 before the error.
+        offset: usize,
     },
 }
