@@ -63,10 +63,12 @@ chmod 755 "$WORK"
 ROOT=$WORK/root
 mkdir -p "$ROOT" "$WORK/nginx/logs" "$WORK/nginx/tmp"
 head -c $((256 * 1024)) /dev/urandom >"$ROOT/seg.ts"
+# A playlist-looking 1 KiB file (built whole, then cut: no SIGPIPE under pipefail).
 {
     printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:100\n'
     for i in $(seq 100 200); do printf '#EXTINF:2.000,\nseg_%05d.ts\n' "$i"; done
-} | head -c 1024 >"$ROOT/index.m3u8"
+} >"$WORK/playlist.tmp"
+head -c 1024 "$WORK/playlist.tmp" >"$ROOT/index.m3u8"
 chmod -R a+rX "$ROOT"
 
 SERVER_PID=

@@ -2,7 +2,8 @@
 # Spate's one test command (CI runs exactly this, through .ci/run):
 #   1. installs the third-party clients the end-to-end tests drive, if missing;
 #   2. cargo fmt --check, clippy (warnings are errors), build, test.
-# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p spate-tests`.
+# Extra arguments go to `cargo test --workspace`, e.g. a name filter
+# (`scripts/test.sh sigterm`) or `scripts/test.sh -- --test-threads=1`.
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,6 @@ step() {
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace
-step cargo test --workspace "$@"
+step cargo test --workspace --no-fail-fast "$@"
 echo
 echo "==> all checks passed"
