@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    BIG_FILE, BIG_FILE_LEN, CONTENT_TYPES, LARGE_FILE, OUTSIDE_SECRET, PLAYLIST_FILE, Spate,
-    curl_bin, read_response, wait_until,
+    BIG_FILE, BIG_FILE_LEN, CONTENT_TYPES, LARGE_FILE, LARGE_FILE_LEN, OUTSIDE_SECRET,
+    PLAYLIST_FILE, Spate, connect_small_window, curl_bin, read_response, wait_until,
 };
 
 fn media_type(v: &str) -> String {
@@ -460,6 +460,65 @@ fn pipelined_requests_are_answered_in_order() {
         );
         assert_bytes_eq(&r.body, body, &format!("pipelined response {i}"));
     }
+}
+
+#[test]
+fn fifty_pipelined_requests_in_one_write() {
+    let s = Spate::start();
+    let mut conn = s.connect();
+    let one = format!("GET /{PLAYLIST_FILE} HTTP/1.1\r\nHost: t\r\n\r\n");
+    conn.write_all(one.repeat(50).as_bytes()).unwrap();
+    let mut reader = BufReader::new(conn);
+    let want = s.file(PLAYLIST_FILE);
+    for i in 0..50 {
+        let r = read_response(&mut reader, false)
+            .unwrap_or_else(|e| panic!("pipelined response {i} of 50: {e}"));
+        assert_eq!(r.status, 200, "pipelined response {i}: {}", r.status_line);
+        assert_bytes_eq(&r.body, &want, &format!("pipelined response {i}"));
+    }
+}
+
+/// A client that stops reading is dropped after `send_timeout`, and nobody
+/// else notices.
+#[test]
+fn client_that_stops_reading_is_dropped_after_send_timeout() {
+    let mut s = Spate::builder()
+        .http("send_timeout", "2")
+        .with_large_file()
+        .start();
+    let mut conn = connect_small_window(s.addr(), 16 * 1024).expect("connect");
+    conn.write_all(format!("GET /{LARGE_FILE} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    // Do not read for three times send_timeout; others are served meanwhile.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        s.get("/index.html").assert_status(200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Now read: the response must end early (the server gave up), not run to
+    // the end of the file.
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break "EOF".to_string(),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset".into(),
+            Err(e) => break format!("{e}"),
+        }
+    };
+    assert!(
+        end == "EOF" || end == "reset",
+        "stalled reader: the connection was neither closed nor reset ({end} after {total} bytes)"
+    );
+    assert!(
+        total < LARGE_FILE_LEN,
+        "a client that did not read for 6 s (send_timeout = 2) still got the whole {total}-byte response"
+    );
+    assert!(s.try_exit().is_none(), "spate died");
+    s.get("/index.html").assert_status(200);
 }
 
 #[test]
