@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amf0;
+pub mod media;
 
 /// Errors of this crate: each variant says what was wrong with which input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,5 +72,22 @@ pub enum Error {
         what: &'static str,
         /// Bytes of valid UTF-8 before the error.
         offset: usize,
+    },
+    /// A bitstream field (in an SPS, an AudioSpecificConfig, an OBU…) with a
+    /// value that is reserved, out of range or inconsistent.
+    #[error("{what}: {reason}")]
+    InvalidBitstream {
+        /// Which structure was being read.
+        what: &'static str,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A codec configuration record that is not valid.
+    #[error("{what}: {reason}")]
+    InvalidConfig {
+        /// Which record (`avcC`, `hvcC`, `av1C`, `dOps`…).
+        what: &'static str,
+        /// What was wrong.
+        reason: String,
     },
 }
