@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amf0;
+pub mod flv;
 pub mod media;
 
 /// Errors of this crate: each variant says what was wrong with which input.
@@ -89,5 +90,56 @@ pub enum Error {
         what: &'static str,
         /// What was wrong.
         reason: String,
+    },
+    /// An FLV stream that does not start with the `FLV` signature.
+    #[error("FLV header: signature {found:02x?}, expected \"FLV\"")]
+    FlvSignature {
+        /// The first three bytes.
+        found: [u8; 3],
+    },
+    /// An FLV header whose DataOffset is below 9 or implausibly large.
+    #[error("FLV header: DataOffset {offset} out of range (9..=65536)")]
+    FlvHeaderSize {
+        /// The declared DataOffset.
+        offset: u32,
+    },
+    /// An FLV tag with the Filter bit set (encrypted content).
+    #[error("FLV tag at byte {offset}: encrypted (Filter bit set), not supported")]
+    FlvEncryptedTag {
+        /// Stream offset of the tag header.
+        offset: u64,
+    },
+    /// An FLV/RTMP media tag for a codec this crate does not handle.
+    #[error("FLV {what} {id:#x} not supported")]
+    FlvUnsupportedCodec {
+        /// Which field: `video codec id`, `video FourCC`, `sound format`,
+        /// `audio FourCC`.
+        what: &'static str,
+        /// Its value (a FourCC as a big-endian number).
+        id: u32,
+    },
+    /// An FLV/RTMP media tag with a packet type this crate does not handle
+    /// (reserved values, multitrack, ModEx).
+    #[error("FLV {what} {packet_type} not supported")]
+    FlvUnsupportedPacketType {
+        /// Which field: `AVCPacketType`, `VideoPacketType`, `AACPacketType`,
+        /// `AudioPacketType`.
+        what: &'static str,
+        /// Its value.
+        packet_type: u8,
+    },
+    /// An FLV/RTMP tag with no body where one is required.
+    #[error("FLV {what} tag: empty body")]
+    FlvEmptyTag {
+        /// `video`, `audio` or `script`.
+        what: &'static str,
+    },
+    /// A frame or track handed to the FLV muxer that FLV cannot carry.
+    #[error("FLV mux, track {track}: {reason}")]
+    FlvMux {
+        /// The track id.
+        track: u32,
+        /// What FLV cannot carry.
+        reason: &'static str,
     },
 }

@@ -12,7 +12,6 @@ pub(crate) struct ByteReader<'a> {
     what: &'static str,
 }
 
-#[allow(dead_code)] // FLV uses the rest
 impl<'a> ByteReader<'a> {
     pub(crate) fn new(data: &'a Bytes, what: &'static str) -> Self {
         ByteReader { data, pos: 0, what }
