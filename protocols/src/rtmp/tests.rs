@@ -1209,3 +1209,122 @@ fn user_control_constants() {
     assert_eq!(user_control::PING_REQUEST, 6);
     assert_eq!(user_control::PING_RESPONSE, 7);
 }
+
+// ---- recorded real clients ----
+
+/// Client → server bytes of `ffmpeg 5.1 -re -f lavfi -i testsrc2 ... -t 1
+/// -c:v libx264 -c:a aac -f flv rtmp://127.0.0.1:19350/live/test?key=abc`,
+/// recorded while this session answered it (digest C1, connect,
+/// releaseStream, FCPublish, createStream, publish, @setDataFrame, 41
+/// audio/video messages, FCUnpublish, deleteStream).
+const FFMPEG_PUBLISH: &[u8] = include_bytes!("fixtures/ffmpeg5.1-publish.c2s");
+/// Client → server bytes of `ffmpeg 5.1 -i rtmp://127.0.0.1:19350/live/test
+/// -f null -` (digest C1, connect, createStream, getStreamLength, play, Set
+/// Buffer Length, Window Ack Size, acknowledgements, closeStream...).
+const FFMPEG_PLAY: &[u8] = include_bytes!("fixtures/ffmpeg5.1-play.c2s");
+
+/// Replay a recording in pieces of `piece` bytes, answering publish/play.
+fn replay(bytes: &[u8], piece: usize) -> (Vec<Event>, Option<Option<RtmpError>>, bool) {
+    let now = Instant::now();
+    let mut s = ServerSession::new(now, Limits::default());
+    let mut events = Vec::new();
+    let mut closed = None;
+    for p in bytes.chunks(piece) {
+        s.handle_input(now, p);
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Event(e) => {
+                    match &e {
+                        Event::Publish { .. } => s.accept_publish(now),
+                        Event::Play { .. } => s.accept_play(),
+                        _ => {}
+                    }
+                    events.push(e);
+                }
+                Output::Close(e) => closed = Some(e),
+                Output::Transmit(_) => {}
+            }
+        }
+    }
+    s.handle_eof();
+    while let Some(o) = s.poll_output() {
+        if let Output::Close(e) = o {
+            closed = Some(e);
+        }
+    }
+    (events, closed, s.digest_handshake())
+}
+
+#[test]
+fn ffmpeg_publish_recording() {
+    for piece in [FFMPEG_PUBLISH.len(), 1, 7, 1460, 4096] {
+        let (events, closed, digest) = replay(FFMPEG_PUBLISH, piece);
+        assert_eq!(closed, Some(None), "piece {piece}");
+        assert!(digest, "ffmpeg sends a digest C1");
+        let Event::Connect(info) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
+        assert_eq!(info.app, "live");
+        assert_eq!(info.tc_url.as_deref(), Some("rtmp://127.0.0.1:19350/live"));
+        assert_eq!(
+            events[1],
+            Event::Publish {
+                stream_id: 1,
+                app: "live".into(),
+                name: "test".into(),
+                query: Some("key=abc".into()),
+                publish_type: "live".into(),
+            }
+        );
+        let Event::Metadata { values, .. } = &events[2] else {
+            panic!("{:?}", events[2])
+        };
+        assert_eq!(values[0].as_str(), Some("onMetaData"));
+        assert_eq!(
+            values[1].get("width").and_then(Amf0Value::as_f64),
+            Some(160.0)
+        );
+        let media: Vec<(MediaKind, u32, Bytes)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Media {
+                    kind,
+                    timestamp_ms,
+                    payload,
+                } => Some((*kind, *timestamp_ms, payload.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media.len(), 41);
+        let video: Vec<_> = media.iter().filter(|m| m.0 == MediaKind::Video).collect();
+        let audio: Vec<_> = media.iter().filter(|m| m.0 == MediaKind::Audio).collect();
+        assert_eq!(
+            video.len(),
+            17,
+            "sequence header + 15 frames + end of sequence"
+        );
+        assert_eq!(&video[16].2[..2], &[0x17, 0x02], "AVC end of sequence last");
+        assert_eq!(&video[0].2[..2], &[0x17, 0x00], "AVC sequence header first");
+        assert_eq!(&audio[0].2[..2], &[0xAF, 0x00], "AAC sequence header first");
+        for list in [&video, &audio] {
+            assert!(
+                list.windows(2).all(|w| w[0].1 <= w[1].1),
+                "timestamps ascend"
+            );
+        }
+        assert!((900..=1000).contains(&video[15].1), "{}", video[15].1);
+        assert_eq!(events.last(), Some(&Event::Unpublish { stream_id: 1 }));
+    }
+}
+
+#[test]
+fn ffmpeg_play_recording() {
+    for piece in [FFMPEG_PLAY.len(), 1, 100] {
+        let (events, closed, digest) = replay(FFMPEG_PLAY, piece);
+        assert!(digest);
+        assert_eq!(closed, Some(None));
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Play { stream_id: 1, app, name, query: None, .. } if app == "live" && name == "test")));
+        assert_eq!(events.last(), Some(&Event::StopPlay { stream_id: 1 }));
+    }
+}
