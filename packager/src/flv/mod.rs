@@ -31,6 +31,8 @@
 
 mod demux;
 mod mux;
+#[cfg(test)]
+mod proptests;
 mod stream;
 mod tag;
 #[cfg(test)]

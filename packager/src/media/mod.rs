@@ -22,6 +22,8 @@ mod h264;
 mod hevc;
 mod mp3;
 mod opus;
+#[cfg(test)]
+mod proptests;
 pub(crate) mod reader;
 #[cfg(test)]
 mod tests;
