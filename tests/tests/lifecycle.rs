@@ -576,3 +576,56 @@ fn sigterm_exits_as_soon_as_the_last_download_is_done() {
         );
     }
 }
+
+/// Connections the server closes (rejected requests, idle keep-alive
+/// connections closed at shutdown, peers that vanished) must free their
+/// slots: if one leaked, a worker would believe it still has a connection to
+/// drain and wait out the whole shutdown_timeout after SIGTERM.
+#[test]
+fn closed_connections_leave_nothing_to_drain_at_shutdown() {
+    let mut s = Spate::builder().server("shutdown_timeout", "20").start();
+    let mut rejected = Vec::new();
+    for i in 0..20 {
+        let mut c = s.connect();
+        if i % 2 == 0 {
+            c.write_all(b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+        } else {
+            c.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+        }
+        rejected.push(c);
+    }
+    for mut c in rejected {
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut sink = Vec::new();
+        let r = c.read_to_end(&mut sink);
+        assert!(
+            r.is_ok() || r.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "rejected connection not closed by the server"
+        );
+    }
+    // Idle keep-alive connections open at SIGTERM: closed by the server.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut c = s.connect();
+        c.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(c.try_clone().unwrap());
+        let r = read_response(&mut reader, false).expect("response");
+        assert_eq!(r.status, 200);
+        idle.push(c);
+    }
+    let signalled = Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("spate exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "spate took {:?} to exit with only idle connections open: a closed connection was never freed\n{}",
+        signalled.elapsed(),
+        s.stderr()
+    );
+    drop(idle);
+}

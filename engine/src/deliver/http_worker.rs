@@ -552,10 +552,12 @@ impl Worker {
     }
 
     fn rearm_recv_if_needed(&mut self, slot: u32, generation: u32) {
-        if let Some(c) = self.conns.get_mut(slot, generation)
-            && !c.recv_armed
-            && c.phase != Phase::Closing
-        {
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            self.maybe_free(slot, generation);
+        } else if !c.recv_armed {
             self.arm_recv(slot, generation);
         }
     }
@@ -1109,6 +1111,9 @@ impl Worker {
             return;
         };
         if c.phase == Phase::Closing {
+            // Already closing: this is one of its in-flight operations
+            // coming back; free the slot if it was the last.
+            self.maybe_free(slot, generation);
             return;
         }
         c.phase = Phase::Closing;
