@@ -61,7 +61,7 @@ pub fn for_entity(req: &Request, entity: &Entity, now: SystemTime, keep_alive: b
     let keep_alive = keep_alive && req.keep_alive;
     let mut w = HeadWriter::new(256 + entity.etag.as_ref().map_or(0, String::len));
 
-    if not_modified(req, entity) {
+    if not_modified(req, entity, now) {
         w.status_line(304);
         w.common(now);
         if let Some(etag) = &entity.etag {
@@ -154,8 +154,9 @@ fn satisfy(spec: RangeSpec, len: u64) -> Option<(u64, u64)> {
 }
 
 /// RFC 9110 §13.2.2: If-None-Match decides when present; otherwise
-/// If-Modified-Since against the modification time, in whole seconds.
-fn not_modified(req: &Request, entity: &Entity) -> bool {
+/// If-Modified-Since against the modification time, in whole seconds. A
+/// date later than `now` is invalid and ignored (§13.1.3).
+fn not_modified(req: &Request, entity: &Entity, now: SystemTime) -> bool {
     if let Some(inm) = &req.if_none_match {
         return etag_list_matches(inm, entity.etag.as_deref());
     }
@@ -165,6 +166,9 @@ fn not_modified(req: &Request, entity: &Entity) -> bool {
     let Ok(since) = httpdate::parse_http_date(ims.trim()) else {
         return false;
     };
+    if unix_secs(since) > unix_secs(now) {
+        return false;
+    }
     unix_secs(modified) <= unix_secs(since)
 }
 

@@ -1231,3 +1231,36 @@ fn reasons() {
     assert_eq!(response::reason(499), "Client Error");
     assert_eq!(response::reason(999), "Server Error");
 }
+
+#[test]
+fn if_modified_since_in_the_future_is_ignored() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let modified = now - Duration::from_secs(3600);
+    let mut req = crate::http::Request {
+        method: crate::http::Method::Get,
+        target: "/a.ts".into(),
+        path: "/a.ts".into(),
+        query: None,
+        version: crate::http::Version::Http11,
+        keep_alive: true,
+        host: Some("h".into()),
+        range: None,
+        if_none_match: None,
+        if_modified_since: Some(httpdate::fmt_http_date(now + Duration::from_secs(86_400))),
+        origin: None,
+        content_length: 0,
+    };
+    let entity = crate::http::response::Entity {
+        len: 10,
+        modified: Some(modified),
+        etag: None,
+        content_type: "video/mp2t",
+        cache_control: None,
+    };
+    let d = crate::http::response::for_entity(&req, &entity, now, true);
+    assert_eq!(d.status, 200, "a future If-Modified-Since must be ignored");
+    req.if_modified_since = Some(httpdate::fmt_http_date(now));
+    let d = crate::http::response::for_entity(&req, &entity, now, true);
+    assert_eq!(d.status, 304);
+}
