@@ -4,14 +4,29 @@
 //! or reads. Design principles, in the spirit of mpeg2ts-reader:
 //!
 //! - **Pure.** No sockets, no file descriptors, no threads, no clock. Time is
-//!   a value handed in by the caller.
-//! - **Reference, don't copy.** Muxers write headers into a buffer they are
-//!   handed and reference payload `Bytes` wherever the format allows.
-//! - **Bad input is an error value**, never a panic: every parser returns
-//!   [`Error`] naming what was wrong.
+//!   a value handed in by the caller, and media time is a number of ticks of
+//!   the track's own timebase.
+//! - **One model.** Every demuxer produces [`media::Track`]s and
+//!   [`media::Frame`]s, every muxer consumes them; codec configuration
+//!   travels in its MP4 form (avcC, hvcC, av1C, AudioSpecificConfig,
+//!   OpusHead) and frame payloads in the MP4 sample form (length-prefixed
+//!   NAL units, raw AAC, OBUs), whatever the container was.
+//! - **Reference, don't copy.** Demuxers hand out payloads as `Bytes` slices
+//!   of their input; muxers write headers into a buffer they are handed and
+//!   reference payload `Bytes` wherever the format allows (FLV tag bodies,
+//!   fMP4 mdat), so a frame is packaged once per stream, never per viewer.
+//! - **Split input is normal.** Stream demuxers accept bytes in pieces of
+//!   any size and give the same result as for one contiguous buffer.
+//! - **Bad input is an error value**, never a panic and never a huge
+//!   allocation: every parser returns [`Error`] naming what was wrong with
+//!   which input, and declared lengths are checked against the bytes that
+//!   are there before anything is allocated. Each parser has property tests
+//!   and a cargo-fuzz target (`packager/fuzz`, see `docs/fuzzing.md`).
 //!
-//! The media model and the formats arrive with the live-core and segmented
-//! delivery work; this crate currently holds only the error type.
+//! Modules: [`amf0`] (RTMP commands, FLV script data), [`media`] (the model
+//! and codec configuration parsing), [`flv`] (FLV demux/mux, RTMP media
+//! message bodies, Enhanced RTMP). MPEG-TS, fMP4/CMAF, segmenting and
+//! playlists arrive with the segmented-delivery work. See `docs/media.md`.
 #![forbid(unsafe_code)]
 
 pub mod amf0;
