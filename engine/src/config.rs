@@ -53,6 +53,106 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The RTMP listener (publish and play).
+    #[serde(default)]
+    pub rtmp: RtmpConfig,
+    /// Defaults for live streams.
+    #[serde(default)]
+    pub live: LiveConfig,
+    /// Configured streams (`[[stream]]`): a name is a base that also covers
+    /// its wildcards `base+anything`.
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// `[rtmp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Listen for RTMP at all.
+    pub enabled: bool,
+    /// TCP port (1935, as everyone's).
+    pub port: u16,
+    /// Chunk size Spate sends with (the peer's is whatever it announces).
+    pub chunk_size: u32,
+    /// How `rtmp://host/APP/KEY` names a stream: `"key"` (the key is the
+    /// stream name, the app is ignored) or `"app_key"` (`APP+KEY`, so the app
+    /// picks the configured base stream and the key the wildcard).
+    pub stream_name: RtmpNaming,
+    /// Largest RTMP message accepted, bytes.
+    pub max_message_bytes: u32,
+    /// Seconds a connection may take to handshake and start publishing or
+    /// playing.
+    pub setup_timeout: u64,
+    /// Seconds a publisher may send nothing before it is dropped.
+    pub publish_idle_timeout: u64,
+}
+
+/// See [`RtmpConfig::stream_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtmpNaming {
+    /// Stream name = the key.
+    Key,
+    /// Stream name = `app+key`.
+    AppKey,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 1935,
+            chunk_size: 4096,
+            stream_name: RtmpNaming::Key,
+            max_message_bytes: 16 << 20,
+            setup_timeout: 10,
+            publish_idle_timeout: 10,
+        }
+    }
+}
+
+/// `[live]`: defaults for every live stream (a `[[stream]]` may override).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Accept publishes of stream names no `[[stream]]` covers.
+    pub accept_unknown_streams: bool,
+    /// Seconds of media each core keeps (at least the newest GOP).
+    pub buffer_seconds: f64,
+    /// Seconds a stream survives its publisher going away; a publisher that
+    /// comes back within it continues the same stream (viewers stay).
+    pub reconnect_grace: f64,
+    /// A viewer more than this many seconds behind skips to a keyframe.
+    pub viewer_skip_lag: f64,
+    /// Most items (frames) kept per stream per core, whatever timestamps say.
+    pub max_buffer_frames: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            accept_unknown_streams: false,
+            buffer_seconds: 5.0,
+            reconnect_grace: 5.0,
+            viewer_skip_lag: 3.0,
+            max_buffer_frames: 4096,
+        }
+    }
+}
+
+/// `[[stream]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Base name: letters, digits, `_`, `-`, `.`; covers `name+anything`.
+    pub name: String,
+    /// Overrides `[live] buffer_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_seconds: Option<f64>,
+    /// Overrides `[live] reconnect_grace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_grace: Option<f64>,
 }
 
 /// `[server]`
@@ -220,6 +320,52 @@ impl Config {
                 return Err(bad(key, "must be at least 1 second"));
             }
         }
+        if self.rtmp.enabled && self.rtmp.port == 0 {
+            return Err(bad("rtmp.port", "must be 1..=65535"));
+        }
+        if self.rtmp.enabled && self.rtmp.port == self.http.port {
+            return Err(bad("rtmp.port", "must differ from http.port"));
+        }
+        if !(128..=65536).contains(&self.rtmp.chunk_size) {
+            return Err(bad("rtmp.chunk_size", "must be 128..=65536"));
+        }
+        if self.rtmp.max_message_bytes < 1024 {
+            return Err(bad("rtmp.max_message_bytes", "must be at least 1024"));
+        }
+        let secs = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
+        if !secs(self.live.buffer_seconds) || self.live.buffer_seconds < 0.5 {
+            return Err(bad("live.buffer_seconds", "must be 0.5..=3600"));
+        }
+        if !secs(self.live.reconnect_grace) {
+            return Err(bad("live.reconnect_grace", "must be 0..=3600"));
+        }
+        if !secs(self.live.viewer_skip_lag) || self.live.viewer_skip_lag < 0.1 {
+            return Err(bad("live.viewer_skip_lag", "must be 0.1..=3600"));
+        }
+        if self.live.max_buffer_frames < 16 {
+            return Err(bad("live.max_buffer_frames", "must be at least 16"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for st in &self.streams {
+            if !valid_base_name(&st.name) {
+                return Err(bad(
+                    "stream.name",
+                    &format!("{:?}: use letters, digits, '_', '-', '.' (no '+')", st.name),
+                ));
+            }
+            if !seen.insert(st.name.as_str()) {
+                return Err(bad(
+                    "stream.name",
+                    &format!("{:?} is configured twice", st.name),
+                ));
+            }
+            if st.buffer_seconds.is_some_and(|v| !secs(v) || v < 0.5) {
+                return Err(bad("stream.buffer_seconds", "must be 0.5..=3600"));
+            }
+            if st.reconnect_grace.is_some_and(|v| !secs(v)) {
+                return Err(bad("stream.reconnect_grace", "must be 0..=3600"));
+            }
+        }
         if self.http.root.as_os_str().is_empty() {
             return Err(bad("http.root", "must not be empty"));
         }
@@ -233,6 +379,16 @@ impl Config {
             n => n,
         }
     }
+}
+
+/// A valid stream base name (no wildcard part).
+pub fn valid_base_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.starts_with('.')
 }
 
 impl HttpConfig {
@@ -275,6 +431,30 @@ mod tests {
         assert!(e.to_string().contains("bind"), "{e}");
         let e = Config::parse("[http]\nfile_send = \"carrier-pigeon\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("file_send"), "{e}");
+    }
+
+    #[test]
+    fn streams_and_live_sections_parse_and_validate() {
+        let c = Config::parse(
+            "[[stream]]\nname = \"live\"\nbuffer_seconds = 8.0\n[[stream]]\nname = \"news\"\n[live]\naccept_unknown_streams = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.streams.len(), 2);
+        assert_eq!(c.streams[0].buffer_seconds, Some(8.0));
+        assert!(c.live.accept_unknown_streams);
+        let e = Config::parse("[[stream]]\nname = \"a+b\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("stream.name"), "{e}");
+        let e = Config::parse(
+            "[[stream]]\nname = \"a\"\n[[stream]]\nname = \"a\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = Config::parse("[rtmp]\nport = 8080\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("rtmp.port"), "{e}");
+        let e = Config::parse("[live]\nbuffer_seconds = -1.0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("live.buffer_seconds"), "{e}");
     }
 
     #[test]
