@@ -627,6 +627,9 @@ impl ServerSession {
         self.flush_tx();
         self.out.push_back(Output::Close(e));
         self.closed = true;
+        // Nothing the engine calls afterwards (accept_*, send_*) may add
+        // output behind the close.
+        self.role = Role::Idle;
         self.deadline = None;
         self.handshake = None;
         self.decoder = ChunkDecoder::new();

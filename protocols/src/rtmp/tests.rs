@@ -1328,3 +1328,37 @@ fn ffmpeg_play_recording() {
         assert_eq!(events.last(), Some(&Event::StopPlay { stream_id: 1 }));
     }
 }
+
+#[test]
+fn nothing_after_close_even_if_engine_answers_late() {
+    // Publish, then a protocol error in the same read: the engine sees the
+    // Publish event before the Close and answers it; nothing may follow
+    // the Close.
+    let mut c = Client::new();
+    c.connect("live");
+    let mut body = Vec::new();
+    amf0::encode_all(
+        &["publish".into(), 2.0.into(), Amf0Value::Null, "k".into()],
+        &mut body,
+    );
+    let mut bytes = Vec::new();
+    let h = MessageHeader {
+        csid: 3,
+        timestamp: 0,
+        type_id: message_type::COMMAND_AMF0,
+        stream_id: 1,
+    };
+    c.enc.encode(&h, &body, &mut bytes);
+    bytes.push(0xC9); // fmt 3 on a fresh chunk stream: error
+    c.session.handle_input(c.now, &bytes);
+    let outs = outputs(&mut c.session);
+    assert!(matches!(outs[0], Output::Event(Event::Publish { .. })));
+    assert!(matches!(outs.last(), Some(Output::Close(Some(_)))));
+    c.session.accept_publish(c.now);
+    c.session.accept_play();
+    c.session
+        .send_media(MediaKind::Audio, 0, &Bytes::from_static(b"a"));
+    c.session.reject_publish("x", "y");
+    c.session.close();
+    assert!(c.session.poll_output().is_none());
+}
