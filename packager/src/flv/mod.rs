@@ -42,7 +42,7 @@ pub use demux::{FlvDemuxer, FlvHeader, FlvTag};
 pub use mux::{
     FlvMuxer, MuxedFrame, metadata_body, previous_tag_size, write_file_header, write_tag_header,
 };
-pub use stream::{FlvEvent, FlvStream};
+pub use stream::{AUDIO_TRACK, FlvEvent, FlvStream, VIDEO_TRACK};
 pub use tag::{
     AudioPacket, AudioTag, ScriptData, VideoPacket, VideoTag, fourcc, parse_audio_tag,
     parse_script_tag, parse_video_tag,
