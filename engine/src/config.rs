@@ -105,7 +105,7 @@ impl Default for RtmpConfig {
             port: 1935,
             chunk_size: 4096,
             stream_name: RtmpNaming::Key,
-            max_message_bytes: 16 << 20,
+            max_message_bytes: (16 << 20) - 1,
             setup_timeout: 10,
             publish_idle_timeout: 10,
         }
@@ -329,8 +329,8 @@ impl Config {
         if !(128..=65536).contains(&self.rtmp.chunk_size) {
             return Err(bad("rtmp.chunk_size", "must be 128..=65536"));
         }
-        if self.rtmp.max_message_bytes < 1024 {
-            return Err(bad("rtmp.max_message_bytes", "must be at least 1024"));
+        if !(1024..=(16 << 20) - 1).contains(&self.rtmp.max_message_bytes) {
+            return Err(bad("rtmp.max_message_bytes", "must be 1024..=16777215"));
         }
         let secs = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
         if !secs(self.live.buffer_seconds) || self.live.buffer_seconds < 0.5 {

@@ -21,9 +21,12 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// A listener could not be opened.
+    /// The HTTP listener could not be opened.
     #[error("http.port: {0}")]
     Listen(#[from] ListenError),
+    /// The RTMP listener could not be opened.
+    #[error("rtmp.port: {0}")]
+    RtmpListen(ListenError),
     /// A worker failed to start.
     #[error("{0}")]
     Worker(String),
@@ -56,7 +59,18 @@ impl Server {
         let n = config.worker_count();
         let http_addr = SocketAddr::new(config.server.bind, config.http.port);
         let listeners = reuseport_listeners(http_addr, n)?;
-        let (endpoints, control) = Mesh::<WorkerMsg>::build(n, 1024)
+        let mut rtmp_listeners: Vec<Option<socket2::Socket>> = if config.rtmp.enabled {
+            let addr = SocketAddr::new(config.server.bind, config.rtmp.port);
+            reuseport_listeners(addr, n)
+                .map_err(StartError::RtmpListen)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            (0..n).map(|_| None).collect()
+        };
+        let registry = Arc::new(crate::live::Registry::new(&config));
+        let (endpoints, control) = Mesh::<WorkerMsg>::build(n, 16384)
             .map_err(|e| StartError::Worker(format!("mesh: {e}")))?;
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pin = config.server.pin_workers && !cores.is_empty();
@@ -69,6 +83,8 @@ impl Server {
                 mesh,
                 config: config.clone(),
                 root: root.clone(),
+                rtmp_listener: rtmp_listeners[index].take(),
+                registry: registry.clone(),
             };
             let core = pin.then(|| cores[index % cores.len()]);
             let ready = ready_tx.clone();

@@ -36,11 +36,15 @@ use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
+mod live_conn;
+
 /// Messages a worker receives over the mesh.
 #[derive(Debug)]
 pub enum WorkerMsg {
     /// Stop accepting, finish in-flight responses, exit.
     Shutdown,
+    /// Live stream news from the core that publishes it.
+    Live(crate::live::LiveMsg),
 }
 
 /// Everything a worker thread needs, built by the control thread.
@@ -56,6 +60,10 @@ pub struct WorkerSetup {
     pub config: Arc<Config>,
     /// The static root, opened as a directory.
     pub root: Arc<File>,
+    /// This worker's RTMP listener, when RTMP is enabled.
+    pub rtmp_listener: Option<socket2::Socket>,
+    /// Who publishes what (shared by all workers, touched per publish).
+    pub registry: Arc<crate::live::Registry>,
 }
 
 /// Counters a worker keeps (merged for the exit summary; exported as
@@ -78,6 +86,19 @@ pub struct Counters {
     pub table_full: u64,
     /// Body bytes sent.
     pub body_bytes: u64,
+    /// Live viewers moved forward to a keyframe because they lagged.
+    pub viewer_skips: u64,
+    /// Live viewers dropped because they fell out of the window.
+    pub viewers_dropped: u64,
+    /// RTMP connections closed for a protocol error.
+    pub rtmp_errors: u64,
+    /// Live items a full mesh queue could not take (that core's viewers
+    /// skip ahead).
+    pub mesh_drops: u64,
+    /// Publishes refused (unknown name, busy, bad name).
+    pub publish_refused: u64,
+    /// Timestamp discontinuities smoothed over.
+    pub rebases: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -91,6 +112,7 @@ const CLOSE: u8 = 8;
 const TICK: u8 = 9;
 const WAKE: u8 = 10;
 const SHUT_WR: u8 = 11;
+const LIVE_SEND: u8 = 12;
 
 const TICK_EVERY: Duration = Duration::from_millis(200);
 const LINGER: Duration = Duration::from_secs(2);
@@ -122,6 +144,8 @@ struct Conn {
     /// Send-stall or linger deadline.
     deadline: Option<Instant>,
     work: Option<Box<Work>>,
+    /// RTMP connections and live viewers (HTTP-FLV included).
+    live: Option<Box<live_conn::LiveConn>>,
 }
 
 #[derive(Debug)]
@@ -243,8 +267,27 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
     } else {
         Some(Box::leak(http.cache_control.clone().into_boxed_str()))
     };
+    let rtmp_cfg = &setup.config.rtmp;
+    let rtmp_limits = spate_protocols::rtmp::Limits {
+        max_message_size: rtmp_cfg.max_message_bytes,
+        max_buffered_bytes: rtmp_cfg.max_message_bytes as usize,
+        out_chunk_size: rtmp_cfg.chunk_size,
+        setup_timeout: Duration::from_secs(rtmp_cfg.setup_timeout),
+        idle_timeout: Duration::from_secs(rtmp_cfg.publish_idle_timeout),
+        ..Default::default()
+    };
+    if let Err(e) = rtmp_limits.validate() {
+        let _ = ready.send(Err(format!("rtmp: {e}")));
+        return Counters::default();
+    }
     let mut w = Worker {
         index: setup.index,
+        rtmp_limits,
+        rtmp_chunk_size: rtmp_cfg.chunk_size,
+        registry: setup.registry,
+        live: crate::live::LiveCore::default(),
+        graced: Vec::new(),
+        wake_mask: 0,
         bufs,
         conns: Slab::with_capacity(files as usize),
         cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
@@ -256,7 +299,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         shutdown_timeout: Duration::from_secs(setup.config.server.shutdown_timeout),
         cache_control,
         access_log: http.access_log,
-        listener: Some(setup.listener),
+        listeners: [Some(setup.listener), setup.rtmp_listener],
         root: setup.root,
         mesh: setup.mesh,
         open_how: Box::new(
@@ -266,14 +309,15 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         ),
         tick: Box::new(types::Timespec::from(TICK_EVERY)),
         wake_buf: Box::new(0),
-        accept_armed: false,
+        accept_armed: [false; 2],
         accept_retry: false,
         shutdown_at: None,
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
         ring,
     };
-    w.arm_accept();
+    w.arm_accept(0);
+    w.arm_accept(1);
     w.arm_tick();
     w.arm_wake();
     let _ = ready.send(Ok(()));
@@ -311,13 +355,22 @@ struct Worker {
     shutdown_timeout: Duration,
     cache_control: Option<&'static str>,
     access_log: bool,
-    listener: Option<socket2::Socket>,
+    /// HTTP (0) and RTMP (1) listeners.
+    listeners: [Option<socket2::Socket>; 2],
     root: Arc<File>,
+    rtmp_limits: spate_protocols::rtmp::Limits,
+    rtmp_chunk_size: u32,
+    registry: Arc<crate::live::Registry>,
+    live: crate::live::LiveCore,
+    /// Streams whose publisher left from this core: (name, id, grace end).
+    graced: Vec<(Arc<str>, crate::live::StreamId, Instant)>,
+    /// Workers to wake at the end of this loop turn (mesh messages queued).
+    wake_mask: u64,
     mesh: MeshEndpoint<WorkerMsg>,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
-    accept_armed: bool,
+    accept_armed: [bool; 2],
     accept_retry: bool,
     shutdown_at: Option<Instant>,
     now: Cell<Instant>,
@@ -339,14 +392,28 @@ impl Worker {
         format!("w{}/c{}.{}", self.index, slot, generation)
     }
 
-    fn arm_accept(&mut self) {
-        let Some(l) = &self.listener else { return };
+    /// Arm the multishot accept of listener `which` (0 HTTP, 1 RTMP).
+    fn arm_accept(&mut self, which: usize) {
+        let Some(l) = &self.listeners[which] else {
+            return;
+        };
         let e = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
             .allocate_file_index(true)
             .build()
-            .user_data(Token::new(ACCEPT, 0, 0).0);
+            .user_data(Token::new(ACCEPT, which as u32, 0).0);
         self.push(e);
-        self.accept_armed = true;
+        self.accept_armed[which] = true;
+    }
+
+    fn rearm_accepts(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        for which in 0..2 {
+            if !self.accept_armed[which] {
+                self.arm_accept(which);
+            }
+        }
     }
 
     fn arm_tick(&mut self) {
@@ -379,6 +446,7 @@ impl Worker {
             for &(ud, res, flags) in &cqes {
                 self.complete(Token(ud), res, flags);
             }
+            self.flush_wakes();
             if let Some(at) = self.shutdown_at {
                 if self.conns.is_empty() {
                     tracing::debug!("worker {}: drained, exiting", self.index);
@@ -404,7 +472,7 @@ impl Worker {
             t.slot()
         );
         match t.kind() {
-            ACCEPT => self.on_accept(res, flags),
+            ACCEPT => self.on_accept(t.slot() as usize, res, flags),
             TICK => {
                 self.on_tick();
                 self.arm_tick();
@@ -415,6 +483,7 @@ impl Worker {
                 for m in msgs {
                     match m {
                         WorkerMsg::Shutdown => self.begin_shutdown(),
+                        WorkerMsg::Live(msg) => self.on_live_msg(msg),
                     }
                 }
                 self.arm_wake();
@@ -422,13 +491,15 @@ impl Worker {
             CLOSE => {}
             RECV => self.on_recv(t, res, flags),
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
+            LIVE_SEND => self.on_live_send(t, res),
             k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
         }
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) {
+    fn on_accept(&mut self, which: usize, res: i32, flags: u32) {
+        let which = which.min(1);
         if !ring::more(flags) {
-            self.accept_armed = false;
+            self.accept_armed[which] = false;
         }
         if res < 0 {
             let err = -res;
@@ -454,8 +525,8 @@ impl Worker {
             }
             return;
         }
-        if !self.accept_armed && self.shutdown_at.is_none() {
-            self.arm_accept();
+        if !self.accept_armed[which] && self.shutdown_at.is_none() {
+            self.arm_accept(which);
         }
         let fd = res as u32;
         self.counters.accepted += 1;
@@ -476,6 +547,7 @@ impl Worker {
             session: ServerSession::new(now, &self.limits),
             deadline: None,
             work: None,
+            live: (which == 1).then(|| live_conn::LiveConn::rtmp(now, &self.rtmp_limits)),
         });
         self.arm_recv(slot, generation);
     }
@@ -508,6 +580,16 @@ impl Worker {
         }
         if res > 0 {
             let b = bid.expect("a receive with data names its buffer");
+            if c.phase == Phase::Open
+                && let Some(l) = c.live.as_deref_mut()
+            {
+                let data = self.bufs.get(b, res as usize);
+                l.input(now, data);
+                self.bufs.recycle(b);
+                self.live_drive(slot, generation);
+                self.rearm_recv_if_needed(slot, generation);
+                return;
+            }
             if c.phase == Phase::Open {
                 let data = self.bufs.get(b, res as usize);
                 c.session.handle_input(now, data, &self.limits);
@@ -525,6 +607,7 @@ impl Worker {
         if res == 0 {
             // Peer closed its side.
             match c.phase {
+                Phase::Open if c.live.is_some() => self.close(slot, generation),
                 Phase::Open => {
                     c.session.handle_eof();
                     self.drive(slot, generation);
@@ -568,7 +651,7 @@ impl Worker {
             let Some(c) = self.conns.get_mut(slot, generation) else {
                 return;
             };
-            if c.phase != Phase::Open || c.work.is_some() {
+            if c.phase != Phase::Open || c.work.is_some() || c.live.is_some() {
                 return;
             }
             match c.session.poll_output() {
@@ -630,6 +713,17 @@ impl Worker {
                 self.start_transfer(slot, generation, head, None, 0..0, 405, !keep_alive, log);
                 return;
             }
+        }
+        if let Some(name) = req
+            .path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix(".flv"))
+            && !name.contains('/')
+            && self.live.by_name.contains_key(name)
+        {
+            let name = name.to_string();
+            self.start_flv_viewer(slot, generation, &req, &name);
+            return;
         }
         let path = match relative_path(&req.path) {
             Ok(p) => p,
@@ -1116,6 +1210,12 @@ impl Worker {
             self.maybe_free(slot, generation);
             return;
         }
+        if c.live.is_some() {
+            self.live_on_close(slot, generation);
+        }
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
         c.phase = Phase::Closing;
         let fd = c.fd;
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(fd)).all())
@@ -1146,17 +1246,18 @@ impl Worker {
             // A pipe may hold bytes of the dead response: drop it.
             self.pipes_out -= 1;
         }
-        if !self.accept_armed && self.shutdown_at.is_none() && self.counters.table_full > 0 {
-            self.arm_accept();
+        if self.counters.table_full > 0 {
+            self.rearm_accepts();
         }
     }
 
     fn on_tick(&mut self) {
         let now = self.now.get();
-        if self.accept_retry && !self.accept_armed && self.shutdown_at.is_none() {
+        if self.accept_retry {
             self.accept_retry = false;
-            self.arm_accept();
+            self.rearm_accepts();
         }
+        self.live_tick();
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
@@ -1181,7 +1282,7 @@ impl Worker {
                 }
                 continue;
             }
-            if c.work.is_some() {
+            if c.work.is_some() || c.live.is_some() {
                 continue;
             }
             if let Some(d) = c.session.poll_timeout()
@@ -1214,18 +1315,21 @@ impl Worker {
         );
         // Stop accepting: cancel the multishot accept and close the
         // listener, so new connections are refused by the kernel.
-        let cancel = opcode::AsyncCancel::new(Token::new(ACCEPT, 0, 0).0)
-            .build()
-            .user_data(Token::new(CLOSE, 0, 0).0);
-        self.push(cancel);
+        for which in 0..2u32 {
+            let cancel = opcode::AsyncCancel::new(Token::new(ACCEPT, which, 0).0)
+                .build()
+                .user_data(Token::new(CLOSE, 0, 0).0);
+            self.push(cancel);
+        }
         let _ = self.ring.submit_and_wait(0);
-        self.listener = None;
+        self.listeners = [None, None];
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
                 continue;
             };
-            if c.work.is_none() && c.phase == Phase::Open {
+            if (c.work.is_none() && c.phase == Phase::Open) || c.live.is_some() {
+                // Idle, or live (RTMP, viewers): nothing to finish.
                 self.close(slot, generation);
             } else {
                 c.session.close_after_response();

@@ -101,6 +101,24 @@ impl Packaged {
         }
     }
 
+    /// The RTMP chunk stream this kind is sent on.
+    pub fn rtmp_csid(&self) -> u32 {
+        match self.kind {
+            TagKind::Audio => MediaKind::Audio.csid(),
+            TagKind::Video => MediaKind::Video.csid(),
+            TagKind::Script => 5,
+        }
+    }
+
+    /// The RTMP message type of this kind.
+    pub fn rtmp_type(&self) -> u8 {
+        match self.kind {
+            TagKind::Audio => 8,
+            TagKind::Video => 9,
+            TagKind::Script => 18,
+        }
+    }
+
     /// Bytes this item puts on an FLV connection.
     pub fn flv_len(&self) -> usize {
         11 + self.body.len() + 4
@@ -136,7 +154,10 @@ impl StreamHead {
             (TagType::Audio, &self.audio_seq),
         ] {
             if let Some(b) = body {
-                let _ = write_tag_header(&mut out, t, ts_ms, b.len());
+                // Metadata at 0: ffmpeg takes a script tag with a non-zero
+                // timestamp for a subtitle track.
+                let ts = if t == TagType::Script { 0 } else { ts_ms };
+                let _ = write_tag_header(&mut out, t, ts, b.len());
                 out.put_slice(b);
                 out.put_slice(&previous_tag_size(b.len()));
             }
@@ -155,7 +176,7 @@ impl StreamHead {
             if let Some(b) = body {
                 let h = MessageHeader {
                     csid,
-                    timestamp: ts_ms,
+                    timestamp: if type_id == 18 { 0 } else { ts_ms },
                     type_id,
                     stream_id,
                 };

@@ -1,0 +1,784 @@
+//! Live connections on a worker: RTMP sessions (publishers and players) and
+//! HTTP-FLV viewers.
+//!
+//! Follow one frame: an RTMP publisher's receive completes → the bytes go
+//! into its [`rtmp::ServerSession`] → `Event::Media` hands over the FLV tag
+//! body as `Bytes` (a slice of the reassembled message) → [`FlvStream`]
+//! learns tracks and keyframes → the [`Rebaser`] maps the timestamp onto the
+//! stream's monotonic timeline → [`Packaged::new`] writes the 11-byte FLV
+//! tag header and the RTMP chunk headers once (the body is shared, never
+//! copied) → the item goes into this core's [`LiveWindow`] and, as the same
+//! `Arc`, into every other core's mesh queue → on each core, every viewer of
+//! the stream that is not mid-send gets a `sendmsg` whose iovecs point into
+//! the shared items (FLV: tag header, body, trailer; RTMP: chunk headers and
+//! body slices) → when the kernel took it all, the next batch.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use io_uring::{opcode, types};
+use spate_packager::flv::{FlvEvent, FlvStream, TagType};
+use spate_protocols::rtmp::{self, MediaKind};
+
+use super::{LIVE_SEND, Phase, Token, Worker, WorkerMsg};
+use crate::live::{
+    LiveItem, LiveMsg, Next, PLAY_STREAM_ID, Packaged, PublishRefusal, Rebaser, StreamHead,
+    StreamId, StreamSettings, TagKind, ViewerCursor,
+};
+
+/// Most iovecs handed to one sendmsg (IOV_MAX is 1024).
+const MAX_IOV: usize = 1000;
+/// Most bytes queued into one sendmsg batch.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Bytes on their way to the socket: iovecs into shared buffers that are
+/// held here until the kernel has taken them.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    iov: Vec<libc::iovec>,
+    hold: Vec<Bytes>,
+    items: Vec<Arc<Packaged>>,
+    msg: libc::msghdr,
+    first: usize,
+    bytes: usize,
+    in_flight: bool,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            iov: Vec::new(),
+            hold: Vec::new(),
+            items: Vec::new(),
+            // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+            msg: unsafe { std::mem::zeroed() },
+            first: 0,
+            bytes: 0,
+            in_flight: false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first >= self.iov.len()
+    }
+
+    fn full(&self) -> bool {
+        self.iov.len() >= MAX_IOV - 200 || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn push_slice(&mut self, ptr: *const u8, len: usize) {
+        if len == 0 {
+            return;
+        }
+        self.iov.push(libc::iovec {
+            iov_base: ptr as *mut _,
+            iov_len: len,
+        });
+        self.bytes += len;
+    }
+
+    fn push_bytes(&mut self, b: Bytes) {
+        self.push_slice(b.as_ptr(), b.len());
+        self.hold.push(b);
+    }
+
+    fn push_flv(&mut self, item: &Arc<Packaged>) {
+        self.push_slice(item.flv_head.as_ptr(), 11);
+        self.push_slice(item.body.as_ptr(), item.body.len());
+        self.push_slice(item.flv_trailer.as_ptr(), 4);
+        self.items.push(item.clone());
+    }
+
+    fn push_rtmp(&mut self, item: &Arc<Packaged>) {
+        for p in &item.rtmp {
+            self.push_slice(p.as_ptr(), p.len());
+        }
+        self.items.push(item.clone());
+    }
+
+    fn clear(&mut self) {
+        self.iov.clear();
+        self.hold.clear();
+        self.items.clear();
+        self.first = 0;
+        self.bytes = 0;
+    }
+
+    /// The kernel took `n` bytes: drop what was sent, trim a partial iovec.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < self.iov.len() {
+            let v = &mut self.iov[self.first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                self.first += 1;
+            } else {
+                // SAFETY: n < iov_len, so the new base stays inside the
+                // buffer this iovec describes.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut _;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+        if self.is_empty() {
+            self.clear();
+        }
+    }
+
+    fn prepare(&mut self) -> *const libc::msghdr {
+        let n = (self.iov.len() - self.first).min(MAX_IOV);
+        self.msg.msg_iov = self.iov[self.first..].as_mut_ptr();
+        self.msg.msg_iovlen = n;
+        &self.msg
+    }
+}
+
+/// A viewer of a live stream: where it is, and in which format.
+#[derive(Debug)]
+pub(super) struct LiveViewer {
+    stream: StreamId,
+    /// `None` until the prologue (head, metadata, sequence headers) is out.
+    cursor: Option<ViewerCursor>,
+    /// RTMP: (message stream id, chunk size); `None` = FLV.
+    rtmp: Option<(u32, u32)>,
+}
+
+/// A publisher: the stream it feeds and how its tags become items.
+#[derive(Debug)]
+pub(super) struct Publisher {
+    name: Arc<str>,
+    id: StreamId,
+    flv: FlvStream,
+    rebaser: Rebaser,
+    next_seq: u64,
+    head: StreamHead,
+    settings: StreamSettings,
+}
+
+/// The live part of a connection.
+#[derive(Debug)]
+pub(super) struct LiveConn {
+    rtmp: Option<Box<rtmp::ServerSession>>,
+    /// RTMP control/command bytes waiting to be sent, in order.
+    txq: VecDeque<Bytes>,
+    out: Outbox,
+    viewer: Option<LiveViewer>,
+    publisher: Option<Box<Publisher>>,
+    /// Close once everything queued is sent.
+    close_when_sent: bool,
+}
+
+impl LiveConn {
+    /// A fresh RTMP connection.
+    pub(super) fn rtmp(now: Instant, limits: &rtmp::Limits) -> Box<Self> {
+        Box::new(Self {
+            rtmp: Some(Box::new(rtmp::ServerSession::new(now, limits.clone()))),
+            txq: VecDeque::new(),
+            out: Outbox::new(),
+            viewer: None,
+            publisher: None,
+            close_when_sent: false,
+        })
+    }
+
+    /// Bytes received from the peer.
+    pub(super) fn input(&mut self, now: Instant, data: &[u8]) {
+        if let Some(s) = self.rtmp.as_deref_mut() {
+            s.handle_input(now, data);
+        }
+        // An HTTP-FLV viewer has nothing more to say: its input is ignored.
+    }
+}
+
+impl Worker {
+    /// Queue a live message for every other worker (woken at the end of the
+    /// loop turn) and apply it here.
+    fn broadcast(&mut self, make: impl Fn() -> LiveMsg) {
+        for to in 0..self.mesh.workers() {
+            if to == self.index {
+                continue;
+            }
+            match self.mesh.push(to, WorkerMsg::Live(make())) {
+                Ok(()) => self.wake_mask |= 1 << to,
+                Err(_) => self.counters.mesh_drops += 1,
+            }
+        }
+        let msg = make();
+        self.on_live_msg(msg);
+    }
+
+    /// Wake the workers that were sent messages this turn.
+    pub(super) fn flush_wakes(&mut self) {
+        let mut mask = std::mem::take(&mut self.wake_mask);
+        while mask != 0 {
+            let to = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.mesh.wake(to);
+        }
+    }
+
+    /// A live message from the mesh (or from this core's own publisher).
+    pub(super) fn on_live_msg(&mut self, msg: LiveMsg) {
+        let Some((id, ended)) = self.live.apply(msg) else {
+            return;
+        };
+        let viewers = match self.live.streams.get(&id) {
+            Some(s) => s.viewers.clone(),
+            None => return,
+        };
+        if ended {
+            for (slot, generation) in viewers {
+                self.close(slot, generation);
+            }
+            self.live.remove(id);
+            return;
+        }
+        for (slot, generation) in viewers {
+            self.live_pump(slot, generation);
+        }
+    }
+
+    /// Start an HTTP-FLV viewer on a connection whose request named a live
+    /// stream.
+    pub(super) fn start_flv_viewer(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        req: &spate_protocols::http::Request,
+        name: &str,
+    ) {
+        let Some(&id) = self.live.by_name.get(name) else {
+            return;
+        };
+        let head = if req.method == spate_protocols::http::Method::Head {
+            None
+        } else {
+            Some(())
+        };
+        let http_head = Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nServer: spate\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+        );
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let mut live = Box::new(LiveConn {
+            rtmp: None,
+            txq: VecDeque::new(),
+            out: Outbox::new(),
+            viewer: None,
+            publisher: None,
+            close_when_sent: head.is_none(),
+        });
+        live.txq.push_back(http_head);
+        if head.is_some() {
+            live.viewer = Some(LiveViewer {
+                stream: id,
+                cursor: None,
+                rtmp: None,
+            });
+            if let Some(s) = self.live.streams.get_mut(&id) {
+                s.viewers.push((slot, generation));
+            }
+        }
+        c.live = Some(live);
+        self.live_pump(slot, generation);
+    }
+
+    /// Act on an RTMP session's outputs.
+    pub(super) fn live_drive(&mut self, slot: u32, generation: u32) {
+        loop {
+            let Some(c) = self.conns.get_mut(slot, generation) else {
+                return;
+            };
+            if c.phase != Phase::Open {
+                return;
+            }
+            let Some(l) = c.live.as_deref_mut() else {
+                return;
+            };
+            let Some(s) = l.rtmp.as_deref_mut() else {
+                return;
+            };
+            let Some(out) = s.poll_output() else {
+                break;
+            };
+            match out {
+                rtmp::Output::Transmit(b) => l.txq.push_back(b),
+                rtmp::Output::Close(err) => {
+                    if let Some(e) = err {
+                        self.counters.rtmp_errors += 1;
+                        tracing::info!("w{}/c{slot}.{generation}: rtmp: {e}; closing", self.index);
+                    }
+                    l.close_when_sent = true;
+                    break;
+                }
+                rtmp::Output::Event(ev) => self.on_rtmp_event(slot, generation, ev),
+            }
+        }
+        self.live_pump(slot, generation);
+    }
+
+    fn on_rtmp_event(&mut self, slot: u32, generation: u32, ev: rtmp::Event) {
+        match ev {
+            rtmp::Event::Publish { app, name, .. } => {
+                self.on_publish(slot, generation, &app, &name);
+            }
+            rtmp::Event::Unpublish { .. } => {
+                self.end_publish(slot, generation);
+                if let Some(l) = self.live_mut(slot, generation) {
+                    l.close_when_sent = true;
+                }
+            }
+            rtmp::Event::Play { app, name, .. } => self.on_play(slot, generation, &app, &name),
+            rtmp::Event::StopPlay { .. } => {
+                self.stop_viewing(slot, generation);
+                if let Some(l) = self.live_mut(slot, generation) {
+                    l.close_when_sent = true;
+                }
+            }
+            rtmp::Event::Metadata { payload, .. } => {
+                self.on_publisher_tag(slot, generation, TagKind::Script, 0, payload);
+            }
+            rtmp::Event::Media {
+                kind,
+                timestamp_ms,
+                payload,
+            } => {
+                let kind = match kind {
+                    MediaKind::Audio => TagKind::Audio,
+                    MediaKind::Video => TagKind::Video,
+                };
+                self.on_publisher_tag(slot, generation, kind, timestamp_ms, payload);
+            }
+            _ => {}
+        }
+    }
+
+    fn live_mut(&mut self, slot: u32, generation: u32) -> Option<&mut LiveConn> {
+        self.conns.get_mut(slot, generation)?.live.as_deref_mut()
+    }
+
+    fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+        let now = self.now.get();
+        let name = self.registry.rtmp_name(app, key);
+        let conn = self.conn_id(slot, generation);
+        let result = self
+            .registry
+            .settings(&name)
+            .and_then(|st| self.registry.claim(&name, self.index, now).map(|c| (st, c)));
+        let (settings, claim) = match result {
+            Ok(v) => v,
+            Err(why) => {
+                self.counters.publish_refused += 1;
+                let description = match why {
+                    PublishRefusal::Busy => format!("{name} is already being published"),
+                    PublishRefusal::Unknown => format!("{name} is not a configured stream"),
+                    PublishRefusal::BadName => format!("{name} is not a valid stream name"),
+                };
+                tracing::info!("{conn}: publish refused: {description}");
+                if let Some(l) = self.live_mut(slot, generation) {
+                    if let Some(s) = l.rtmp.as_deref_mut() {
+                        s.reject_publish("NetStream.Publish.BadName", &description);
+                    }
+                    l.close_when_sent = true;
+                }
+                self.live_drive(slot, generation);
+                return;
+            }
+        };
+        let continuing = claim.next_seq > 0;
+        tracing::info!(
+            "{conn}: publishing {name}{}",
+            if continuing {
+                " (publisher reconnected within the grace)"
+            } else {
+                ""
+            }
+        );
+        self.graced
+            .retain(|(n, id, _)| !(**n == *name && *id == claim.id));
+        let name: Arc<str> = Arc::from(name.as_str());
+        let publisher = Box::new(Publisher {
+            name: name.clone(),
+            id: claim.id,
+            flv: FlvStream::new(),
+            rebaser: Rebaser::continuing(claim.last_ts_ms, !continuing),
+            next_seq: claim.next_seq,
+            head: (*claim.head).clone(),
+            settings,
+        });
+        let id = claim.id;
+        let limits = settings.limits;
+        let skip = settings.skip_lag_ms;
+        self.broadcast(|| LiveMsg::Start {
+            id,
+            name: name.clone(),
+            limits,
+            skip_lag_ms: skip,
+        });
+        let head = claim.head.clone();
+        self.broadcast(|| LiveMsg::Head {
+            id,
+            head: head.clone(),
+        });
+        if let Some(l) = self.live_mut(slot, generation) {
+            if let Some(s) = l.rtmp.as_deref_mut() {
+                s.accept_publish(now);
+            }
+            l.publisher = Some(publisher);
+        }
+    }
+
+    fn on_publisher_tag(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        kind: TagKind,
+        ts_ms: u32,
+        body: Bytes,
+    ) {
+        let chunk = self.rtmp_chunk_size;
+        let Some(l) = self.live_mut(slot, generation) else {
+            return;
+        };
+        let Some(p) = l.publisher.as_deref_mut() else {
+            return;
+        };
+        let tag_type = match kind {
+            TagKind::Audio => TagType::Audio,
+            TagKind::Video => TagType::Video,
+            TagKind::Script => TagType::Script,
+        };
+        let mut keyframe = false;
+        let mut head_changed = false;
+        if kind == TagKind::Script {
+            p.head.metadata = Some(body.clone());
+            head_changed = true;
+        } else if p.flv.handle_tag(tag_type, ts_ms, body.clone()).is_err() {
+            // A tag we cannot read is passed through as is; players may.
+        }
+        while let Some(ev) = p.flv.poll_event() {
+            match ev {
+                FlvEvent::Track { track, .. } => {
+                    if track.kind() == spate_packager::media::MediaKind::Video {
+                        p.head.video_seq = Some(body.clone());
+                        p.head.has_video = true;
+                    } else {
+                        p.head.audio_seq = Some(body.clone());
+                        p.head.has_audio = true;
+                    }
+                    head_changed = true;
+                }
+                FlvEvent::Frame(f) => {
+                    keyframe = if kind == TagKind::Video {
+                        f.keyframe
+                    } else {
+                        !p.head.has_video
+                    };
+                }
+                _ => {}
+            }
+        }
+        if kind == TagKind::Script {
+            // Metadata reaches viewers in their prologue only: players
+            // (ffmpeg among them) take a script tag mid-stream for a data or
+            // subtitle track.
+            let id = p.id;
+            let head = Arc::new(p.head.clone());
+            self.broadcast(|| LiveMsg::Head {
+                id,
+                head: head.clone(),
+            });
+            return;
+        }
+        let ts = p.rebaser.map(i64::from(ts_ms));
+        let rebases = p.rebaser.rebases;
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        let id = p.id;
+        let head = head_changed.then(|| Arc::new(p.head.clone()));
+        let item = Arc::new(Packaged::new(kind, ts as u32, body, chunk));
+        if rebases > 0 && rebases != self.counters.rebases {
+            self.counters.rebases = rebases;
+        }
+        if let Some(head) = head {
+            self.broadcast(|| LiveMsg::Head {
+                id,
+                head: head.clone(),
+            });
+        }
+        self.broadcast(|| LiveMsg::Item {
+            id,
+            item: LiveItem {
+                seq,
+                dts_ms: ts,
+                keyframe,
+                value: item.clone(),
+            },
+        });
+    }
+
+    /// The publisher of this connection stopped (or the connection went):
+    /// the stream waits for it for the reconnect grace.
+    fn end_publish(&mut self, slot: u32, generation: u32) {
+        let now = self.now.get();
+        let Some(l) = self.live_mut(slot, generation) else {
+            return;
+        };
+        let Some(p) = l.publisher.take() else {
+            return;
+        };
+        let until = now + Duration::from_millis(p.settings.grace_ms);
+        self.registry.release(
+            &p.name,
+            p.id,
+            until,
+            p.next_seq,
+            p.rebaser.last_out(),
+            Arc::new(p.head.clone()),
+        );
+        tracing::info!(
+            "{}: publisher of {} left; stream kept {} ms for a reconnect",
+            self.conn_id(slot, generation),
+            p.name,
+            p.settings.grace_ms
+        );
+        self.graced.push((p.name.clone(), p.id, until));
+    }
+
+    fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+        let name = self.registry.rtmp_name(app, key);
+        let id = self.live.by_name.get(name.as_str()).copied();
+        let Some(l) = self.live_mut(slot, generation) else {
+            return;
+        };
+        let Some(s) = l.rtmp.as_deref_mut() else {
+            return;
+        };
+        let Some(id) = id else {
+            s.reject_play(
+                "NetStream.Play.StreamNotFound",
+                &format!("{name} is not live"),
+            );
+            l.close_when_sent = true;
+            let conn = self.conn_id(slot, generation);
+            tracing::info!("{conn}: play of {name} refused: not live");
+            self.live_drive(slot, generation);
+            return;
+        };
+        s.accept_play();
+        let stream_id = s.play_stream_id().unwrap_or(PLAY_STREAM_ID);
+        let chunk = s.out_chunk_size();
+        l.viewer = Some(LiveViewer {
+            stream: id,
+            cursor: None,
+            rtmp: Some((stream_id, chunk)),
+        });
+        if let Some(st) = self.live.streams.get_mut(&id) {
+            st.viewers.push((slot, generation));
+        }
+    }
+
+    fn stop_viewing(&mut self, slot: u32, generation: u32) {
+        let Some(l) = self.live_mut(slot, generation) else {
+            return;
+        };
+        let Some(v) = l.viewer.take() else {
+            return;
+        };
+        if let Some(st) = self.live.streams.get_mut(&v.stream) {
+            st.viewers.retain(|&(s, g)| (s, g) != (slot, generation));
+        }
+    }
+
+    /// The connection is closing: leave its stream, end its publish.
+    pub(super) fn live_on_close(&mut self, slot: u32, generation: u32) {
+        self.stop_viewing(slot, generation);
+        self.end_publish(slot, generation);
+    }
+
+    /// Fill and submit the next send of a live connection: queued RTMP
+    /// control bytes first, then (for a viewer) its prologue and the items
+    /// from its cursor.
+    pub(super) fn live_pump(&mut self, slot: u32, generation: u32) {
+        let now = self.now.get();
+        let send_timeout = self.send_timeout;
+        let chunk_cfg = self.rtmp_chunk_size;
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if c.phase != Phase::Open {
+            return;
+        }
+        let fd = c.fd;
+        let Some(l) = c.live.as_deref_mut() else {
+            return;
+        };
+        if l.out.in_flight {
+            return;
+        }
+        while let Some(b) = l.txq.pop_front() {
+            l.out.push_bytes(b);
+        }
+        let mut lost = false;
+        if let Some(v) = l.viewer.as_mut()
+            && let Some(st) = self.live.streams.get(&v.stream)
+        {
+            if v.cursor.is_none()
+                && let Some(join) = st.window.join_point()
+            {
+                let ts = st.window.get(join).map_or(0, |i| i.value.ts_ms);
+                match v.rtmp {
+                    None => l.out.push_bytes(st.head.flv_prologue(ts)),
+                    Some((sid, cs)) => {
+                        for b in st.head.rtmp_prologue(ts, sid, cs) {
+                            l.out.push_bytes(b);
+                        }
+                    }
+                }
+                v.cursor = Some(ViewerCursor::at(join));
+            }
+            if let Some(cursor) = v.cursor.as_mut() {
+                while !l.out.full() {
+                    match st.window.next_for(cursor, st.skip_lag_ms) {
+                        Next::Send(seq) => {
+                            let Some(item) = st.window.get(seq) else {
+                                break;
+                            };
+                            match v.rtmp {
+                                None => l.out.push_flv(&item.value),
+                                Some((PLAY_STREAM_ID, cs)) if cs == chunk_cfg => {
+                                    l.out.push_rtmp(&item.value)
+                                }
+                                Some((sid, cs)) => {
+                                    let p = &item.value;
+                                    let mut pieces = Vec::new();
+                                    let h = rtmp::MessageHeader {
+                                        csid: p.rtmp_csid(),
+                                        timestamp: p.ts_ms,
+                                        type_id: p.rtmp_type(),
+                                        stream_id: sid,
+                                    };
+                                    rtmp::encode_message(&h, &p.body, cs, &mut pieces);
+                                    for b in pieces {
+                                        l.out.push_bytes(b);
+                                    }
+                                }
+                            }
+                            cursor.advance();
+                        }
+                        Next::Skipped(_) => {
+                            self.counters.viewer_skips += 1;
+                        }
+                        Next::Wait => break,
+                        Next::Lost => {
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if lost {
+            self.counters.viewers_dropped += 1;
+            tracing::info!(
+                "{}: viewer fell out of the live window; dropped",
+                self.conn_id(slot, generation)
+            );
+            self.close(slot, generation);
+            return;
+        }
+        if l.out.is_empty() {
+            c.deadline = None;
+            if l.close_when_sent {
+                self.linger_or_close(slot, generation);
+            }
+            return;
+        }
+        l.out.in_flight = true;
+        let msg = l.out.prepare();
+        c.ops += 1;
+        c.deadline = Some(now + send_timeout);
+        let e = opcode::SendMsg::new(types::Fixed(fd), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(Token::new(LIVE_SEND, slot, generation).0);
+        self.push(e);
+    }
+
+    /// A live send completed.
+    pub(super) fn on_live_send(&mut self, t: Token, res: i32) {
+        let (slot, generation) = (t.slot(), t.generation());
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        c.ops -= 1;
+        if let Some(l) = c.live.as_deref_mut() {
+            l.out.in_flight = false;
+            if res > 0 {
+                l.out.advance(res as usize);
+            }
+        }
+        if c.phase == Phase::Closing {
+            self.maybe_free(slot, generation);
+            return;
+        }
+        if res < 0 {
+            if -res != libc::ECANCELED {
+                tracing::debug!(
+                    "{}: live send failed: {}",
+                    self.conn_id(slot, generation),
+                    std::io::Error::from_raw_os_error(-res)
+                );
+            }
+            self.close(slot, generation);
+            return;
+        }
+        c.deadline = None;
+        self.live_pump(slot, generation);
+    }
+
+    /// Per tick: RTMP session timers, and streams whose publisher did not
+    /// come back within the grace.
+    pub(super) fn live_tick(&mut self) {
+        let now = self.now.get();
+        let all: Vec<(u32, u32)> = self.conns.slots().collect();
+        let mut slots = Vec::new();
+        for (s, g) in all {
+            let due = self.conns.get_mut(s, g).is_some_and(|c| {
+                c.phase == Phase::Open
+                    && c.live.as_ref().is_some_and(|l| {
+                        l.rtmp
+                            .as_ref()
+                            .and_then(|r| r.poll_timeout())
+                            .is_some_and(|d| now >= d)
+                    })
+            });
+            if due {
+                slots.push((s, g));
+            }
+        }
+        for (slot, generation) in slots {
+            if let Some(s) = self
+                .live_mut(slot, generation)
+                .and_then(|l| l.rtmp.as_deref_mut())
+            {
+                s.handle_timeout(now);
+            }
+            self.live_drive(slot, generation);
+        }
+        let expired: Vec<(Arc<str>, StreamId)> = self
+            .graced
+            .iter()
+            .filter(|(_, _, until)| now >= *until)
+            .map(|(n, id, _)| (n.clone(), *id))
+            .collect();
+        self.graced.retain(|(_, _, until)| now < *until);
+        for (name, id) in expired {
+            if self.registry.expire(&name, id, now) {
+                tracing::info!("stream {name} ended (no publisher within the grace)");
+                self.broadcast(|| LiveMsg::End { id });
+            }
+        }
+    }
+}
