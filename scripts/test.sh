@@ -14,10 +14,20 @@ cd "$(dirname "$0")/.."
 # npm:npm, pip3:python3-pip, tshark:tshark, ...).
 APT_NEEDS=(
   "curl:curl"
+  "ffmpeg:ffmpeg"
+  "ffprobe:ffmpeg"
+  "chromium:chromium"
+  "node:nodejs"
+  "npm:npm"
 )
-# npm and PyPI packages, when tests need them, are installed here too (into
-# node_modules/ and a venv under target/), never downloaded by the tests.
-NPM_NEEDS=()
+# npm and PyPI packages, when tests need them, are installed here too, never
+# downloaded by the tests. NPM_PROJECTS: directories with a committed
+# package.json + package-lock.json, installed with `npm ci` (playwright-core
+# drives Debian's chromium; it never downloads a browser). PIP_NEEDS go to a
+# venv under target/.
+NPM_PROJECTS=(
+  "tests/browser"
+)
 PIP_NEEDS=()
 
 missing=()
@@ -39,10 +49,14 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ((${#NPM_NEEDS[@]})); then
-  echo "==> npm install ${NPM_NEEDS[*]}"
-  npm install --no-audit --no-fund --silent "${NPM_NEEDS[@]}"
-fi
+for project in "${NPM_PROJECTS[@]}"; do
+  # Reinstall when node_modules is missing or older than the lock file.
+  if [[ ! -f $project/node_modules/.package-lock.json ||
+    $project/package-lock.json -nt $project/node_modules/.package-lock.json ]]; then
+    echo "==> npm ci in $project"
+    (cd "$project" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  fi
+done
 if ((${#PIP_NEEDS[@]})); then
   echo "==> pip install ${PIP_NEEDS[*]}"
   python3 -m venv target/test-venv

@@ -1,7 +1,7 @@
 //! Harness for Spate's end-to-end tests: the real `spate` binary, started with
 //! a temp config and a temp static root full of fixtures, driven by real
-//! clients (curl today; ffmpeg and Chromium later) and by raw sockets where a
-//! test needs byte-level control (pipelining, stalled heads).
+//! clients (curl, ffmpeg/ffprobe, headless Chromium) and by raw sockets where
+//! a test needs byte-level control (pipelining, stalled heads, FLV tags).
 //!
 //! Design principles:
 //! - Test the binary a user runs, through its public surface only (CLI, config
@@ -21,8 +21,12 @@
 //! ```
 
 mod binary;
+mod browser;
 mod curl;
 mod fixtures;
+mod flv;
+mod json;
+mod media;
 mod netns;
 mod ports;
 mod raw_http;
@@ -30,10 +34,19 @@ mod scratch;
 mod server;
 
 pub use binary::{Finished, run_spate, spate_bin, target_dir, workspace_root};
+pub use browser::{browser_dir, node_module_file, run_node_script};
 pub use curl::{CurlResponse, curl, curl_bin};
 pub use fixtures::{
     BIG_FILE, BIG_FILE_LEN, CONTENT_TYPES, LARGE_FILE, LARGE_FILE_LEN, OUTSIDE_SECRET,
     PLAYLIST_FILE, pseudo_random_bytes,
+};
+pub use flv::{
+    FlvError, FlvParser, FlvTag, FlvViewer, Received, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, ViewerLog,
+};
+pub use json::Json;
+pub use media::{
+    ChildGuard, Output, ProbedStream, TestStream, ffmpeg_bin, ffmpeg_decode, ffprobe_bin,
+    ffprobe_streams, publish, run_with_timeout,
 };
 pub use netns::in_private_netns;
 pub use ports::free_port;

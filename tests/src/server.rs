@@ -15,13 +15,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Defaults: `[server] bind = "127.0.0.1", workers = 2, pin_workers = false,
 /// shutdown_timeout = 10`, `[http] port = <free>, root = <scratch>/www`,
-/// `[log] level = "info"`. Values are TOML literals: `.http("head_timeout",
-/// "2")`, `.http("file_send", "\"splice\"")`.
+/// `[rtmp] port = <free>`, `[log] level = "info"`. Values are TOML literals:
+/// `.http("head_timeout", "2")`, `.http("file_send", "\"splice\"")`.
+/// `[live]` keys and `[[stream]]` tables are only written when set.
 #[derive(Debug, Clone)]
 pub struct SpateBuilder {
     server: Vec<(String, String)>,
     http: Vec<(String, String)>,
     log: Vec<(String, String)>,
+    rtmp: Vec<(String, String)>,
+    live: Vec<(String, String)>,
+    streams: Vec<Vec<(String, String)>>,
     large_file: bool,
     label: String,
 }
@@ -61,6 +65,9 @@ impl SpateBuilder {
             server: Vec::new(),
             http: Vec::new(),
             log: Vec::new(),
+            rtmp: Vec::new(),
+            live: Vec::new(),
+            streams: Vec::new(),
             large_file: false,
             label: "srv".into(),
         };
@@ -92,6 +99,32 @@ impl SpateBuilder {
         self
     }
 
+    /// Set an `[rtmp]` key (TOML literal value). `port` is filled in by
+    /// [`start`](Self::start) with a free port unless set here: every server
+    /// listens for RTMP (the engine's default is 1935, which parallel tests
+    /// cannot share).
+    pub fn rtmp(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.rtmp, key, value);
+        self
+    }
+
+    /// Set a `[live]` key (TOML literal value).
+    pub fn live(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.live, key, value);
+        self
+    }
+
+    /// Add a `[[stream]]` table: `name = <name>` plus `keys` (TOML literal
+    /// values), e.g. `.stream("live", &[("reconnect_grace", "8.0")])`.
+    pub fn stream(mut self, name: &str, keys: &[(&str, &str)]) -> Self {
+        let mut table = vec![("name".to_string(), toml_string(name))];
+        for (k, v) in keys {
+            set(&mut table, k, v);
+        }
+        self.streams.push(table);
+        self
+    }
+
     /// Also create the 5 MiB [`fixtures::LARGE_FILE`].
     pub fn with_large_file(mut self) -> Self {
         self.large_file = true;
@@ -107,8 +140,21 @@ impl SpateBuilder {
         self
     }
 
-    /// The config file text for `port` and `root`.
-    pub fn config_text(&self, port: u16, root: &Path) -> String {
+    /// RTMP is on unless `[rtmp] enabled = false` was set.
+    fn rtmp_enabled(&self) -> bool {
+        !self
+            .rtmp
+            .iter()
+            .any(|(k, v)| k == "enabled" && v.trim() == "false")
+    }
+
+    /// The config file text for HTTP `port`, `rtmp_port` (unless `[rtmp]
+    /// port` was set) and `root`.
+    pub fn config_text(&self, port: u16, rtmp_port: u16, root: &Path) -> String {
+        let mut rtmp = self.rtmp.clone();
+        if !rtmp.iter().any(|(k, _)| k == "port") {
+            rtmp.insert(0, ("port".into(), rtmp_port.to_string()));
+        }
         let mut http = self.http.clone();
         if !http.iter().any(|(k, _)| k == "port") {
             http.insert(0, ("port".into(), port.to_string()));
@@ -121,9 +167,22 @@ impl SpateBuilder {
             ("server", &self.server),
             ("http", &http),
             ("log", &self.log),
+            ("rtmp", &rtmp),
         ] {
             text.push_str(&format!("\n[{name}]\n"));
             for (k, v) in kvs {
+                text.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        if !self.live.is_empty() {
+            text.push_str("\n[live]\n");
+            for (k, v) in &self.live {
+                text.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        for table in &self.streams {
+            text.push_str("\n[[stream]]\n");
+            for (k, v) in table {
                 text.push_str(&format!("{k} = {v}\n"));
             }
         }
@@ -139,14 +198,21 @@ impl SpateBuilder {
         let dir = ScratchDir::new(&self.label);
         fixtures::populate(dir.path(), self.large_file);
         let root = dir.path().join("www");
-        let fixed_port = self.http.iter().any(|(k, _)| k == "port");
+        let fixed_port = self.http.iter().any(|(k, _)| k == "port")
+            || self.rtmp.iter().any(|(k, _)| k == "port");
+        let rtmp_enabled = self.rtmp_enabled();
         let config_path = dir.path().join("spate.toml");
         for attempt in 1..=3 {
             let port = match self.http.iter().find(|(k, _)| k == "port") {
                 Some((_, v)) => v.parse().expect("port is a number"),
                 None => crate::free_port(),
             };
-            std::fs::write(&config_path, self.config_text(port, &root)).expect("write config");
+            let rtmp_port = match self.rtmp.iter().find(|(k, _)| k == "port") {
+                Some((_, v)) => v.parse().expect("rtmp port is a number"),
+                None => crate::free_port(),
+            };
+            std::fs::write(&config_path, self.config_text(port, rtmp_port, &root))
+                .expect("write config");
             let stderr_path = dir.path().join(format!("spate-{attempt}.stderr"));
             let stdout_path = dir.path().join(format!("spate-{attempt}.stdout"));
             let mut child = Command::new(spate_bin())
@@ -161,12 +227,20 @@ impl SpateBuilder {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", spate_bin().display()));
             capture_output(child.stdout.take().expect("piped"), &stdout_path);
             capture_output(child.stderr.take().expect("piped"), &stderr_path);
-            match wait_listening(&mut child, port) {
+            let listening = wait_listening(&mut child, port).and_then(|()| {
+                if rtmp_enabled {
+                    wait_listening(&mut child, rtmp_port)
+                } else {
+                    Ok(())
+                }
+            });
+            match listening {
                 Ok(()) => {
                     return Spate {
                         child,
                         exit: None,
                         port,
+                        rtmp_port: rtmp_enabled.then_some(rtmp_port),
                         root,
                         config_path,
                         stderr_path,
@@ -227,6 +301,7 @@ pub struct Spate {
     child: Child,
     exit: Option<ExitStatus>,
     port: u16,
+    rtmp_port: Option<u16>,
     root: PathBuf,
     config_path: PathBuf,
     stderr_path: PathBuf,
@@ -253,6 +328,27 @@ impl Spate {
     /// 127.0.0.1:port.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The RTMP port. Panics if RTMP was disabled.
+    pub fn rtmp_port(&self) -> u16 {
+        self.rtmp_port
+            .expect("this server was started with [rtmp] enabled = false")
+    }
+
+    /// 127.0.0.1:rtmp_port.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.rtmp_port()))
+    }
+
+    /// `rtmp://127.0.0.1:rtmp_port/app/key`.
+    pub fn rtmp_url(&self, app: &str, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{app}/{key}", self.rtmp_port())
+    }
+
+    /// The HTTP-FLV URL of live stream `name`: `http://127.0.0.1:port/name.flv`.
+    pub fn flv_url(&self, name: &str) -> String {
+        self.url(&format!("/{name}.flv"))
     }
 
     /// `http://127.0.0.1:port` + `path` (`path` starts with `/`).

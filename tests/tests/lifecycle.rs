@@ -14,16 +14,21 @@ use spate_tests::{
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A scratch dir with `www/` and `spate.toml` = `config` (where `{port}` and
-/// `{root}` are substituted).
+/// `{root}` are substituted), plus `[rtmp] port = <free>` unless `config` has
+/// an `[rtmp]` section (RTMP's default port, 1935, cannot be shared by tests
+/// running in parallel).
 fn config_dir(label: &str, config: &str) -> (ScratchDir, u16) {
     let dir = ScratchDir::new(label);
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("index.html"), "hi\n").unwrap();
     let port = free_port();
-    let text = config
+    let mut text = config
         .replace("{port}", &port.to_string())
         .replace("{root}", &root.display().to_string());
+    if !text.contains("[rtmp]") {
+        text.push_str(&format!("\n[rtmp]\nport = {}\n", free_port()));
+    }
     std::fs::write(dir.path().join("spate.toml"), text).unwrap();
     (dir, port)
 }
