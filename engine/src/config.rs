@@ -127,6 +127,9 @@ pub struct LiveConfig {
     pub viewer_skip_lag: f64,
     /// Most items (frames) kept per stream per core, whatever timestamps say.
     pub max_buffer_frames: usize,
+    /// SO_SNDBUF for live viewer sockets, bytes (0 = kernel autotuning, which
+    /// lets a stalled viewer absorb megabytes before it is noticed).
+    pub viewer_send_buffer: u32,
 }
 
 impl Default for LiveConfig {
@@ -137,6 +140,7 @@ impl Default for LiveConfig {
             reconnect_grace: 5.0,
             viewer_skip_lag: 3.0,
             max_buffer_frames: 4096,
+            viewer_send_buffer: 256 * 1024,
         }
     }
 }

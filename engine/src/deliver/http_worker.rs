@@ -113,6 +113,7 @@ const TICK: u8 = 9;
 const WAKE: u8 = 10;
 const SHUT_WR: u8 = 11;
 const LIVE_SEND: u8 = 12;
+const SOCKOPT: u8 = 13;
 
 const TICK_EVERY: Duration = Duration::from_millis(200);
 const LINGER: Duration = Duration::from_secs(2);
@@ -288,6 +289,10 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         live: crate::live::LiveCore::default(),
         graced: Vec::new(),
         wake_mask: 0,
+        viewer_sndbuf: Box::new(
+            setup.config.live.viewer_send_buffer.min(i32::MAX as u32) as libc::c_int
+        ),
+        sockopt_warned: false,
         bufs,
         conns: Slab::with_capacity(files as usize),
         cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
@@ -366,6 +371,9 @@ struct Worker {
     graced: Vec<(Arc<str>, crate::live::StreamId, Instant)>,
     /// Workers to wake at the end of this loop turn (mesh messages queued).
     wake_mask: u64,
+    /// SO_SNDBUF value for live viewers (the ring reads it from here).
+    viewer_sndbuf: Box<libc::c_int>,
+    sockopt_warned: bool,
     mesh: MeshEndpoint<WorkerMsg>,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
@@ -489,6 +497,16 @@ impl Worker {
                 self.arm_wake();
             }
             CLOSE => {}
+            SOCKOPT => {
+                if res < 0 && !self.sockopt_warned {
+                    self.sockopt_warned = true;
+                    tracing::warn!(
+                        "worker {}: cannot set SO_SNDBUF on a viewer socket through the ring ({}); live viewers keep kernel autotuned buffers",
+                        self.index,
+                        std::io::Error::from_raw_os_error(-res)
+                    );
+                }
+            }
             RECV => self.on_recv(t, res, flags),
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
             LIVE_SEND => self.on_live_send(t, res),

@@ -21,7 +21,7 @@ use io_uring::{opcode, types};
 use spate_packager::flv::{FlvEvent, FlvStream, TagType};
 use spate_protocols::rtmp::{self, MediaKind};
 
-use super::{LIVE_SEND, Phase, Token, Worker, WorkerMsg};
+use super::{LIVE_SEND, Phase, SOCKOPT, Token, Worker, WorkerMsg};
 use crate::live::{
     LiveItem, LiveMsg, Next, PLAY_STREAM_ID, Packaged, PublishRefusal, Rebaser, StreamHead,
     StreamId, StreamSettings, TagKind, ViewerCursor,
@@ -238,6 +238,28 @@ impl Worker {
         }
     }
 
+    /// Cap a viewer socket's send buffer (`[live] viewer_send_buffer`), so a
+    /// viewer that stops reading is noticed within seconds, not after the
+    /// kernel has absorbed megabytes.
+    fn cap_send_buffer(&mut self, slot: u32, generation: u32) {
+        if *self.viewer_sndbuf <= 0 {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let e = opcode::SetSockOpt::new(
+            types::Fixed(c.fd),
+            libc::SOL_SOCKET as u32,
+            libc::SO_SNDBUF as u32,
+            (&*self.viewer_sndbuf as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+        .build()
+        .user_data(Token::new(SOCKOPT, 0, 0).0);
+        self.push(e);
+    }
+
     /// Start an HTTP-FLV viewer on a connection whose request named a live
     /// stream.
     pub(super) fn start_flv_viewer(
@@ -281,6 +303,7 @@ impl Worker {
             }
         }
         c.live = Some(live);
+        self.cap_send_buffer(slot, generation);
         self.live_pump(slot, generation);
     }
 
@@ -577,6 +600,7 @@ impl Worker {
         if let Some(st) = self.live.streams.get_mut(&id) {
             st.viewers.push((slot, generation));
         }
+        self.cap_send_buffer(slot, generation);
     }
 
     fn stop_viewing(&mut self, slot: u32, generation: u32) {
