@@ -80,12 +80,20 @@ fn main() -> ExitCode {
     }
     let c = server.stop();
     tracing::info!(
-        "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies",
+        "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies; \
+         live: {} publishes refused, {} rtmp errors, {} viewer skips, {} viewers dropped, \
+         {} mesh drops, {} timestamp rebases",
         c.accepted,
         c.requests,
         c.rejected,
         c.send_stalls,
-        c.body_bytes / 1_000_000
+        c.body_bytes / 1_000_000,
+        c.publish_refused,
+        c.rtmp_errors,
+        c.viewer_skips,
+        c.viewers_dropped,
+        c.mesh_drops,
+        c.rebases
     );
     ExitCode::SUCCESS
 }

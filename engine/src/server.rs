@@ -154,6 +154,12 @@ impl Server {
                     total.send_stalls += c.send_stalls;
                     total.table_full += c.table_full;
                     total.body_bytes += c.body_bytes;
+                    total.viewer_skips += c.viewer_skips;
+                    total.viewers_dropped += c.viewers_dropped;
+                    total.rtmp_errors += c.rtmp_errors;
+                    total.mesh_drops += c.mesh_drops;
+                    total.publish_refused += c.publish_refused;
+                    total.rebases += c.rebases;
                 }
                 Err(_) => tracing::error!("a worker panicked"),
             }

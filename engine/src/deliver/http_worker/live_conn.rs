@@ -514,16 +514,21 @@ impl Worker {
             });
             return;
         }
+        let before = p.rebaser.rebases;
         let ts = p.rebaser.map(i64::from(ts_ms));
-        let rebases = p.rebaser.rebases;
+        let rebased = p.rebaser.rebases - before;
+        if rebased > 0 {
+            tracing::info!(
+                "stream {}: publisher timestamp jumped to {ts_ms} ms; output continues at {ts} ms",
+                p.name
+            );
+        }
         let seq = p.next_seq;
         p.next_seq += 1;
         let id = p.id;
         let head = head_changed.then(|| Arc::new(p.head.clone()));
         let item = Arc::new(Packaged::new(kind, ts as u32, body, chunk));
-        if rebases > 0 && rebases != self.counters.rebases {
-            self.counters.rebases = rebases;
-        }
+        self.counters.rebases += rebased;
         if let Some(head) = head {
             self.broadcast(|| LiveMsg::Head {
                 id,
