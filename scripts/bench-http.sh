@@ -43,8 +43,12 @@ OTHER_MAX=${OTHER_MAX:-0.5}
 ATTEMPTS=${ATTEMPTS:-3}
 OUT=${OUT:-$REPO/target/bench-http}
 NGINX=${NGINX:-/usr/sbin/nginx}
-NGINX_PORT=${NGINX_PORT:-18080}
-SPATE_PORT=${SPATE_PORT:-18081}
+# Which parts run: runs RUN_FIRST..RUNS of the load tests (LOAD=1), the idle
+# tests (IDLE=1); CLEAN=0 keeps earlier results in OUT (to fill in a part).
+RUN_FIRST=${RUN_FIRST:-1}
+LOAD=${LOAD:-1}
+IDLE=${IDLE:-1}
+CLEAN=${CLEAN:-1}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -53,13 +57,16 @@ command -v python3 >/dev/null || { echo "python3 is needed for the summary" >&2;
 
 log "building release binaries"
 timeout 1200 cargo build --release -p spate-engine -p spate-bench >&2
-SPATE=$REPO/target/release/spate
-BENCH=$REPO/target/release/spate-bench
 
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.noisy "$OUT"/*.log
+[ "$CLEAN" = 0 ] || rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.noisy "$OUT"/*.log
 WORK=$(mktemp -d /tmp/spate-bench-http.XXXXXX)
 chmod 755 "$WORK"
+# Private copies: other builds in this tree must not swap binaries mid-run.
+cp "$REPO/target/release/spate" "$REPO/target/release/spate-bench" "$WORK/"
+SPATE=$WORK/spate
+BENCH=$WORK/spate-bench
+log "spate from $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
 ROOT=$WORK/root
 mkdir -p "$ROOT" "$WORK/nginx/logs" "$WORK/nginx/tmp"
 head -c $((256 * 1024)) /dev/urandom >"$ROOT/seg.ts"
@@ -93,7 +100,7 @@ http {
     client_body_temp_path $WORK/nginx/tmp; proxy_temp_path $WORK/nginx/tmp;
     fastcgi_temp_path $WORK/nginx/tmp; uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
     types { video/mp2t ts; application/vnd.apple.mpegurl m3u8; }
-    server { listen 127.0.0.1:$NGINX_PORT reuseport; root $ROOT; }
+    server { listen 127.0.0.1:@PORT@ reuseport; root $ROOT; }
 }
 EOF
 
@@ -105,27 +112,42 @@ bind = "127.0.0.1"
 shutdown_timeout = 2
 
 [http]
-port = $SPATE_PORT
+port = $2
 root = "$ROOT"
 idle_timeout = 300
 file_send = "$1"
 EOF
+    # Only HTTP is measured: keep other listeners (RTMP, when the build has
+    # it) off, so they cannot collide with other programs' ports.
+    if grep -q 'pub rtmp:' "$REPO/engine/src/config.rs" 2>/dev/null; then
+        printf '\n[rtmp]\nenabled = false\n' >>"$WORK/spate-$1.toml"
+    fi
     echo "$WORK/spate-$1.toml"
 }
 
-# PID_ARGS: how spate-bench finds the server's processes.
-start_server() {
+# A port nothing listens on now (other programs on this machine pick ports too).
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 8000))
+        ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+    done
+}
+
+# Start a server on a fresh port; sets SERVER_PID, URL_BASE and PID_ARGS (how
+# spate-bench finds the server's processes). Returns 1 if it does not come up.
+start_server_once() {
     local name=$1 port
+    port=$(free_port)
     case $name in
     nginx)
-        port=$NGINX_PORT
-        "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >>"$OUT/nginx.log" 2>&1 &
+        sed "s/@PORT@/$port/" "$WORK/nginx/nginx.conf" >"$WORK/nginx/nginx-run.conf"
+        "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx-run.conf" >>"$OUT/nginx.log" 2>&1 &
         SERVER_PID=$!
         PID_ARGS=(--server-pids-from "$SERVER_PID")
         ;;
     spate-*)
-        port=$SPATE_PORT
-        "$SPATE" --config "$(spate_conf "${name#spate-}")" >>"$OUT/$name.log" 2>&1 &
+        "$SPATE" --config "$(spate_conf "${name#spate-}" "$port")" >>"$OUT/$name.log" 2>&1 &
         SERVER_PID=$!
         PID_ARGS=(--server-pid "$SERVER_PID")
         ;;
@@ -133,15 +155,26 @@ start_server() {
     esac
     URL_BASE=http://127.0.0.1:$port
     for _ in $(seq 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
         if curl -sf -o /dev/null "$URL_BASE/index.m3u8"; then
             # nginx forks its workers after the listener is up: wait for them.
             [ "$name" != nginx ] || [ "$(wc -w </proc/"$SERVER_PID"/task/"$SERVER_PID"/children)" -ge 2 ] && return 0
         fi
         sleep 0.1
     done
-    echo "$name did not come up; log:" >&2
-    tail -20 "$OUT/$name.log" >&2
-    exit 1
+    log "$name did not come up on port $port; log:"
+    tail -5 "$OUT/$name.log" >&2
+    stop_server
+    return 1
+}
+
+start_server() {
+    local try
+    for try in 1 2 3; do
+        start_server_once "$1" && return 0
+        sleep 2
+    done
+    return 1
 }
 
 stop_server() {
@@ -202,36 +235,40 @@ bench() {
     sleep 1
 }
 
-for run in $(seq "$RUNS"); do
-    for server in $SERVERS; do
-        log "run $run/$RUNS: $server"
-        start_server "$server"
-        for file in $FILES; do
-            for c in $CONNS; do
-                bench "load-$server-$file-c$c-r$run" "$URL_BASE/$file" \
-                    --connections "$c" --duration "$DURATION" --warmup "$WARMUP" --label "$server"
-                check_alive "$server" "load $file c=$c run $run" || start_server "$server"
+if [ "$LOAD" = 1 ]; then
+    for run in $(seq "$RUN_FIRST" "$RUNS"); do
+        for server in $SERVERS; do
+            log "run $run/$RUNS: $server"
+            start_server "$server" || { log "SKIPPED: $server run $run (did not start)"; continue; }
+            for file in $FILES; do
+                for c in $CONNS; do
+                    bench "load-$server-$file-c$c-r$run" "$URL_BASE/$file" \
+                        --connections "$c" --duration "$DURATION" --warmup "$WARMUP" --label "$server"
+                    check_alive "$server" "load $file c=$c run $run" || start_server "$server" || break 2
+                done
             done
-        done
-        stop_server
-    done
-done
-
-for server in $SERVERS; do
-    for n in $IDLE_CONNS; do
-        for kind in bare req; do
-            extra=()
-            [ "$kind" = bare ] || extra=(--idle-request)
-            log "idle: $server, $n connections, $kind"
-            start_server "$server"
-            sleep 1
-            bench "idle-$server-$kind-c$n" "$URL_BASE/index.m3u8" --idle "${extra[@]}" \
-                --connections "$n" --duration "$IDLE_HOLD" --label "$server"
-            check_alive "$server" "idle $kind c=$n" || true
             stop_server
         done
     done
-done
+fi
+
+if [ "$IDLE" = 1 ]; then
+    for server in $SERVERS; do
+        for n in $IDLE_CONNS; do
+            for kind in bare req; do
+                extra=()
+                [ "$kind" = bare ] || extra=(--idle-request)
+                log "idle: $server, $n connections, $kind"
+                start_server "$server" || { log "SKIPPED: idle $server $n $kind (did not start)"; continue; }
+                sleep 1
+                bench "idle-$server-$kind-c$n" "$URL_BASE/index.m3u8" --idle "${extra[@]}" \
+                    --connections "$n" --duration "$IDLE_HOLD" --label "$server"
+                check_alive "$server" "idle $kind c=$n" || true
+                stop_server
+            done
+        done
+    done
+fi
 
 python3 "$REPO/scripts/bench-http-summary.py" "$OUT" | tee "$OUT/summary.md"
 log "results in $OUT (summary.md, one JSON per measurement)"
