@@ -13,6 +13,11 @@
 //! Idle mode opens N connections, holds them and reports the server's PSS
 //! growth per connection.
 mod client;
+mod flvparse;
+mod live;
+mod live_publish;
+mod live_rtmp;
+mod live_viewer;
 mod procstat;
 mod report;
 
@@ -40,6 +45,8 @@ struct Cli {
 enum Command {
     /// HTTP/1.1 keep-alive GET load, or idle connections.
     Http(HttpArgs),
+    /// Live streaming: an RTMP publisher and N HTTP-FLV / RTMP viewers.
+    Live(live::LiveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,8 +115,11 @@ struct HttpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Http(args) = cli.command;
-    match run(args) {
+    let result = match cli.command {
+        Command::Http(args) => run(args),
+        Command::Live(args) => live::run(args),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("spate-bench: {e}");
