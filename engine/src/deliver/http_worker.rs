@@ -172,7 +172,9 @@ struct Transfer {
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
     pipe: Option<Pipe>,
-    piped: u32,
+    /// Bytes in the pipe (signed: completions of a linked pair may be seen
+    /// in either order; only read when no splice is in flight).
+    piped: i64,
     zc_notifs: u16,
     log: Option<Box<str>>,
 }
@@ -1001,15 +1003,21 @@ impl Worker {
                             -1,
                             types::Fixed(fd),
                             -1,
-                            x.piped,
+                            x.piped as u32,
                         )
                         .flags(more)
                         .build()
                         .user_data(Token::new(SPLICE_OUT, slot, generation).0)
                     } else {
+                        // File -> pipe linked to pipe -> socket: the kernel
+                        // runs both on one io-wq pass (splice is always
+                        // punted to io-wq), without a trip through this
+                        // loop in between. A short splice-in (file truncated
+                        // underneath) leaves the linked splice-out waiting;
+                        // the send-stall timer ends it.
                         let f = x.file.as_ref().expect("body has a file");
                         let take = body_left.min(pipe.cap as u64) as u32;
-                        opcode::Splice::new(
+                        let splice_in = opcode::Splice::new(
                             types::Fd(f.file.as_raw_fd()),
                             x.pos as i64,
                             types::Fd(pipe.w.as_raw_fd()),
@@ -1017,7 +1025,28 @@ impl Worker {
                             take,
                         )
                         .build()
-                        .user_data(Token::new(SPLICE_IN, slot, generation).0)
+                        .flags(squeue::Flags::IO_LINK)
+                        .user_data(Token::new(SPLICE_IN, slot, generation).0);
+                        let more = if body_left > take as u64 {
+                            libc::SPLICE_F_MORE
+                        } else {
+                            0
+                        };
+                        let splice_out = opcode::Splice::new(
+                            types::Fd(pipe.r.as_raw_fd()),
+                            -1,
+                            types::Fixed(fd),
+                            -1,
+                            take,
+                        )
+                        .flags(more)
+                        .build()
+                        .user_data(Token::new(SPLICE_OUT, slot, generation).0);
+                        c.ops += 2;
+                        c.deadline = Some(now + self.send_timeout);
+                        self.push(splice_in);
+                        self.push(splice_out);
+                        return;
                     }
                 }
             }
@@ -1094,10 +1123,13 @@ impl Worker {
                             return;
                         }
                         x.pos += n;
-                        x.piped = n as u32;
+                        // Bytes now in the pipe; the (linked) splice-out's
+                        // completion subtracts what it moved, in whichever
+                        // order the two completions are seen.
+                        x.piped += n as i64;
                     }
                     SPLICE_OUT => {
-                        x.piped -= n as u32;
+                        x.piped -= n as i64;
                         self.counters.body_bytes += n;
                         if x.piped == 0
                             && x.pos == x.end
