@@ -298,6 +298,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         ),
         sockopt_warned: false,
         pending_closes: Vec::new(),
+        dirty_streams: Vec::new(),
         bufs,
         conns: Slab::with_capacity(files as usize),
         cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
@@ -381,6 +382,9 @@ struct Worker {
     sockopt_warned: bool,
     /// Connections to close at shutdown, a batch per loop turn.
     pending_closes: Vec<(u32, u32)>,
+    /// Streams that got items this loop turn (their viewers are pumped at
+    /// the end of it).
+    dirty_streams: Vec<crate::live::StreamId>,
     mesh: MeshEndpoint<WorkerMsg>,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
@@ -461,6 +465,7 @@ impl Worker {
             for &(ud, res, flags) in &cqes {
                 self.complete(Token(ud), res, flags);
             }
+            self.pump_dirty_streams();
             self.flush_wakes();
             for _ in 0..SHUTDOWN_CLOSE_BATCH {
                 let Some((slot, generation)) = self.pending_closes.pop() else {

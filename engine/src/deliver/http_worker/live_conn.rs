@@ -233,8 +233,25 @@ impl Worker {
             self.live.remove(id);
             return;
         }
-        for (slot, generation) in viewers {
-            self.live_pump(slot, generation);
+        // Viewers are pumped once at the end of the loop turn, so every item
+        // that arrived in this turn (one publisher read often holds a video
+        // frame and several audio frames; a mesh wake drains many) goes out
+        // in one sendmsg per viewer, at no added latency.
+        if !self.dirty_streams.contains(&id) {
+            self.dirty_streams.push(id);
+        }
+    }
+
+    /// Pump the viewers of every stream that got items this loop turn.
+    pub(super) fn pump_dirty_streams(&mut self) {
+        while let Some(id) = self.dirty_streams.pop() {
+            let viewers = match self.live.streams.get(&id) {
+                Some(s) => s.viewers.clone(),
+                None => continue,
+            };
+            for (slot, generation) in viewers {
+                self.live_pump(slot, generation);
+            }
         }
     }
 
