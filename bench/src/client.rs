@@ -737,7 +737,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, u64, usize)>, ()> {
     }
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+pub(crate) fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
@@ -750,7 +750,7 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
 
 /// A TCP socket (blocking: the ring does the waiting), bound to `src` with
 /// the port chosen at connect time.
-fn new_socket(src: Option<Ipv4Addr>) -> io::Result<i32> {
+pub(crate) fn new_socket(src: Option<Ipv4Addr>) -> io::Result<i32> {
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

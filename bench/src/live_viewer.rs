@@ -23,6 +23,7 @@ use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
 use spate_engine::runtime::slab::Slab;
 use spate_protocols::rtmp::{message_type, user_control};
 
+use crate::client::{new_socket, sockaddr};
 use crate::flvparse::{HttpFlvScanner, ScanError, TagSeen};
 use crate::live_publish::SendTimes;
 use crate::live_rtmp::{self, ChunkScanner, Reply, RtmpEvent, RtmpUrl, SERVER_HANDSHAKE};
@@ -800,65 +801,4 @@ impl Viewer {
             self.io.ring.push(&close);
         }
     }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// A TCP socket (blocking: the ring does the waiting) with TCP_NODELAY,
-/// bound to `src` with the port chosen at connect time.
-fn new_socket(src: Option<Ipv4Addr>) -> io::Result<i32> {
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fail = |fd: i32| {
-        let e = io::Error::last_os_error();
-        // SAFETY: fd is ours and not used afterwards.
-        unsafe { libc::close(fd) };
-        Err(e)
-    };
-    let one: libc::c_int = 1;
-    for (level, name) in [
-        (libc::IPPROTO_TCP, libc::TCP_NODELAY),
-        (libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT),
-    ] {
-        // SAFETY: fd is valid; `one` is a c_int the call reads.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&raw const one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return fail(fd);
-        }
-    }
-    if let Some(src) = src {
-        let sa = sockaddr(SocketAddrV4::new(src, 0));
-        // SAFETY: fd is valid; `sa` is a sockaddr_in of the length given.
-        let r = unsafe {
-            libc::bind(
-                fd,
-                (&raw const sa).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return fail(fd);
-        }
-    }
-    Ok(fd)
 }
