@@ -31,6 +31,7 @@
 
 pub mod amf0;
 pub mod flv;
+pub mod fmp4;
 pub mod media;
 
 /// Errors of this crate: each variant says what was wrong with which input.
