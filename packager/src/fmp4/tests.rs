@@ -665,3 +665,267 @@ fn ffmpeg_decodes_h264_mp3_fragments() {
     assert!(json.contains(r#""codec_name":"mp3""#), "{json}");
     ffmpeg_decodes(&path);
 }
+
+// ---------------------------------------------------------------------------
+// HEVC, AV1 and Opus: ffmpeg 5.1 cannot put them in FLV, so take the
+// samples out of an fMP4 ffmpeg writes and write them again with ours.
+
+/// Run ffmpeg with `args`, writing fragmented MP4 to stdout.
+fn ffmpeg_fmp4(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("/usr/bin/ffmpeg")
+        .args(["-v", "error", "-nostdin"])
+        .args(args)
+        .args([
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "mp4",
+            "pipe:1",
+        ])
+        .output()
+        .expect("/usr/bin/ffmpeg is required for this test");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Tracks (config = the sample entry's config box payload) and frames of
+/// a fragmented MP4 (ffmpeg's flavour: default-base-is-moof, trex
+/// defaults).
+fn read_fmp4(d: &[u8], codecs: &[(&[u8; 4], Codec)]) -> (Vec<Track>, Vec<Frame>) {
+    let top = walk(d, 0, d.len());
+    let mut tracks = Vec::new();
+    let mut defaults = std::collections::HashMap::new();
+    for trak in find(&top, &["moov", "trak"]) {
+        let sub = std::slice::from_ref(trak);
+        let tkhd = find(sub, &["trak", "tkhd"])[0];
+        let id = be32(d, tkhd.body + 12);
+        let mdhd = find(sub, &["trak", "mdia", "mdhd"])[0];
+        let timescale = be32(d, mdhd.body + 12);
+        let entry = &find(sub, &["trak", "mdia", "minf", "stbl", "stsd"])[0].children[0];
+        let codec = codecs
+            .iter()
+            .find(|(t, _)| **t == entry.typ)
+            .unwrap_or_else(|| panic!("sample entry {:?}", entry.typ))
+            .1;
+        let cfg = &entry.children[0];
+        let config = Bytes::copy_from_slice(&d[cfg.body..cfg.end]);
+        if config.is_empty() {
+            // ffmpeg's empty_moov av1C before libaom's extradata: filled
+            // in from the first keyframe below.
+            tracks.push(Track::new(id - 1, codec, timescale));
+        } else {
+            tracks.push(Track::with_config(id - 1, codec, timescale, config).unwrap());
+        }
+    }
+    for trex in find(&top, &["moov", "mvex", "trex"]) {
+        let id = be32(d, trex.body + 4);
+        defaults.insert(
+            id,
+            (
+                be32(d, trex.body + 12),
+                be32(d, trex.body + 16),
+                be32(d, trex.body + 20),
+            ),
+        );
+    }
+    let mut frames = Vec::new();
+    for moof in find(&top, &["moof"]) {
+        for traf in &moof.children {
+            if &traf.typ != b"traf" {
+                continue;
+            }
+            let mut dts = 0u64;
+            let (mut dur0, mut size0, mut flags0) = (0, 0, 0);
+            let mut id = 0;
+            for b in &traf.children {
+                let p = b.body;
+                let fl = be32(d, p) & 0xff_ffff;
+                match &b.typ {
+                    b"tfhd" => {
+                        id = be32(d, p + 4);
+                        (dur0, size0, flags0) = defaults[&id];
+                        let mut q = p + 8;
+                        assert_eq!(fl & 1, 0, "base_data_offset");
+                        if fl & 2 != 0 {
+                            q += 4;
+                        }
+                        if fl & 8 != 0 {
+                            dur0 = be32(d, q);
+                            q += 4;
+                        }
+                        if fl & 0x10 != 0 {
+                            size0 = be32(d, q);
+                            q += 4;
+                        }
+                        if fl & 0x20 != 0 {
+                            flags0 = be32(d, q);
+                        }
+                    }
+                    b"tfdt" => {
+                        dts = if d[p] == 1 {
+                            u64::from_be_bytes(d[p + 4..p + 12].try_into().unwrap())
+                        } else {
+                            u64::from(be32(d, p + 4))
+                        };
+                    }
+                    b"trun" => {
+                        let n = be32(d, p + 4);
+                        let mut q = p + 8;
+                        let mut pos = moof.start;
+                        if fl & 1 != 0 {
+                            pos = (pos as i64 + i64::from(be32(d, q) as i32)) as usize;
+                            q += 4;
+                        }
+                        let mut first_flags = None;
+                        if fl & 4 != 0 {
+                            first_flags = Some(be32(d, q));
+                            q += 4;
+                        }
+                        for i in 0..n {
+                            let mut take = |bit: u32, default: u32| {
+                                if fl & bit != 0 {
+                                    q += 4;
+                                    be32(d, q - 4)
+                                } else {
+                                    default
+                                }
+                            };
+                            let dur = take(0x100, dur0);
+                            let size = take(0x200, size0) as usize;
+                            let mut flags = take(0x400, flags0);
+                            let cto = take(0x800, 0) as i32;
+                            if i == 0
+                                && let Some(f) = first_flags
+                            {
+                                flags = f;
+                            }
+                            frames.push(Frame {
+                                track: id - 1,
+                                dts: dts as i64,
+                                pts: dts as i64 + i64::from(cto),
+                                keyframe: flags & 0x1_0000 == 0,
+                                payload: Bytes::copy_from_slice(&d[pos..pos + size]),
+                            });
+                            pos += size;
+                            dts += u64::from(dur);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for t in tracks.iter_mut().filter(|t| t.config.is_none()) {
+        assert_eq!(t.codec, Codec::Av1);
+        let first = frames.iter().find(|f| f.track == t.id).unwrap();
+        let mut av1c = vec![0x81, 0x00, 0x0c, 0x00];
+        av1c.extend_from_slice(&sequence_header_obu(&first.payload));
+        *t = Track::with_config(t.id, t.codec, t.timebase, Bytes::from(av1c)).unwrap();
+    }
+    (tracks, frames)
+}
+
+/// The sequence header OBU (with its header) of a temporal unit.
+fn sequence_header_obu(tu: &[u8]) -> Vec<u8> {
+    let mut pos = 0;
+    while pos < tu.len() {
+        let start = pos;
+        let header = tu[pos];
+        pos += 1 + usize::from(header & 0x04 != 0);
+        assert!(header & 0x02 != 0, "OBU without size field");
+        let (mut size, mut shift) = (0usize, 0);
+        loop {
+            let b = tu[pos];
+            pos += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        pos += size;
+        if (header >> 3) & 0x0f == 1 {
+            return tu[start..pos].to_vec();
+        }
+    }
+    panic!("no sequence header OBU in the first AV1 frame");
+}
+
+fn remux_and_decode(name: &str, source: &[u8], codecs: &[(&[u8; 4], Codec)], expect: &[&str]) {
+    let (tracks, frames) = read_fmp4(source, codecs);
+    assert_eq!(tracks.len(), expect.len());
+    assert!(frames.len() > 10);
+    if expect.contains(&"hevc") {
+        assert!(
+            frames.iter().any(|f| f.pts != f.dts),
+            "B-frames: composition offsets exercised"
+        );
+    }
+    let path = temp_file(name, &fragmented_file(&tracks, &frames));
+    let json = compact(&ffprobe(&path));
+    for (t, codec) in tracks.iter().zip(expect) {
+        assert!(
+            json.contains(&format!(r#""codec_name":"{codec}""#)),
+            "{json}"
+        );
+        let n = frames.iter().filter(|f| f.track == t.id).count();
+        assert!(
+            json.contains(&format!(r#""nb_read_packets":"{n}""#)),
+            "{codec}: {n} packets expected: {json}"
+        );
+    }
+    ffmpeg_decodes(&path);
+}
+
+#[test]
+fn ffmpeg_decodes_hevc_opus_fragments() {
+    let src = ffmpeg_fmp4(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=192x108:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "1",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error:keyint=10:bframes=2",
+        "-tag:v",
+        "hvc1",
+        "-c:a",
+        "libopus",
+    ]);
+    remux_and_decode(
+        "hevc_opus.mp4",
+        &src,
+        &[(b"hvc1", Codec::H265), (b"Opus", Codec::Opus)],
+        &["hevc", "opus"],
+    );
+}
+
+#[test]
+fn ffmpeg_decodes_av1_fragments() {
+    let src = ffmpeg_fmp4(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=128x72:rate=25",
+        "-t",
+        "0.6",
+        "-c:v",
+        "libaom-av1",
+        "-cpu-used",
+        "8",
+        "-g",
+        "5",
+    ]);
+    remux_and_decode("av1.mp4", &src, &[(b"av01", Codec::Av1)], &["av1"]);
+}
