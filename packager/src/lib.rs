@@ -33,6 +33,7 @@ pub mod amf0;
 pub mod flv;
 pub mod fmp4;
 pub mod media;
+pub mod ts;
 
 /// Errors of this crate: each variant says what was wrong with which input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
