@@ -484,8 +484,9 @@ fn refused_tracks_and_bad_frames() {
     assert!(out.is_empty(), "nothing written on error");
 }
 
-/// Mux an FLV fixture through FlvStream → TsMuxer; returns the TS bytes.
-fn mux_flv(file: Bytes) -> Vec<u8> {
+/// Mux an FLV fixture through FlvStream → TsMuxer; returns the TS bytes
+/// and the number of frames per track id.
+fn mux_flv(file: Bytes) -> (Vec<u8>, [usize; 2]) {
     let mut dmx = FlvDemuxer::new();
     dmx.push_bytes(file);
     let mut stream = FlvStream::new();
@@ -509,7 +510,8 @@ fn mux_flv(file: Bytes) -> Vec<u8> {
         m.write_frame(f, &mut out).unwrap();
     }
     demux(&out);
-    out
+    let count = |id| frames.iter().filter(|f| f.track == id).count();
+    (out, [count(0), count(1)])
 }
 
 fn run(cmd: &str, args: &[&str]) -> (String, String) {
@@ -538,7 +540,7 @@ fn ffmpeg_reads_muxed_fixtures() {
         ("h264_aac", fixture!("h264_aac.flv"), "aac"),
         ("h264_mp3", fixture!("h264_mp3.flv"), "mp3"),
     ] {
-        let ts = mux_flv(file);
+        let (ts, counts) = mux_flv(file);
         let path = std::env::temp_dir().join(format!("spate-ts-{name}-{}.ts", std::process::id()));
         std::fs::write(&path, &ts).unwrap();
         let p = path.to_str().unwrap();
@@ -556,10 +558,79 @@ fn ffmpeg_reads_muxed_fixtures() {
         );
         assert!(json.contains("\"h264\""), "{json}");
         assert!(json.contains(&format!("\"{audio}\"")), "{json}");
+        // Every frame muxed is decoded.
+        let (frames, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                p,
+            ],
+        );
+        let decoded: Vec<usize> = frames
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse().unwrap())
+            .collect();
+        // The program's streams are listed first, then the same streams again.
+        assert_eq!(
+            decoded[decoded.len() - 2..],
+            counts,
+            "decoded frames per stream in {name}"
+        );
         let (_, log) = run("ffmpeg", &["-v", "debug", "-i", p, "-f", "null", "-"]);
         assert_eq!(log.matches("Continuity check failed").count(), 0, "{log}");
         let (_, errors) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
         assert_eq!(errors.trim(), "", "decode errors in {name}");
-        std::fs::remove_file(&path).unwrap();
+        if std::env::var_os("SPATE_KEEP_TS").is_none() {
+            std::fs::remove_file(&path).unwrap();
+        }
     }
+}
+
+#[test]
+fn ffmpeg_reads_opus_descriptors() {
+    // 20 ms stereo CELT frames with no coded data (TOC only: decoded as
+    // concealment), enough for ffprobe to see the stream from the PMT.
+    let t = Track::with_config(1, Codec::Opus, 48000, fixture!("dOps_stereo.bin")).unwrap();
+    let mut m = TsMuxer::new(&[t]).unwrap();
+    let mut out = Vec::new();
+    for i in 0..50i64 {
+        let f = Frame {
+            track: 1,
+            dts: i * 960,
+            pts: i * 960,
+            keyframe: true,
+            payload: Bytes::from_static(&[0xFC]),
+        };
+        m.write_frame(&f, &mut out).unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("spate-ts-opus-{}.ts", std::process::id()));
+    std::fs::write(&path, &out).unwrap();
+    let p = path.to_str().unwrap();
+    let (json, _) = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,channels,sample_rate",
+            "-of",
+            "json",
+            p,
+        ],
+    );
+    assert!(json.contains("\"opus\""), "{json}");
+    assert!(json.contains("\"channels\": 2"), "{json}");
+    let (_, log) = run("ffmpeg", &["-v", "debug", "-i", p, "-f", "null", "-"]);
+    assert_eq!(log.matches("Continuity check failed").count(), 0, "{log}");
+    let (_, errors) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
+    assert_eq!(errors.trim(), "", "decode errors");
+    std::fs::remove_file(&path).unwrap();
 }
