@@ -29,7 +29,8 @@
 //! (H.264 `09 F0`, HEVC type 35) and keyframes get the parameter sets of the
 //! track configuration (SPS/PPS, VPS/SPS/PPS) before them. AUDs already in
 //! the payload are dropped. AAC frames get a 7-byte ADTS header built from
-//! the AudioSpecificConfig; Opus packets the 2+ byte `opus_control_header`.
+//! the AudioSpecificConfig; Opus packets the `opus_control_header` (with a
+//! start trim for the pre-skip on the first packets).
 //! PAT/PMT are written before the first frame and before every keyframe of
 //! the PCR track (so a segment cut at a video keyframe starts with them);
 //! [`TsMuxer::write_psi`] writes them on demand (audio-only segment starts).

@@ -37,8 +37,9 @@ enum EsForm {
     Aac([u8; ADTS_HEADER_LEN]),
     /// Whole MPEG audio frames as they are.
     Mp3,
-    /// `opus_control_header` + packet.
-    Opus,
+    /// `opus_control_header` + packet; the start trim still to signal
+    /// (the head's pre-skip, in 48 kHz samples).
+    Opus(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +135,7 @@ impl EsTrack {
                     ));
                 }
                 es.stream_type = STREAM_TYPE_PRIVATE_PES;
-                es.form = EsForm::Opus;
+                es.form = EsForm::Opus(h.pre_skip);
                 // registration_descriptor "Opus", then the DVB extension
                 // descriptor with the Opus extension tag and channel_config_code.
                 es.descriptors = vec![0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, h.channels];
@@ -174,7 +175,10 @@ impl EsTrack {
                 n
             }
             EsForm::Mp3 => p.len(),
-            EsForm::Opus => 2 + p.len() / 255 + 1 + p.len(),
+            EsForm::Opus(pending) => {
+                let trim = if opus_trim(*pending, p) > 0 { 2 } else { 0 };
+                2 + p.len() / 255 + 1 + trim + p.len()
+            }
         })
     }
 
@@ -256,6 +260,30 @@ fn adts_template(track: u32, c: &AudioSpecificConfig) -> Result<[u8; 7], Error> 
         0x1F, // buffer fullness 0x7FF (VBR)
         0xFC, // one raw data block
     ])
+}
+
+/// Samples (at 48 kHz) of an Opus packet, from its TOC byte (RFC 6716
+/// 3.1); 0 for an empty or malformed packet.
+fn opus_samples(p: &[u8]) -> u32 {
+    let Some(&toc) = p.first() else { return 0 };
+    let config = toc >> 3;
+    let frame = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        12..=15 => [480, 960][usize::from(config % 2)],
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let count = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => p.get(1).map_or(0, |b| u32::from(b & 0x3F)),
+    };
+    frame * count
+}
+
+/// The start trim to signal with this packet while `pending` pre-skip
+/// samples remain (at most 13 bits, as the field allows).
+fn opus_trim(pending: u16, p: &[u8]) -> u16 {
+    (u32::from(pending).min(opus_samples(p)).min(0x1FFF)) as u16
 }
 
 /// Writes one PES packet as transport packets, taking the PES bytes in
@@ -465,6 +493,9 @@ impl TsMuxer {
         }
         let mut es = EsTrack::new(track, old.pid, old.stream_id)?;
         es.cc = old.cc;
+        if let (EsForm::Opus(new), EsForm::Opus(left)) = (&mut es.form, &old.form) {
+            *new = *left;
+        }
         if es.stream_type != old.stream_type || es.descriptors != old.descriptors {
             self.pmt_version = (self.pmt_version + 1) & 0x1F;
         }
@@ -633,18 +664,25 @@ impl TsMuxer {
                 w.push(p);
             }
             EsForm::Mp3 => w.push(p),
-            EsForm::Opus => {
-                w.push(&[0x7F, 0xE0]);
+            EsForm::Opus(pending) => {
+                let trim = opus_trim(*pending, p);
+                w.push(&[0x7F, if trim > 0 { 0xF0 } else { 0xE0 }]);
                 for _ in 0..p.len() / 255 {
                     w.push(&[0xFF]);
                 }
                 w.push(&[(p.len() % 255) as u8]);
+                if trim > 0 {
+                    w.push(&trim.to_be_bytes());
+                }
                 w.push(p);
             }
         }
         debug_assert_eq!(w.remaining, 0);
         debug_assert_eq!(w.room, 0);
         t.cc = w.cc;
+        if let EsForm::Opus(pending) = &mut t.form {
+            *pending -= opus_trim(*pending, p);
+        }
         Ok(())
     }
 
