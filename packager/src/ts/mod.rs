@@ -20,9 +20,10 @@
 //!   PCR = DTS − [`PCR_DELAY`] (clamped at 0, never decreasing).
 //! - Stream types: H.264 0x1B, HEVC 0x24, AAC 0x0F (ADTS), MP3 0x03 (0x04
 //!   below 32 kHz), Opus 0x06 with a registration descriptor `Opus` and the
-//!   DVB extension descriptor (tag 0x80, channel_config_code) per ETSI
-//!   TS 102 366 / the Opus-in-TS mapping. AV1, VP9, AC-3 and E-AC-3 are
-//!   refused.
+//!   DVB extension descriptor (extension tag 0x80, channel_config_code)
+//!   of the Opus-in-MPEG-TS mapping (the draft ETSI TS published by the
+//!   Opus project), as ffmpeg writes and reads it. AV1, VP9, AC-3 and E-AC-3
+//!   are refused.
 //!
 //! What is inserted: H.264/HEVC payloads go from length-prefixed (AVCC) to
 //! Annex B start codes; each access unit starts with an access unit delimiter
