@@ -589,6 +589,21 @@ fn ffmpeg_reads_muxed_fixtures() {
         assert_eq!(log.matches("Continuity check failed").count(), 0, "{log}");
         let (_, errors) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
         assert_eq!(errors.trim(), "", "decode errors in {name}");
+        // A segment cut at the second keyframe (where the muxer repeated
+        // PAT/PMT) decodes on its own, as an HLS segment must.
+        let second_pat = ts
+            .chunks(PACKET_LEN)
+            .enumerate()
+            .filter(|(_, pk)| pk[1] & 0x1F == 0 && pk[2] == 0)
+            .nth(1)
+            .map(|(i, _)| i);
+        // h264_mp3.flv has a single keyframe (GOP 250 over 1 s).
+        assert_eq!(second_pat.is_some(), name == "h264_aac");
+        if let Some(i) = second_pat {
+            std::fs::write(&path, &ts[i * PACKET_LEN..]).unwrap();
+            let (_, errors) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
+            assert_eq!(errors.trim(), "", "decode errors in a segment of {name}");
+        }
         if std::env::var_os("SPATE_KEEP_TS").is_none() {
             std::fs::remove_file(&path).unwrap();
         }
