@@ -25,8 +25,10 @@
 //!
 //! Modules: [`amf0`] (RTMP commands, FLV script data), [`media`] (the model
 //! and codec configuration parsing), [`flv`] (FLV demux/mux, RTMP media
-//! message bodies, Enhanced RTMP). MPEG-TS, fMP4/CMAF, segmenting and
-//! playlists arrive with the segmented-delivery work. See `docs/media.md`.
+//! message bodies, Enhanced RTMP), [`ts`] (MPEG-TS muxer for HLS segments and
+//! TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
+//! payloads by reference). Segmenting and playlists arrive with the
+//! segmented-delivery work. See `docs/media.md`.
 #![forbid(unsafe_code)]
 
 pub mod amf0;
