@@ -1,7 +1,7 @@
 //! Property tests: generated request heads round-trip through the session
 //! whatever the input split; arbitrary bytes never panic.
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -265,7 +265,7 @@ fn chunks<'a>(data: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
 /// Run the chunks through a session, answering every request at once.
 /// Returns the requests and whether the session ended with `Close`.
 fn run(chunks: &[&[u8]], limits: &Limits, eof: bool) -> (Vec<(Request, Vec<u8>)>, Vec<Output>) {
-    let now = Instant::now();
+    let now = crate::test_epoch();
     let mut s = ServerSession::new(now, limits);
     let mut requests = Vec::new();
     let mut ends = Vec::new();

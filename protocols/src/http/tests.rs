@@ -4,10 +4,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::response::{self, Entity};
 use super::{HttpError, Limits, Method, Output, RangeSpec, Request, ServerSession, Version};
 
-/// Tests need one real `Instant` to count from; the library never reads
-/// the clock.
+/// Where each test's timeline starts.
 fn t0() -> Instant {
-    Instant::now()
+    crate::test_epoch()
 }
 
 fn limits() -> Limits {
