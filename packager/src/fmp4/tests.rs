@@ -1,5 +1,5 @@
-//! Box-level checks with a small box walker, and decoding with ffprobe /
-//! ffmpeg of init + fragments built from the FLV fixtures.
+//! Box-level checks with a small box walker. Decoding with ffprobe/ffmpeg is
+//! in tests/tests/packager_interop.rs.
 
 use bytes::Bytes;
 

@@ -1,6 +1,6 @@
 //! MPEG-TS muxer tests: a small transport stream reader checks every packet,
-//! the continuity counters, PAT/PMT CRCs and the PES packets; real streams
-//! from the FLV fixtures are checked with ffprobe/ffmpeg.
+//! the continuity counters, PAT/PMT CRCs and the PES packets. Decoding with
+//! ffprobe/ffmpeg is in tests/tests/packager_interop.rs.
 use std::collections::HashMap;
 
 use bytes::Bytes;
