@@ -27,14 +27,15 @@
 //! and codec configuration parsing), [`flv`] (FLV demux/mux, RTMP media
 //! message bodies, Enhanced RTMP), [`ts`] (MPEG-TS muxer for HLS segments and
 //! TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
-//! payloads by reference). Segmenting and playlists arrive with the
-//! segmented-delivery work. See `docs/media.md`.
+//! payloads by reference), [`segmenter`] (where segments are cut, on one
+//! microsecond clock). See `docs/media.md`.
 #![forbid(unsafe_code)]
 
 pub mod amf0;
 pub mod flv;
 pub mod fmp4;
 pub mod media;
+pub mod segmenter;
 pub mod ts;
 
 /// Errors of this crate: each variant says what was wrong with which input.
