@@ -28,12 +28,14 @@
 //! message bodies, Enhanced RTMP), [`ts`] (MPEG-TS muxer for HLS segments and
 //! TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
 //! payloads by reference), [`segmenter`] (where segments are cut, on one
-//! microsecond clock). See `docs/media.md`.
+//! microsecond clock), [`hls`] (live media and multivariant playlists,
+//! RFC 6381 codecs strings). See `docs/media.md`.
 #![forbid(unsafe_code)]
 
 pub mod amf0;
 pub mod flv;
 pub mod fmp4;
+pub mod hls;
 pub mod media;
 pub mod segmenter;
 pub mod ts;

@@ -199,13 +199,11 @@ impl Segmenter {
         if let Some(s) = step.filter(|&s| s > 0 && !gap) {
             self.last_interval_us = s;
         }
-        if gap {
-            // Without an open segment the flag is already set (after a gap
-            // or `finish`), or nothing came before (first segment).
-            if let Some(seg) = self.open.take() {
-                self.ended_by_gap = Some(estimated_end(&seg, interval));
-                self.discontinuity_pending = true;
-            }
+        // Without an open segment the flag is already set (after a gap or
+        // `finish`), or nothing came before (first segment).
+        if gap && let Some(seg) = self.open.take() {
+            self.ended_by_gap = Some(estimated_end(&seg, interval));
+            self.discontinuity_pending = true;
         }
         let cut_point = keyframe || !self.has_video;
         let Some(seg) = self.open.as_mut() else {
