@@ -23,12 +23,19 @@ APT_NEEDS=(
 # npm and PyPI packages, when tests need them, are installed here too, never
 # downloaded by the tests. NPM_PROJECTS: directories with a committed
 # package.json + package-lock.json, installed with `npm ci` (playwright-core
-# drives Debian's chromium; it never downloads a browser). PIP_NEEDS go to a
-# venv under target/.
+# drives Debian's chromium; it never downloads a browser). PIP_NEEDS (pinned)
+# go to a venv at target/test-venv, made with Debian's /usr/bin/python3
+# (python3-venv provides its ensurepip); tests find its python through
+# spate_tests::venv_python().
 NPM_PROJECTS=(
   "tests/browser"
 )
-PIP_NEEDS=()
+PIP_NEEDS=(
+  "m3u8==6.0.0"    # HLS playlist parser (tests/src/playlist.rs)
+  "mpegdash==0.4.1" # DASH MPD parser (tests/src/playlist.rs)
+)
+VENV=target/test-venv
+SYSTEM_PYTHON=/usr/bin/python3
 
 missing=()
 for entry in "${APT_NEEDS[@]}"; do
@@ -36,6 +43,11 @@ for entry in "${APT_NEEDS[@]}"; do
   pkg=${entry#*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Debian's python3 keeps ensurepip (which `python3 -m venv` needs) in
+# python3-venv; a bare Debian 12 has neither.
+if ((${#PIP_NEEDS[@]})) && ! "$SYSTEM_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=("python3" "python3-venv")
+fi
 if ((${#missing[@]})); then
   sudo=()
   if [[ $(id -u) -ne 0 ]]; then
@@ -58,9 +70,19 @@ for project in "${NPM_PROJECTS[@]}"; do
   fi
 done
 if ((${#PIP_NEEDS[@]})); then
-  echo "==> pip install ${PIP_NEEDS[*]}"
-  python3 -m venv target/test-venv
-  target/test-venv/bin/pip install --quiet "${PIP_NEEDS[@]}"
+  # Redo the venv when its python does not run (e.g. made by another python
+  # that is gone) and reinstall when PIP_NEEDS changed since the last install.
+  stamp=$VENV/.spate-pip-needs
+  if ! "$VENV/bin/python3" -c '' >/dev/null 2>&1; then
+    echo "==> python3 -m venv $VENV"
+    rm -rf "$VENV"
+    "$SYSTEM_PYTHON" -m venv "$VENV"
+  fi
+  if [[ ! -f $stamp || "$(cat "$stamp")" != "${PIP_NEEDS[*]}" ]]; then
+    echo "==> pip install ${PIP_NEEDS[*]} (into $VENV)"
+    "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "${PIP_NEEDS[@]}"
+    echo "${PIP_NEEDS[*]}" >"$stamp"
+  fi
 fi
 
 for tool in rustfmt clippy; do

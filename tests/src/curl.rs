@@ -55,6 +55,33 @@ impl CurlResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Content-Type` media type, lower case, without parameters
+    /// (`application/vnd.apple.mpegurl; charset=utf-8` →
+    /// `application/vnd.apple.mpegurl`).
+    pub fn media_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// Panic unless the status is 200 and the media type is one of `types`.
+    pub fn assert_media_type(&self, types: &[&str]) -> &Self {
+        self.assert_status(200);
+        let got = self.media_type();
+        assert!(
+            got.as_deref()
+                .is_some_and(|t| types.iter().any(|w| w.eq_ignore_ascii_case(t))),
+            "{}: Content-Type {:?}, want one of {types:?}",
+            self.command,
+            self.header("content-type")
+        );
+        self
+    }
+
     /// Panic unless curl exited 0 and got a response.
     pub fn assert_transfer_ok(&self) -> &Self {
         assert!(

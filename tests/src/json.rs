@@ -57,6 +57,14 @@ impl Json {
         }
     }
 
+    /// A boolean value.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Json::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// A number, or a string holding one (ffprobe prints `"sample_rate":
     /// "48000"`).
     pub fn as_f64(&self) -> Option<f64> {

@@ -28,13 +28,17 @@ mod flv;
 mod json;
 mod media;
 mod netns;
+mod playlist;
 mod ports;
 mod raw_http;
 mod scratch;
 mod server;
+mod venv;
 
 pub use binary::{Finished, run_spate, spate_bin, target_dir, workspace_root};
-pub use browser::{browser_dir, node_module_file, run_node_script};
+pub use browser::{
+    Playback, Player, browser_dir, node_module_file, play_in_chromium, run_node_script,
+};
 pub use curl::{CurlResponse, curl, curl_bin};
 pub use fixtures::{
     BIG_FILE, BIG_FILE_LEN, CONTENT_TYPES, LARGE_FILE, LARGE_FILE_LEN, OUTSIDE_SECRET,
@@ -45,14 +49,21 @@ pub use flv::{
 };
 pub use json::Json;
 pub use media::{
-    ChildGuard, Output, ProbedStream, TestStream, ffmpeg_bin, ffmpeg_decode, ffprobe_bin,
-    ffprobe_streams, publish, run_with_timeout,
+    ChildGuard, Continuity, Decoded, Output, ProbedStream, TestStream, assert_probe, decode_for,
+    ffmpeg_bin, ffmpeg_decode, ffprobe_bin, ffprobe_streams, publish, run_with_timeout,
+    ts_continuity,
 };
 pub use netns::in_private_netns;
+pub use playlist::{
+    DashAdaptationSet, DashMpd, DashPeriod, DashRepresentation, DashSegment, DashTemplate,
+    HlsMedia, HlsPlaylist, HlsSegment, HlsVariant, TimelineEntry, fetch_dash, fetch_hls,
+    fetch_text, resolve_url,
+};
 pub use ports::free_port;
 pub use raw_http::{RawResponse, connect, connect_small_window, read_response};
 pub use scratch::ScratchDir;
 pub use server::{Spate, SpateBuilder};
+pub use venv::{venv_dir, venv_python};
 
 /// Poll `cond` every 50 ms until it returns true or `timeout` passes; returns
 /// whether it became true.

@@ -414,3 +414,206 @@ pub fn ffmpeg_decode(dir: &Path, url: &str, seconds: u32, timeout: Duration) -> 
         .args(["-f", "null", "-"]);
     run_with_timeout(cmd, dir, "decode", timeout)
 }
+
+/// What [`decode_for`] saw: the run, how much media it got through, and the
+/// lines it printed at `-v error` (a clean decode prints none).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The ffmpeg run.
+    pub output: Output,
+    /// Media time decoded, seconds (the largest `out_time_us` ffmpeg's
+    /// `-progress` reported).
+    pub media_seconds: f64,
+    /// ffmpeg's stderr lines (at `-v error`: errors only).
+    pub error_lines: Vec<String>,
+}
+
+impl Decoded {
+    /// Panic unless ffmpeg exited 0, printed nothing at `-v error`, and
+    /// decoded at least `min_seconds` of media.
+    pub fn assert_clean(&self, min_seconds: f64) -> &Self {
+        assert!(
+            self.output.success() && self.error_lines.is_empty(),
+            "`{}`: want exit 0 and no errors, got {:?} after {:?} ({:.1} s of media decoded), {} error lines:\n{}",
+            self.output.command,
+            self.output.status,
+            self.output.elapsed,
+            self.media_seconds,
+            self.error_lines.len(),
+            abbreviate(&self.error_lines.join("\n"), 30, 10)
+        );
+        assert!(
+            self.media_seconds >= min_seconds,
+            "`{}` decoded only {:.2} s of media (want >= {min_seconds} s) in {:?}",
+            self.output.command,
+            self.media_seconds,
+            self.output.elapsed
+        );
+        self
+    }
+}
+
+fn progress_seconds(progress: &str) -> f64 {
+    progress
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .max()
+        .unwrap_or(0)
+        .max(0) as f64
+        / 1e6
+}
+
+/// `ffmpeg -nostdin -v error -rw_timeout 20s -i URL -t SECS -f null -progress
+/// pipe:1 -`, killed after `timeout`: works for any input ffmpeg reads (a
+/// file, HLS master or media playlist, DASH MPD, progressive TS/FLV over
+/// HTTP). On live HLS ffmpeg starts 3 segments from the end of the playlist,
+/// and on live inputs it may end before `seconds` when it catches up with
+/// the live edge; check [`Decoded::media_seconds`] against what the input
+/// can give.
+pub fn decode_for(dir: &Path, url: &str, seconds: u32, timeout: Duration) -> Decoded {
+    let mut cmd = Command::new(ffmpeg_bin());
+    cmd.args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-rw_timeout",
+        "20000000",
+        "-i",
+        url,
+    ])
+    .arg("-t")
+    .arg(seconds.to_string())
+    .args(["-f", "null", "-progress", "pipe:1", "-"]);
+    let output = run_with_timeout(cmd, dir, "decode", timeout);
+    Decoded {
+        media_seconds: progress_seconds(&output.stdout),
+        error_lines: output
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        output,
+    }
+}
+
+/// What [`ts_continuity`] saw.
+#[derive(Debug, Clone)]
+pub struct Continuity {
+    /// The ffmpeg run (its stderr is the `-v debug` log).
+    pub output: Output,
+    /// Media time decoded, seconds.
+    pub media_seconds: f64,
+    /// The `Continuity check failed for pid …` lines of ffmpeg's MPEG-TS
+    /// demuxer.
+    pub failures: Vec<String>,
+    /// How many MPEG-TS packets' worth of log the demuxer printed (sanity:
+    /// a run that read no TS at all has nothing to fail).
+    pub ts_demuxer_lines: usize,
+}
+
+impl Continuity {
+    /// Panic unless ffmpeg exited 0, decoded at least `min_seconds` of media,
+    /// and its TS demuxer never logged a continuity-counter failure.
+    pub fn assert_clean(&self, min_seconds: f64) -> &Self {
+        assert!(
+            self.output.success(),
+            "`{}` failed ({:?} after {:?}):\n{}",
+            self.output.command,
+            self.output.status,
+            self.output.elapsed,
+            abbreviate(&self.output.stderr, 20, 40)
+        );
+        assert!(
+            self.failures.is_empty(),
+            "`{}`: {} MPEG-TS continuity-counter failures ({:.1} s of media decoded):\n{}",
+            self.output.command,
+            self.failures.len(),
+            self.media_seconds,
+            abbreviate(&self.failures.join("\n"), 20, 5)
+        );
+        assert!(
+            self.media_seconds >= min_seconds,
+            "`{}` decoded only {:.2} s of media (want >= {min_seconds} s): nothing much was checked",
+            self.output.command,
+            self.media_seconds
+        );
+        self
+    }
+}
+
+/// `ffmpeg -nostdin -v debug -i URL -t SECS -f null -`, counting the lines
+/// where ffmpeg's MPEG-TS demuxer says "Continuity check failed" (a lost,
+/// repeated or reordered 188-byte packet, or a segment whose counters do not
+/// carry on from the previous one: ffmpeg's HLS demuxer feeds consecutive
+/// segments of a playlist through one TS demuxer). Works on `.ts` files and
+/// URLs and on HLS playlists with TS segments; on live HLS ffmpeg starts 3
+/// segments back from the live edge.
+pub fn ts_continuity(dir: &Path, url: &str, seconds: u32, timeout: Duration) -> Continuity {
+    let mut cmd = Command::new(ffmpeg_bin());
+    cmd.args([
+        "-nostdin",
+        "-v",
+        "debug",
+        "-rw_timeout",
+        "20000000",
+        "-i",
+        url,
+    ])
+    .arg("-t")
+    .arg(seconds.to_string())
+    .args(["-f", "null", "-progress", "pipe:1", "-"]);
+    let output = run_with_timeout(cmd, dir, "continuity", timeout);
+    let failures = output
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Continuity check failed"))
+        .map(str::to_string)
+        .collect();
+    let ts_demuxer_lines = output
+        .stderr
+        .lines()
+        .filter(|l| l.contains("[mpegts @"))
+        .count();
+    Continuity {
+        media_seconds: progress_seconds(&output.stdout),
+        failures,
+        ts_demuxer_lines,
+        output,
+    }
+}
+
+/// ffprobe `url` and panic unless it shows exactly one h264 `width`x`height`
+/// video stream (if `video` is given; none otherwise) and, if `audio`, one
+/// aac 48000 Hz stereo stream (none otherwise).
+pub fn assert_probe(dir: &Path, url: &str, video: Option<(u32, u32)>, audio: bool) {
+    let streams = ffprobe_streams(dir, url).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = Vec::new();
+    if let Some((width, height)) = video {
+        want.push(ProbedStream {
+            codec_type: "video".into(),
+            codec_name: "h264".into(),
+            width,
+            height,
+            ..ProbedStream::default()
+        });
+    }
+    if audio {
+        want.push(ProbedStream {
+            codec_type: "audio".into(),
+            codec_name: "aac".into(),
+            sample_rate: 48000,
+            channels: 2,
+            ..ProbedStream::default()
+        });
+    }
+    let mut got = streams.clone();
+    got.sort_by(|a, b| b.codec_type.cmp(&a.codec_type));
+    assert_eq!(
+        got,
+        want,
+        "ffprobe {url}: want exactly {video:?} h264 video and {} aac 48000 Hz stereo audio",
+        if audio { "one" } else { "no" }
+    );
+}
