@@ -29,10 +29,12 @@
 //! TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
 //! payloads by reference), [`segmenter`] (where segments are cut, on one
 //! microsecond clock), [`hls`] (live media and multivariant playlists,
-//! RFC 6381 codecs strings). See `docs/media.md`.
+//! RFC 6381 codecs strings), [`dash`] (the dynamic MPD of live CMAF). See
+//! `docs/media.md`.
 #![forbid(unsafe_code)]
 
 pub mod amf0;
+pub mod dash;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
