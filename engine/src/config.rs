@@ -130,6 +130,20 @@ pub struct LiveConfig {
     /// SO_SNDBUF for live viewer sockets, bytes (0 = kernel autotuning, which
     /// lets a stalled viewer absorb megabytes before it is noticed).
     pub viewer_send_buffer: u32,
+    /// HLS/DASH target segment duration, seconds: segments are cut at the
+    /// first video keyframe at least this far from the segment start
+    /// (audio-only streams: on time).
+    pub segment_duration: f64,
+    /// Segments listed in a live playlist / MPD timeline.
+    pub playlist_segments: usize,
+    /// Seconds a segment stays downloadable after it left the playlist.
+    pub segment_grace: f64,
+    /// Size of one segment-store arena (a memfd), MiB; pages are used only
+    /// as segments are written.
+    pub segment_arena_mib: usize,
+    /// Most arenas one output of one stream may hold at once (caps the
+    /// segment store's memory per stream: arenas x MiB x 2 outputs).
+    pub segment_max_arenas: usize,
 }
 
 impl Default for LiveConfig {
@@ -141,6 +155,11 @@ impl Default for LiveConfig {
             viewer_skip_lag: 3.0,
             max_buffer_frames: 4096,
             viewer_send_buffer: 256 * 1024,
+            segment_duration: 2.0,
+            playlist_segments: 6,
+            segment_grace: 10.0,
+            segment_arena_mib: 16,
+            segment_max_arenas: 16,
         }
     }
 }
@@ -157,6 +176,9 @@ pub struct StreamConfig {
     /// Overrides `[live] reconnect_grace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect_grace: Option<f64>,
+    /// Overrides `[live] segment_duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_duration: Option<f64>,
 }
 
 /// `[server]`
@@ -346,6 +368,22 @@ impl Config {
         if !secs(self.live.viewer_skip_lag) || self.live.viewer_skip_lag < 0.1 {
             return Err(bad("live.viewer_skip_lag", "must be 0.1..=3600"));
         }
+        let seg = |v: f64| v.is_finite() && (1.0..=60.0).contains(&v);
+        if !seg(self.live.segment_duration) {
+            return Err(bad("live.segment_duration", "must be 1..=60"));
+        }
+        if !(2..=1000).contains(&self.live.playlist_segments) {
+            return Err(bad("live.playlist_segments", "must be 2..=1000"));
+        }
+        if !secs(self.live.segment_grace) {
+            return Err(bad("live.segment_grace", "must be 0..=3600"));
+        }
+        if !(1..=1024).contains(&self.live.segment_arena_mib) {
+            return Err(bad("live.segment_arena_mib", "must be 1..=1024"));
+        }
+        if !(2..=1024).contains(&self.live.segment_max_arenas) {
+            return Err(bad("live.segment_max_arenas", "must be 2..=1024"));
+        }
         if self.live.max_buffer_frames < 16 {
             return Err(bad("live.max_buffer_frames", "must be at least 16"));
         }
@@ -368,6 +406,9 @@ impl Config {
             }
             if st.reconnect_grace.is_some_and(|v| !secs(v)) {
                 return Err(bad("stream.reconnect_grace", "must be 0..=3600"));
+            }
+            if st.segment_duration.is_some_and(|v| !seg(v)) {
+                return Err(bad("stream.segment_duration", "must be 1..=60"));
             }
         }
         if self.http.root.as_os_str().is_empty() {

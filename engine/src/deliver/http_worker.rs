@@ -37,6 +37,7 @@ use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
 mod live_conn;
+mod live_routes;
 
 /// Messages a worker receives over the mesh.
 #[derive(Debug)]
@@ -99,6 +100,10 @@ pub struct Counters {
     pub publish_refused: u64,
     /// Timestamp discontinuities smoothed over.
     pub rebases: u64,
+    /// HLS/DASH segments packaged (on the stream's own core).
+    pub segments: u64,
+    /// Segmented requests (playlists, segments) answered.
+    pub segmented_requests: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -163,7 +168,7 @@ enum Work {
 struct Transfer {
     head: Vec<u8>,
     head_off: usize,
-    file: Option<Rc<OpenFile>>,
+    body: Option<BodySrc>,
     pos: u64,
     end: u64,
     status: u16,
@@ -177,6 +182,40 @@ struct Transfer {
     piped: i64,
     zc_notifs: u16,
     log: Option<Box<str>>,
+}
+
+/// Where a response body comes from. Each holds what keeps its bytes alive
+/// and unchanged until the transfer is dropped.
+#[derive(Debug)]
+enum BodySrc {
+    /// A static file (shared mapping; splice reads the file).
+    File(Rc<OpenFile>),
+    /// A range of the segment store (memfd mapping; splice reads the memfd).
+    Segment(crate::live::segment_store::SegmentBytes),
+    /// Shared bytes in memory (playlists, MPDs, init segments): always sent
+    /// from memory.
+    Bytes(bytes::Bytes),
+}
+
+impl BodySrc {
+    /// The body's first byte in this process's memory, if it has bytes.
+    fn ptr(&self) -> Option<*const u8> {
+        match self {
+            BodySrc::File(f) => f.map.as_ref().map(|m| m.as_ptr()),
+            BodySrc::Segment(s) => (!s.is_empty()).then(|| s.as_ptr()),
+            BodySrc::Bytes(b) => (!b.is_empty()).then(|| b.as_ptr()),
+        }
+    }
+
+    /// A descriptor to splice the body from and the file offset of its
+    /// first byte.
+    fn splice_src(&self) -> Option<(RawFd, u64)> {
+        match self {
+            BodySrc::File(f) => Some((f.file.as_raw_fd(), 0)),
+            BodySrc::Segment(s) => Some(s.file_range()),
+            BodySrc::Bytes(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -750,15 +789,7 @@ impl Worker {
                 return;
             }
         }
-        if let Some(name) = req
-            .path
-            .strip_prefix('/')
-            .and_then(|p| p.strip_suffix(".flv"))
-            && !name.contains('/')
-            && self.live.by_name.contains_key(name)
-        {
-            let name = name.to_string();
-            self.start_flv_viewer(slot, generation, &req, &name);
+        if self.route_live(slot, generation, &req) {
             return;
         }
         let path = match relative_path(&req.path) {
@@ -836,7 +867,7 @@ impl Worker {
             slot,
             generation,
             d.head,
-            Some(f),
+            Some(BodySrc::File(f)),
             body,
             d.status,
             !keep_alive,
@@ -850,7 +881,7 @@ impl Worker {
         slot: u32,
         generation: u32,
         head: Vec<u8>,
-        file: Option<Rc<OpenFile>>,
+        source: Option<BodySrc>,
         body: std::ops::Range<u64>,
         status: u16,
         last: bool,
@@ -868,7 +899,7 @@ impl Worker {
         c.work = Some(Box::new(Work::Sending(Transfer {
             head,
             head_off: 0,
-            file,
+            body: source,
             pos: body.start,
             end: body.end,
             status,
@@ -886,7 +917,6 @@ impl Worker {
     /// Submit the next operation of the connection's transfer, or finish it.
     fn pump(&mut self, slot: u32, generation: u32) {
         let now = self.now.get();
-        let mode = self.file_send;
         let Some(c) = self.conns.get_mut(slot, generation) else {
             return;
         };
@@ -894,29 +924,32 @@ impl Worker {
         let Some(Work::Sending(x)) = c.work.as_deref_mut() else {
             return;
         };
+        let splice_src = x.body.as_ref().and_then(BodySrc::splice_src);
+        let mode = match self.file_send {
+            FileSend::Splice if splice_src.is_none() => FileSend::Send,
+            m => m,
+        };
         if c.ops > x.zc_notifs {
             // An operation of this transfer is in flight.
             return;
         }
         let head_left = x.head.len() - x.head_off;
         let body_left = x.end - x.pos;
-        let has_map = x.file.as_ref().is_some_and(|f| f.map.is_some());
+        let map_ptr = x.body.as_ref().and_then(BodySrc::ptr);
+        let has_map = map_ptr.is_some();
         let entry = if head_left > 0 && mode == FileSend::Send && body_left > 0 && has_map {
             // Head and as much body as one sendmsg takes, from the mapping.
             x.iov[0] = libc::iovec {
                 iov_base: x.head[x.head_off..].as_ptr() as *mut _,
                 iov_len: head_left,
             };
-            let map = x
-                .file
-                .as_ref()
-                .and_then(|f| f.map.as_ref())
-                .expect("has_map");
+            let base = map_ptr.expect("has_map");
             x.iov[1] = libc::iovec {
-                // SAFETY: pos < end <= length of the mapping (the range was
-                // decided against the file's length at open time), so the
-                // pointer stays inside the mapping.
-                iov_base: unsafe { map.as_ptr().add(x.pos as usize) } as *mut _,
+                // SAFETY: pos < end <= length of the body's bytes (the range
+                // was decided against the entity's length), so the pointer
+                // stays inside the mapping or buffer, which `x.body` keeps
+                // alive.
+                iov_base: unsafe { base.add(x.pos as usize) } as *mut _,
                 iov_len: body_left.min(CHUNK) as usize,
             };
             x.msg.msg_iov = x.iov.as_mut_ptr();
@@ -937,11 +970,6 @@ impl Worker {
             .build()
             .user_data(Token::new(SEND, slot, generation).0)
         } else if body_left > 0 || x.piped > 0 {
-            let map_ptr = x
-                .file
-                .as_ref()
-                .and_then(|f| f.map.as_ref())
-                .map(|m| m.as_ptr());
             match mode {
                 FileSend::Send | FileSend::SendZc => {
                     let Some(base) = map_ptr else {
@@ -1020,11 +1048,11 @@ impl Worker {
                         // loop in between. A short splice-in (file truncated
                         // underneath) leaves the linked splice-out waiting;
                         // the send-stall timer ends it.
-                        let f = x.file.as_ref().expect("body has a file");
+                        let (src_fd, src_off) = splice_src.expect("splice mode has a source");
                         let take = body_left.min(pipe.cap as u64) as u32;
                         let splice_in = opcode::Splice::new(
-                            types::Fd(f.file.as_raw_fd()),
-                            x.pos as i64,
+                            types::Fd(src_fd),
+                            (src_off + x.pos) as i64,
                             types::Fd(pipe.w.as_raw_fd()),
                             -1,
                             take,

@@ -11,6 +11,8 @@
 //! publishes which name. It is touched only when a publish starts or ends
 //! (control-plane rate), never per frame.
 pub mod buffer;
+pub mod segment_store;
+pub mod segmented;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,11 @@ use spate_packager::flv::{TagType, previous_tag_size, write_tag_header};
 use spate_protocols::rtmp::{self, MediaKind, MessageHeader};
 
 pub use buffer::{LiveItem, LiveWindow, Next, ViewerCursor, WindowLimits};
+pub use segmented::{SegmentedSettings, SegmentedView, StreamPackager};
+
+/// Where Spate tells the time (ISO 8601, UTC): the DASH MPD's `UTCTiming`
+/// points here so players never ask a time server on the internet.
+pub const TIME_URL: &str = "/.well-known/time";
 
 use crate::config::{Config, LiveConfig, RtmpNaming};
 
@@ -60,6 +67,13 @@ pub struct Packaged {
     /// The RTMP chunk encoding (headers and slices of `body`) for message
     /// stream [`PLAY_STREAM_ID`] at the configured chunk size.
     pub rtmp: Vec<Bytes>,
+    /// The frame's MPEG-TS packets (for `/<stream>.ts`): a range of the TS
+    /// segment in the segment store, the same bytes HLS serves. `None` for
+    /// tags that are not frames (sequence headers) or not in the TS.
+    pub ts: Option<Bytes>,
+    /// Progressive TS viewers may start here (the packets begin with
+    /// PAT/PMT and a keyframe, or start an audio-only segment).
+    pub ts_start: bool,
 }
 
 impl Packaged {
@@ -98,6 +112,8 @@ impl Packaged {
             flv_head,
             body,
             rtmp: pieces,
+            ts: None,
+            ts_start: false,
         }
     }
 
@@ -215,6 +231,13 @@ pub enum LiveMsg {
         /// The item.
         item: LiveItem<Arc<Packaged>>,
     },
+    /// A new segment: the stream's segmented outputs as they are now.
+    Segments {
+        /// Stream id.
+        id: StreamId,
+        /// Playlists, MPD and segments.
+        view: Arc<SegmentedView>,
+    },
     /// The stream is gone (publisher left and the grace passed).
     End {
         /// Stream id.
@@ -235,6 +258,8 @@ pub struct LocalStream {
     pub viewers: Vec<(u32, u32)>,
     /// Skip limit, ms.
     pub skip_lag_ms: i64,
+    /// HLS/DASH: playlists and segments (none before the first segment).
+    pub segmented: Option<Arc<SegmentedView>>,
 }
 
 /// A core's replicas, by id and by name.
@@ -268,7 +293,14 @@ impl LiveCore {
                     window: LiveWindow::new(limits),
                     viewers: Vec::new(),
                     skip_lag_ms,
+                    segmented: None,
                 });
+                None
+            }
+            LiveMsg::Segments { id, view } => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.segmented = Some(view);
+                }
                 None
             }
             LiveMsg::Head { id, head } => {
@@ -319,10 +351,12 @@ pub struct StreamSettings {
     pub grace_ms: u64,
     /// Viewer skip limit, ms.
     pub skip_lag_ms: i64,
+    /// HLS/DASH packaging.
+    pub segmented: SegmentedSettings,
 }
 
 /// A publish claim on a name.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Claim {
     /// Stream id (kept across reconnects within the grace).
     pub id: StreamId,
@@ -336,6 +370,39 @@ pub struct Claim {
     pub last_ts_ms: i64,
     /// The head, so a reconnect on another core starts with it.
     pub head: Arc<StreamHead>,
+    /// The segmented packaging, handed to the publisher that continues the
+    /// stream (segment numbers, playlists and store carry on).
+    pub packager: Option<Box<StreamPackager>>,
+}
+
+impl Claim {
+    /// What the publisher that takes this claim gets: a copy of the state,
+    /// and the packager moved out.
+    fn take(&mut self) -> Claim {
+        Claim {
+            id: self.id,
+            owner: self.owner,
+            grace_until: self.grace_until,
+            next_seq: self.next_seq,
+            last_ts_ms: self.last_ts_ms,
+            head: self.head.clone(),
+            packager: self.packager.take(),
+        }
+    }
+}
+
+/// Where a stream got to when its publisher left: what a publisher that
+/// continues it within the grace picks up.
+#[derive(Debug)]
+pub struct Resume {
+    /// Next item sequence number.
+    pub next_seq: u64,
+    /// Last output timestamp, ms.
+    pub last_ts_ms: i64,
+    /// The stream head.
+    pub head: Arc<StreamHead>,
+    /// The segmented packaging.
+    pub packager: Option<Box<StreamPackager>>,
 }
 
 /// Who publishes what, shared by all cores (touched at publish/unpublish
@@ -397,6 +464,9 @@ impl Registry {
         let grace = cfg
             .and_then(|c| c.reconnect_grace)
             .unwrap_or(self.live.reconnect_grace);
+        let segment = cfg
+            .and_then(|c| c.segment_duration)
+            .unwrap_or(self.live.segment_duration);
         Ok(StreamSettings {
             limits: WindowLimits {
                 window_ms: (buffer * 1000.0) as i64,
@@ -404,6 +474,13 @@ impl Registry {
             },
             grace_ms: (grace * 1000.0) as u64,
             skip_lag_ms: (self.live.viewer_skip_lag * 1000.0) as i64,
+            segmented: SegmentedSettings {
+                target_us: (segment * 1_000_000.0) as i64,
+                window: self.live.playlist_segments,
+                grace_ms: (self.live.segment_grace * 1000.0) as i64,
+                arena_bytes: self.live.segment_arena_mib << 20,
+                max_arenas: self.live.segment_max_arenas,
+            },
         })
     }
 
@@ -415,46 +492,41 @@ impl Registry {
             Some(c) if c.grace_until.is_some_and(|t| now < t) => {
                 c.grace_until = None;
                 c.owner = owner;
-                Ok(c.clone())
+                Ok(c.take())
             }
             Some(c) if c.grace_until.is_none() => Err(PublishRefusal::Busy),
             _ => {
                 let id = self
                     .next_id
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let c = Claim {
+                let mut c = Claim {
                     id,
                     owner,
                     grace_until: None,
                     next_seq: 0,
                     last_ts_ms: 0,
                     head: Arc::new(StreamHead::default()),
+                    packager: None,
                 };
-                claims.insert(name.to_string(), c.clone());
-                Ok(c)
+                let out = c.take();
+                claims.insert(name.to_string(), c);
+                Ok(out)
             }
         }
     }
 
     /// The publisher of `name` (stream `id`) left: keep the claim for the
     /// grace with where the stream got to.
-    pub fn release(
-        &self,
-        name: &str,
-        id: StreamId,
-        until: Instant,
-        next_seq: u64,
-        last_ts_ms: i64,
-        head: Arc<StreamHead>,
-    ) {
+    pub fn release(&self, name: &str, id: StreamId, until: Instant, resume: Resume) {
         let mut claims = self.claims.lock().expect("registry lock");
         if let Some(c) = claims.get_mut(name)
             && c.id == id
         {
             c.grace_until = Some(until);
-            c.next_seq = next_seq;
-            c.last_ts_ms = last_ts_ms;
-            c.head = head;
+            c.next_seq = resume.next_seq;
+            c.last_ts_ms = resume.last_ts_ms;
+            c.head = resume.head;
+            c.packager = resume.packager;
         }
     }
 
@@ -583,27 +655,19 @@ mod tests {
         let b = r.claim("live+b", 1, now).unwrap();
         assert_ne!(a.id, b.id);
         let until = now + std::time::Duration::from_secs(5);
-        r.release(
-            "live+a",
-            a.id,
-            until,
-            42,
-            9000,
-            Arc::new(StreamHead::default()),
-        );
+        let resume = |next_seq, last_ts_ms| Resume {
+            next_seq,
+            last_ts_ms,
+            head: Arc::new(StreamHead::default()),
+            packager: None,
+        };
+        r.release("live+a", a.id, until, resume(42, 9000));
         let again = r.claim("live+a", 1, now).unwrap();
         assert_eq!(
             (again.id, again.next_seq, again.last_ts_ms, again.owner),
             (a.id, 42, 9000, 1)
         );
-        r.release(
-            "live+a",
-            a.id,
-            until,
-            50,
-            9500,
-            Arc::new(StreamHead::default()),
-        );
+        r.release("live+a", a.id, until, resume(50, 9500));
         assert!(!r.expire("live+a", a.id, now));
         assert!(r.expire("live+a", a.id, until));
         let fresh = r.claim("live+a", 0, until).unwrap();

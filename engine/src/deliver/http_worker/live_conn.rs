@@ -24,7 +24,7 @@ use spate_protocols::rtmp::{self, MediaKind};
 use super::{LIVE_SEND, Phase, SOCKOPT, Token, Worker, WorkerMsg};
 use crate::live::{
     LiveItem, LiveMsg, Next, PLAY_STREAM_ID, Packaged, PublishRefusal, Rebaser, StreamHead,
-    StreamId, StreamSettings, TagKind, ViewerCursor,
+    StreamId, StreamPackager, StreamSettings, TagKind, ViewerCursor,
 };
 
 /// Most iovecs handed to one sendmsg (IOV_MAX is 1024).
@@ -133,14 +133,27 @@ impl Outbox {
     }
 }
 
+/// What a progressive viewer receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ViewerFormat {
+    /// HTTP-FLV.
+    Flv,
+    /// RTMP play on (message stream id, chunk size).
+    Rtmp(u32, u32),
+    /// MPEG-TS over HTTP (`/<stream>.ts`).
+    Ts,
+}
+
 /// A viewer of a live stream: where it is, and in which format.
 #[derive(Debug)]
 pub(super) struct LiveViewer {
     stream: StreamId,
     /// `None` until the prologue (head, metadata, sequence headers) is out.
     cursor: Option<ViewerCursor>,
-    /// RTMP: (message stream id, chunk size); `None` = FLV.
-    rtmp: Option<(u32, u32)>,
+    format: ViewerFormat,
+    /// TS: the first item sent started with PAT/PMT (items before the first
+    /// such item are skipped).
+    ts_synced: bool,
 }
 
 /// A publisher: the stream it feeds and how its tags become items.
@@ -153,6 +166,7 @@ pub(super) struct Publisher {
     next_seq: u64,
     head: StreamHead,
     settings: StreamSettings,
+    packager: Box<StreamPackager>,
 }
 
 /// The live part of a connection.
@@ -277,14 +291,15 @@ impl Worker {
         self.push(e);
     }
 
-    /// Start an HTTP-FLV viewer on a connection whose request named a live
-    /// stream.
-    pub(super) fn start_flv_viewer(
+    /// Start an HTTP-FLV or HTTP-TS viewer on a connection whose request
+    /// named a live stream.
+    pub(super) fn start_progressive_viewer(
         &mut self,
         slot: u32,
         generation: u32,
         req: &spate_protocols::http::Request,
         name: &str,
+        format: ViewerFormat,
     ) {
         let Some(&id) = self.live.by_name.get(name) else {
             return;
@@ -294,9 +309,11 @@ impl Worker {
         } else {
             Some(())
         };
-        let http_head = Bytes::from_static(
-            b"HTTP/1.1 200 OK\r\nServer: spate\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-        );
+        let http_head = Bytes::from_static(if format == ViewerFormat::Ts {
+            b"HTTP/1.1 200 OK\r\nServer: spate\r\nContent-Type: video/mp2t\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nServer: spate\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
+        });
         let Some(c) = self.conns.get_mut(slot, generation) else {
             return;
         };
@@ -313,7 +330,8 @@ impl Worker {
             live.viewer = Some(LiveViewer {
                 stream: id,
                 cursor: None,
-                rtmp: None,
+                format,
+                ts_synced: false,
             });
             if let Some(s) = self.live.streams.get_mut(&id) {
                 s.viewers.push((slot, generation));
@@ -427,6 +445,18 @@ impl Worker {
             }
         };
         let continuing = claim.next_seq > 0;
+        let mut claim = claim;
+        let packager = match claim.packager.take() {
+            Some(mut p) => {
+                p.discontinuity();
+                p
+            }
+            None => Box::new(StreamPackager::new(
+                Arc::from(name.as_str()),
+                settings.segmented,
+                first_segment_number(),
+            )),
+        };
         tracing::info!(
             "{conn}: publishing {name}{}",
             if continuing {
@@ -446,6 +476,7 @@ impl Worker {
             next_seq: claim.next_seq,
             head: (*claim.head).clone(),
             settings,
+            packager,
         });
         let id = claim.id;
         let limits = settings.limits;
@@ -491,6 +522,7 @@ impl Worker {
         };
         let mut keyframe = false;
         let mut head_changed = false;
+        let mut frames = Vec::new();
         if kind == TagKind::Script {
             p.head.metadata = Some(body.clone());
             head_changed = true;
@@ -508,6 +540,7 @@ impl Worker {
                         p.head.has_audio = true;
                     }
                     head_changed = true;
+                    p.packager.on_track(track);
                 }
                 FlvEvent::Frame(f) => {
                     keyframe = if kind == TagKind::Video {
@@ -515,6 +548,7 @@ impl Worker {
                     } else {
                         !p.head.has_video
                     };
+                    frames.push(f);
                 }
                 _ => {}
             }
@@ -540,16 +574,48 @@ impl Worker {
                 p.name
             );
         }
+        if rebased > 0 {
+            p.packager.discontinuity();
+        }
+        // Segmented outputs: the frame on the stream's timeline.
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut ts_bytes = None;
+        let mut ts_start = false;
+        let mut views = Vec::new();
+        for mut f in frames {
+            let cts = f.pts - f.dts;
+            f.dts = ts;
+            f.pts = ts + cts;
+            let o = p.packager.on_frame(&f, wall_ms);
+            ts_bytes = o.ts.or(ts_bytes);
+            ts_start |= o.starts_segment;
+            views.extend(o.view);
+        }
         let seq = p.next_seq;
         p.next_seq += 1;
         let id = p.id;
         let head = head_changed.then(|| Arc::new(p.head.clone()));
-        let item = Arc::new(Packaged::new(kind, ts as u32, body, chunk));
+        let mut packaged = Packaged::new(kind, ts as u32, body, chunk);
+        // The TS muxer writes PAT/PMT before every video keyframe and at
+        // every segment start: a TS viewer may start at either.
+        packaged.ts_start =
+            ts_bytes.is_some() && (ts_start || (keyframe && kind == TagKind::Video));
+        packaged.ts = ts_bytes;
+        let item = Arc::new(packaged);
         self.counters.rebases += rebased;
         if let Some(head) = head {
             self.broadcast(|| LiveMsg::Head {
                 id,
                 head: head.clone(),
+            });
+        }
+        for view in views {
+            self.counters.segments += 1;
+            self.broadcast(|| LiveMsg::Segments {
+                id,
+                view: view.clone(),
             });
         }
         self.broadcast(|| LiveMsg::Item {
@@ -574,14 +640,14 @@ impl Worker {
             return;
         };
         let until = now + Duration::from_millis(p.settings.grace_ms);
-        self.registry.release(
-            &p.name,
-            p.id,
-            until,
-            p.next_seq,
-            p.rebaser.last_out(),
-            Arc::new(p.head.clone()),
-        );
+        let name = p.name.clone();
+        let resume = crate::live::Resume {
+            next_seq: p.next_seq,
+            last_ts_ms: p.rebaser.last_out(),
+            head: Arc::new(p.head.clone()),
+            packager: Some(p.packager),
+        };
+        self.registry.release(&name, p.id, until, resume);
         tracing::info!(
             "{}: publisher of {} left; stream kept {} ms for a reconnect",
             self.conn_id(slot, generation),
@@ -617,7 +683,8 @@ impl Worker {
         l.viewer = Some(LiveViewer {
             stream: id,
             cursor: None,
-            rtmp: Some((stream_id, chunk)),
+            format: ViewerFormat::Rtmp(stream_id, chunk),
+            ts_synced: false,
         });
         if let Some(st) = self.live.streams.get_mut(&id) {
             st.viewers.push((slot, generation));
@@ -674,13 +741,14 @@ impl Worker {
                 && let Some(join) = st.window.join_point()
             {
                 let ts = st.window.get(join).map_or(0, |i| i.value.ts_ms);
-                match v.rtmp {
-                    None => l.out.push_bytes(st.head.flv_prologue(ts)),
-                    Some((sid, cs)) => {
+                match v.format {
+                    ViewerFormat::Flv => l.out.push_bytes(st.head.flv_prologue(ts)),
+                    ViewerFormat::Rtmp(sid, cs) => {
                         for b in st.head.rtmp_prologue(ts, sid, cs) {
                             l.out.push_bytes(b);
                         }
                     }
+                    ViewerFormat::Ts => {}
                 }
                 v.cursor = Some(ViewerCursor::at(join));
             }
@@ -691,12 +759,21 @@ impl Worker {
                             let Some(item) = st.window.get(seq) else {
                                 break;
                             };
-                            match v.rtmp {
-                                None => l.out.push_flv(&item.value),
-                                Some((PLAY_STREAM_ID, cs)) if cs == chunk_cfg => {
+                            match v.format {
+                                ViewerFormat::Flv => l.out.push_flv(&item.value),
+                                ViewerFormat::Ts => {
+                                    let p = &item.value;
+                                    v.ts_synced |= p.ts_start;
+                                    if v.ts_synced
+                                        && let Some(b) = &p.ts
+                                    {
+                                        l.out.push_bytes(b.clone());
+                                    }
+                                }
+                                ViewerFormat::Rtmp(PLAY_STREAM_ID, cs) if cs == chunk_cfg => {
                                     l.out.push_rtmp(&item.value)
                                 }
-                                Some((sid, cs)) => {
+                                ViewerFormat::Rtmp(sid, cs) => {
                                     let p = &item.value;
                                     let mut pieces = Vec::new();
                                     let h = rtmp::MessageHeader {
@@ -827,4 +904,13 @@ impl Worker {
             }
         }
     }
+}
+
+/// The number of a new stream's first segment: the time in unix seconds, so
+/// segment URLs of different incarnations of a stream never collide (a
+/// segment lasts at least a second).
+fn first_segment_number() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
