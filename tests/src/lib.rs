@@ -49,9 +49,9 @@ pub use flv::{
 };
 pub use json::Json;
 pub use media::{
-    ChildGuard, Continuity, Decoded, Output, ProbedStream, TestStream, assert_probe, decode_for,
-    ffmpeg_bin, ffmpeg_decode, ffprobe_bin, ffprobe_streams, publish, run_with_timeout,
-    ts_continuity,
+    ChildGuard, Continuity, Decoded, Output, ProbedStream, TestStream, assert_probe,
+    assert_probe_includes, decode_for, ffmpeg_bin, ffmpeg_decode, ffprobe_bin, ffprobe_streams,
+    publish, run_with_timeout, ts_continuity,
 };
 pub use netns::in_private_netns;
 pub use playlist::{

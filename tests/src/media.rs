@@ -617,3 +617,31 @@ pub fn assert_probe(dir: &Path, url: &str, video: Option<(u32, u32)>, audio: boo
         if audio { "one" } else { "no" }
     );
 }
+
+/// Like [`assert_probe`], but for inputs that may list the same rendition
+/// more than once (an HLS multivariant playlist whose audio rendition is
+/// also an audio-only variant shows up as two audio streams): every stream
+/// ffprobe shows is h264 `width`x`height` or aac 48000 Hz stereo, video is
+/// there iff `video` is given, audio iff `audio`.
+pub fn assert_probe_includes(dir: &Path, url: &str, video: Option<(u32, u32)>, audio: bool) {
+    let streams = ffprobe_streams(dir, url).unwrap_or_else(|e| panic!("{e}"));
+    let is_video = |p: &ProbedStream| {
+        video.is_some_and(|(w, h)| {
+            p.codec_type == "video" && p.codec_name == "h264" && (p.width, p.height) == (w, h)
+        })
+    };
+    let is_audio = |p: &ProbedStream| {
+        audio
+            && p.codec_type == "audio"
+            && p.codec_name == "aac"
+            && p.sample_rate == 48000
+            && p.channels == 2
+    };
+    assert!(
+        streams.iter().all(|p| is_video(p) || is_audio(p))
+            && streams.iter().any(is_video) == video.is_some()
+            && streams.iter().any(is_audio) == audio,
+        "ffprobe {url}: want only {video:?} h264 video and {} aac 48000 Hz stereo audio, got {streams:#?}",
+        if audio { "some" } else { "no" }
+    );
+}

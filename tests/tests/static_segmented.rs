@@ -264,7 +264,7 @@ fn static_hls_with_ts_segments_parses_probes_and_decodes() {
     assert!((pl.duration() - 10.0).abs() < 0.2, "{}", pl.text);
     for body in fetch_segments(&s, &media_url, &pl, &["video/mp2t"], &[]) {
         assert!(
-            body.len() % 188 == 0 && body.iter().step_by(188).all(|&b| b == 0x47),
+            body.len().is_multiple_of(188) && body.iter().step_by(188).all(|&b| b == 0x47),
             "a segment is not whole 188-byte TS packets"
         );
     }
