@@ -1023,3 +1023,85 @@ fn helpers_renumber_segment_uris_and_read_iso_8601_times() {
     );
     assert_eq!(parse_iso8601_utc("yesterday"), None);
 }
+
+/// Segments are served from the segment store (a memfd) by splice as well as
+/// by sendmsg: with `file_send = "splice"` a segment arrives whole and
+/// byte-identical to a `Range` request for part of it, conditional requests
+/// get 304, HEAD gets the length and no body, and the playlists say segments
+/// are immutable while playlists expire within half a target duration.
+#[test]
+fn segments_over_splice_with_range_conditional_head_and_cache_headers() {
+    let s = live_server("seg_splice")
+        .http("file_send", "\"splice\"")
+        .start();
+    let mut p = publish_av(&s, NAME, 40);
+    let hls = wait_hls(
+        &s,
+        &s.url(&format!("/hls/{NAME}/index.m3u8")),
+        first_variant,
+        2,
+        &mut p,
+        Duration::from_secs(30),
+    );
+    let media = curl(s.dir(), &["--max-time", "5"], &hls.media_url);
+    let cc = media
+        .header("cache-control")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cc == "no-cache"
+            || cc
+                .strip_prefix("max-age=")
+                .and_then(|v| v.parse::<u32>().ok())
+                <= Some(1),
+        "playlist Cache-Control {cc:?}: want max-age <= half the 2 s target"
+    );
+    let seg = hls.media.segments.last().expect("a segment");
+    let url = resolve_url(&hls.media_url, &seg.uri);
+    let whole = curl(s.dir(), &["--max-time", "10"], &url);
+    whole.assert_status(200);
+    assert!(
+        whole.body.len() > 10_000,
+        "segment of {} bytes",
+        whole.body.len()
+    );
+    assert_ts_packets(&whole.body, &url);
+    assert!(
+        whole
+            .header("cache-control")
+            .is_some_and(|v| v.contains("immutable")),
+        "segment Cache-Control: {:?}",
+        whole.header("cache-control")
+    );
+    let part = curl(s.dir(), &["--max-time", "10", "-r", "1000-60999"], &url);
+    part.assert_status(206);
+    assert_eq!(
+        &part.body[..],
+        &whole.body[1000..61000],
+        "Range bytes differ"
+    );
+    let etag = whole.header("etag").expect("segment ETag").to_string();
+    let cond = curl(
+        s.dir(),
+        &["--max-time", "5", "-H", &format!("If-None-Match: {etag}")],
+        &url,
+    );
+    cond.assert_status(304);
+    let head = curl(s.dir(), &["--max-time", "5", "-I"], &url);
+    head.assert_status(200);
+    assert_eq!(
+        head.header("content-length")
+            .and_then(|v| v.parse::<usize>().ok()),
+        Some(whole.body.len())
+    );
+    // The bytes decode on their own (a segment starts with PAT/PMT and a keyframe).
+    let file = s.dir().join("splice-segment.ts");
+    std::fs::write(&file, &whole.body).expect("write segment");
+    assert_probe(
+        s.dir(),
+        file.to_str().expect("utf-8 path"),
+        Some((W, H)),
+        true,
+    );
+    assert_publishing(&mut p);
+}
