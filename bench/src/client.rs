@@ -362,31 +362,22 @@ impl Client {
             self.next_source += 1;
             Some(s)
         };
-        let fd = new_socket(src)?;
         let (slot, generation) = self.conns.insert(Conn::new());
-        let moved = self.io.ring.submitter().register_files_update(slot, &[fd]);
-        // SAFETY: `fd` is ours; the ring's table now holds its own reference
-        // (or the update failed), so the process fd is closed either way.
-        unsafe { libc::close(fd) };
-        if let Err(e) = moved {
+        // SAFETY: `dest` and `connect_timeout` live as long as the ring.
+        let r = unsafe {
+            connect_fixed(
+                &mut self.io.ring,
+                slot,
+                src,
+                &self.dest,
+                &self.connect_timeout,
+                Token::new(K_CONNECT, slot, generation),
+                Token::new(K_CONNECT_TIMEOUT, slot, generation),
+            )
+        };
+        if let Err(e) = r {
             self.conns.remove(slot, generation);
             return Err(e);
-        }
-        let connect = opcode::Connect::new(
-            types::Fixed(slot),
-            (&raw const self.dest).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK)
-        .user_data(Token::new(K_CONNECT, slot, generation).0);
-        let timeout = opcode::LinkTimeout::new(&self.connect_timeout)
-            .build()
-            .user_data(Token::new(K_CONNECT_TIMEOUT, slot, generation).0);
-        // SAFETY: `dest` and `connect_timeout` live as long as the ring.
-        unsafe {
-            self.io.ring.push(&connect);
-            self.io.ring.push(&timeout);
         }
         self.connecting += 1;
         Ok(())
@@ -674,18 +665,12 @@ impl Client {
             }
         }
         conn.state = State::Closing;
-        let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
-            .build()
-            .flags(squeue::Flags::IO_HARDLINK)
-            .user_data(Token::new(K_SHUTDOWN, slot, generation).0);
-        let close = opcode::Close::new(types::Fixed(slot))
-            .build()
-            .user_data(Token::new(K_CLOSE, slot, generation).0);
-        // SAFETY: neither entry points to memory.
-        unsafe {
-            self.io.ring.push(&shut);
-            self.io.ring.push(&close);
-        }
+        close_fixed(
+            &mut self.io.ring,
+            slot,
+            Token::new(K_SHUTDOWN, slot, generation),
+            Token::new(K_CLOSE, slot, generation),
+        );
     }
 
     fn check_timeouts(&mut self) {
@@ -711,7 +696,7 @@ impl Client {
 
 /// Parse a response head: `Ok(Some((status, content_length, head_len)))`,
 /// `Ok(None)` if incomplete, `Err` if malformed or without Content-Length.
-fn parse_head(buf: &[u8]) -> Result<Option<(u16, u64, usize)>, ()> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(u16, u64, usize)>, ()> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf) {
@@ -734,6 +719,67 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, u64, usize)>, ()> {
         }
         Ok(httparse::Status::Partial) => Ok(None),
         Err(_) => Err(()),
+    }
+}
+
+/// Open a TCP socket bound to `src` (see [`new_socket`]), move it into the
+/// ring's direct-descriptor table at `slot` (the process fd is closed at
+/// once, so no fd is held per connection) and queue a `Connect` to `dest`
+/// linked to a `LinkTimeout` of `timeout`. The completions carry `connect`
+/// and `link_timeout`.
+///
+/// # Safety
+/// `dest` and `timeout` must stay valid and unmoved until both completions
+/// have arrived (keep them in the struct that owns the ring).
+pub(crate) unsafe fn connect_fixed(
+    ring: &mut Ring,
+    slot: u32,
+    src: Option<Ipv4Addr>,
+    dest: &libc::sockaddr_in,
+    timeout: &types::Timespec,
+    connect: Token,
+    link_timeout: Token,
+) -> io::Result<()> {
+    let fd = new_socket(src)?;
+    let moved = ring.submitter().register_files_update(slot, &[fd]);
+    // SAFETY: `fd` is ours; the ring's table now holds its own reference
+    // (or the update failed), so the process fd is closed either way.
+    unsafe { libc::close(fd) };
+    moved?;
+    let c = opcode::Connect::new(
+        types::Fixed(slot),
+        std::ptr::from_ref(dest).cast(),
+        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+    )
+    .build()
+    .flags(squeue::Flags::IO_LINK)
+    .user_data(connect.0);
+    let t = opcode::LinkTimeout::new(timeout)
+        .build()
+        .user_data(link_timeout.0);
+    // SAFETY: the caller keeps `dest` and `timeout` alive (contract above).
+    unsafe {
+        ring.push(&c);
+        ring.push(&t);
+    }
+    Ok(())
+}
+
+/// Shut a direct-descriptor connection down and close its slot through the
+/// ring (`Shutdown` hard-linked to `Close`); the slot may be reused once the
+/// `close` completion arrived.
+pub(crate) fn close_fixed(ring: &mut Ring, slot: u32, shutdown: Token, close: Token) {
+    let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+        .build()
+        .flags(squeue::Flags::IO_HARDLINK)
+        .user_data(shutdown.0);
+    let close = opcode::Close::new(types::Fixed(slot))
+        .build()
+        .user_data(close.0);
+    // SAFETY: neither entry points to memory.
+    unsafe {
+        ring.push(&shut);
+        ring.push(&close);
     }
 }
 

@@ -17,13 +17,13 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use io_uring::{opcode, squeue, types};
+use io_uring::{opcode, types};
 use spate_engine::runtime::bufring::BufRing;
 use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
 use spate_engine::runtime::slab::Slab;
 use spate_protocols::rtmp::{message_type, user_control};
 
-use crate::client::{new_socket, sockaddr};
+use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::{HttpFlvScanner, ScanError, TagSeen};
 use crate::live_publish::SendTimes;
 use crate::live_rtmp::{self, ChunkScanner, Reply, RtmpEvent, RtmpUrl, SERVER_HANDSHAKE};
@@ -370,7 +370,6 @@ impl Viewer {
             self.next_source += 1;
             Some(s)
         };
-        let fd = new_socket(src)?;
         let scan = match &self.plan.proto {
             Proto::Flv(_) => Scan::Flv(HttpFlvScanner::new()),
             Proto::Rtmp(_) => Scan::Rtmp(Box::new(RtmpView {
@@ -396,29 +395,21 @@ impl Viewer {
             pending: Vec::new(),
             send_in_flight: false,
         });
-        let moved = self.io.ring.submitter().register_files_update(slot, &[fd]);
-        // SAFETY: `fd` is ours; the ring's table holds its own reference now
-        // (or the update failed), so the process fd is closed either way.
-        unsafe { libc::close(fd) };
-        if let Err(e) = moved {
+        // SAFETY: `dest` and `connect_timeout` live as long as the ring.
+        let r = unsafe {
+            connect_fixed(
+                &mut self.io.ring,
+                slot,
+                src,
+                &self.dest,
+                &self.connect_timeout,
+                Token::new(K_CONNECT, slot, generation),
+                Token::new(K_CONNECT_TIMEOUT, slot, generation),
+            )
+        };
+        if let Err(e) = r {
             self.conns.remove(slot, generation);
             return Err(e);
-        }
-        let connect = opcode::Connect::new(
-            types::Fixed(slot),
-            (&raw const self.dest).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK)
-        .user_data(Token::new(K_CONNECT, slot, generation).0);
-        let timeout = opcode::LinkTimeout::new(&self.connect_timeout)
-            .build()
-            .user_data(Token::new(K_CONNECT_TIMEOUT, slot, generation).0);
-        // SAFETY: `dest` and `connect_timeout` live as long as the ring.
-        unsafe {
-            self.io.ring.push(&connect);
-            self.io.ring.push(&timeout);
         }
         self.connecting += 1;
         Ok(())
@@ -788,17 +779,11 @@ impl Viewer {
             }
         }
         conn.state = State::Closing;
-        let shut = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
-            .build()
-            .flags(squeue::Flags::IO_HARDLINK)
-            .user_data(Token::new(K_SHUTDOWN, slot, generation).0);
-        let close = opcode::Close::new(types::Fixed(slot))
-            .build()
-            .user_data(Token::new(K_CLOSE, slot, generation).0);
-        // SAFETY: neither entry points to memory.
-        unsafe {
-            self.io.ring.push(&shut);
-            self.io.ring.push(&close);
-        }
+        close_fixed(
+            &mut self.io.ring,
+            slot,
+            Token::new(K_SHUTDOWN, slot, generation),
+            Token::new(K_CLOSE, slot, generation),
+        );
     }
 }

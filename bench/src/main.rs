@@ -12,8 +12,16 @@
 //! kind, and the server's CPU seconds and requests per server-CPU-second.
 //! Idle mode opens N connections, holds them and reports the server's PSS
 //! growth per connection.
+//!
+//! `spate-bench live` (live.rs) publishes RTMP and runs HTTP-FLV / RTMP
+//! viewers; `spate-bench hls` (hls.rs) runs player-like live HLS viewers
+//! (playlist polls, each segment once, playback deadlines → stalls).
 mod client;
 mod flvparse;
+mod hls;
+mod hls_playback;
+mod hls_playlist;
+mod hls_viewer;
 mod live;
 mod live_publish;
 mod live_rtmp;
@@ -47,6 +55,9 @@ enum Command {
     Http(HttpArgs),
     /// Live streaming: an RTMP publisher and N HTTP-FLV / RTMP viewers.
     Live(live::LiveArgs),
+    /// Live HLS: N player-like viewers of a media playlist (optionally with
+    /// an RTMP publisher).
+    Hls(hls::HlsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Http(args) => run(args),
         Command::Live(args) => live::run(args),
+        Command::Hls(args) => hls::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1174 @@
+//! One viewer thread of the HLS bench: one io_uring (the engine's
+//! [`Ring`]), each viewer one HTTP/1.1 keep-alive connection as a direct
+//! descriptor (socket set-up and teardown shared with `client.rs`),
+//! multishot receives into a provided [`BufRing`].
+//!
+//! A viewer behaves like a player (hls.js defaults): at its join time it
+//! GETs the media playlist; the first time, it starts at the segment
+//! holding the point `live_edge` target durations before the end of the
+//! list (see [`start_index`]); then it fetches every segment from there on
+//! exactly once, in order, one request at a time on its connection. It
+//! re-polls the playlist one target duration after the previous poll was
+//! sent, or half a target duration when that poll brought nothing new
+//! (RFC 8216 §6.3.4). Viewers join at the ramp rate (or spread over
+//! `spread` seconds), so their polls do not line up.
+//!
+//! Measured per segment: fetch latency (request handed to the ring → last
+//! body byte) and the playback deadline ([`Playback`]); per playlist poll:
+//! latency. A lost connection (reset, close, timeout) is counted and
+//! replaced; the viewer keeps its place and retries the request it had in
+//! flight.
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use io_uring::{opcode, types};
+use spate_engine::runtime::bufring::BufRing;
+use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
+use spate_engine::runtime::slab::Slab;
+
+use crate::client::{close_fixed, connect_fixed, parse_head, sockaddr};
+use crate::hls_playback::Playback;
+use crate::hls_playlist::{self, Playlist, start_index};
+
+const K_CONNECT: u8 = 1;
+const K_CONNECT_TIMEOUT: u8 = 2;
+const K_SEND: u8 = 3;
+const K_RECV: u8 = 4;
+const K_SHUTDOWN: u8 = 5;
+const K_CLOSE: u8 = 6;
+const K_TICK: u8 = 7;
+
+/// Threads keep running.
+pub const PHASE_RUN: u8 = 0;
+/// Threads leave their loops.
+pub const PHASE_STOP: u8 = 1;
+
+/// Largest playlist body kept.
+const MAX_PLAYLIST: usize = 4 << 20;
+
+/// What one thread is asked to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub index: usize,
+    pub dest: SocketAddrV4,
+    /// `Host` header value.
+    pub host: Arc<str>,
+    /// Request path of the media playlist.
+    pub playlist_path: Arc<str>,
+    pub sources: Arc<Vec<Ipv4Addr>>,
+    /// Most viewers this thread will ever hold (table size).
+    pub max_viewers: usize,
+    pub connect_concurrency: usize,
+    /// New viewers per second on this thread (0: all at once, first polls
+    /// spread over `spread`).
+    pub ramp_per_sec: f64,
+    pub spread: Duration,
+    /// Join this many target durations before the end of the playlist.
+    pub live_edge: f64,
+    /// A request with no complete response after this long is a timeout.
+    pub timeout: Duration,
+    pub recv_bufs: u16,
+    pub recv_buf_size: u32,
+    pub pin_cpu: Option<usize>,
+    /// Common clock origin of the playback model.
+    pub epoch: Instant,
+}
+
+/// State the control thread drives and watches.
+#[derive(Debug)]
+pub struct Shared {
+    pub phase: AtomicU8,
+    /// Count latencies, bytes and stalls.
+    pub measuring: AtomicBool,
+    /// Bumped by the control thread to ask every thread for its stats
+    /// (which are then reset).
+    pub collect: AtomicU64,
+    /// Viewers each thread should hold.
+    pub targets: Vec<AtomicUsize>,
+    /// Connections up now.
+    pub connected: AtomicUsize,
+    /// Viewers whose playhead started (first segment arrived).
+    pub playing: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(threads: usize) -> Self {
+        Self {
+            phase: AtomicU8::new(PHASE_RUN),
+            measuring: AtomicBool::new(false),
+            collect: AtomicU64::new(0),
+            targets: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            connected: AtomicUsize::new(0),
+            playing: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Errors by kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HlsErrors {
+    /// Socket, bind or connect failed or timed out.
+    pub connect: u64,
+    /// A request with no complete response within the timeout.
+    pub timeout: u64,
+    /// The server closed a connection with a request outstanding.
+    pub closed: u64,
+    /// Receive/send errors (ECONNRESET, EPIPE, …).
+    pub reset: u64,
+    /// 404 for a segment / for the playlist.
+    pub not_found_segment: u64,
+    pub not_found_playlist: u64,
+    /// Other non-2xx statuses.
+    pub bad_status: u64,
+    /// Bad HTTP, bad playlist, a segment not starting with a TS sync byte.
+    pub parse: u64,
+    /// Segments that left the playlist before the viewer could fetch them.
+    pub skipped: u64,
+}
+
+impl HlsErrors {
+    /// Sum of every kind.
+    pub fn total(&self) -> u64 {
+        self.connect
+            + self.timeout
+            + self.closed
+            + self.reset
+            + self.not_found_segment
+            + self.not_found_playlist
+            + self.bad_status
+            + self.parse
+            + self.skipped
+    }
+
+    pub fn add(&mut self, o: &HlsErrors) {
+        self.connect += o.connect;
+        self.timeout += o.timeout;
+        self.closed += o.closed;
+        self.reset += o.reset;
+        self.not_found_segment += o.not_found_segment;
+        self.not_found_playlist += o.not_found_playlist;
+        self.bad_status += o.bad_status;
+        self.parse += o.parse;
+        self.skipped += o.skipped;
+    }
+}
+
+/// What a thread measured since the last collection.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Segment fetch latency, µs (request handed to the ring → last byte).
+    pub segment_latency: Histogram<u64>,
+    /// Playlist fetch latency, µs.
+    pub playlist_latency: Histogram<u64>,
+    /// Playback margin of on-time segments, µs: how long before its
+    /// deadline each segment (but a viewer's first) arrived.
+    pub margin: Histogram<u64>,
+    /// Segments fetched (200).
+    pub segments: u64,
+    /// Playlist polls answered (any status) and those that listed nothing new.
+    pub playlists: u64,
+    pub playlists_unchanged: u64,
+    /// Bytes received (heads included) and segment body bytes.
+    pub bytes: u64,
+    pub segment_bytes: u64,
+    /// Late segments + viewers starved at the end of the measurement.
+    pub stalls: u64,
+    /// Summed rebuffering of the late segments, µs.
+    pub stalled_us: u64,
+    /// Of `stalls`: viewers whose playhead had run out when measuring ended.
+    pub starved_at_end: u64,
+    /// Viewers with ≥ 1 stall in the period.
+    pub viewers_stalled: u64,
+    /// Viewers that fetched ≥ 1 segment in the period.
+    pub viewers_active: u64,
+    /// Errors (whole period).
+    pub errors: HlsErrors,
+    /// Connections replaced (after an error or a close by the server).
+    pub reconnects: u64,
+    /// The server closed an idle keep-alive connection (not an error).
+    pub idle_closes: u64,
+    /// Multishot receives re-armed for lack of provided buffers.
+    pub nobufs: u64,
+    pub first_error: Option<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Self {
+            segment_latency: histogram(),
+            playlist_latency: histogram(),
+            margin: histogram(),
+            segments: 0,
+            playlists: 0,
+            playlists_unchanged: 0,
+            bytes: 0,
+            segment_bytes: 0,
+            stalls: 0,
+            stalled_us: 0,
+            starved_at_end: 0,
+            viewers_stalled: 0,
+            viewers_active: 0,
+            errors: HlsErrors::default(),
+            reconnects: 0,
+            idle_closes: 0,
+            nobufs: 0,
+            first_error: None,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Stats) {
+        self.segment_latency
+            .add(&o.segment_latency)
+            .expect("same bounds");
+        self.playlist_latency
+            .add(&o.playlist_latency)
+            .expect("same bounds");
+        self.margin.add(&o.margin).expect("same bounds");
+        self.segments += o.segments;
+        self.playlists += o.playlists;
+        self.playlists_unchanged += o.playlists_unchanged;
+        self.bytes += o.bytes;
+        self.segment_bytes += o.segment_bytes;
+        self.stalls += o.stalls;
+        self.stalled_us += o.stalled_us;
+        self.starved_at_end += o.starved_at_end;
+        self.viewers_stalled += o.viewers_stalled;
+        self.viewers_active += o.viewers_active;
+        self.errors.add(&o.errors);
+        self.reconnects += o.reconnects;
+        self.idle_closes += o.idle_closes;
+        self.nobufs += o.nobufs;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&o.first_error);
+        }
+    }
+
+    fn error(&mut self, e: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(e());
+        }
+    }
+}
+
+/// A segment to fetch.
+#[derive(Debug, Clone)]
+struct QSeg {
+    seq: u64,
+    duration_us: u64,
+    path: Box<str>,
+}
+
+#[derive(Debug)]
+enum Req {
+    Playlist,
+    Segment(QSeg),
+}
+
+#[derive(Debug)]
+struct InFlight {
+    req: Req,
+    sent_at: Instant,
+}
+
+/// One player; outlives its connections.
+#[derive(Debug)]
+struct Viewer {
+    conn: Option<(u32, u32)>,
+    /// In the (re)connect queue.
+    waiting: bool,
+    /// Target duration of the last playlist, µs (0: none yet).
+    target_us: u64,
+    /// Next sequence number not yet queued (`None` before the first playlist).
+    queued_to: Option<u64>,
+    queue: VecDeque<QSeg>,
+    poll_due: bool,
+    poll_at: Option<Instant>,
+    in_flight: Option<InFlight>,
+    playback: Playback,
+    stalled_in_period: bool,
+    active_in_period: bool,
+    /// A starvation already counted as a stall (its late segment is not
+    /// counted again).
+    starve_counted: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Connecting,
+    Open,
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    state: State,
+    vid: u32,
+    /// Partial response head (only while a head spans receives).
+    head: Vec<u8>,
+    /// Body bytes still expected; `None` while reading a head.
+    body_left: Option<u64>,
+    status: u16,
+    /// Playlist body being collected.
+    body: Vec<u8>,
+    keep_body: bool,
+    /// The body must start with 0x47 (a `.ts` segment, status 200).
+    check_ts: bool,
+    /// Bytes of the current response received.
+    got_bytes: bool,
+    /// The request (stays put until its send completes).
+    out: Vec<u8>,
+    sent: usize,
+    send_in_flight: bool,
+}
+
+impl Conn {
+    fn new(vid: u32) -> Self {
+        Self {
+            state: State::Connecting,
+            vid,
+            head: Vec::new(),
+            body_left: None,
+            status: 0,
+            body: Vec::new(),
+            keep_body: false,
+            check_ts: false,
+            got_bytes: false,
+            out: Vec::new(),
+            sent: 0,
+            send_in_flight: false,
+        }
+    }
+}
+
+/// A response that completed.
+struct Done {
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// The ring and its provided buffers. Field order matters: the ring (which
+/// unregisters the buffer group) drops before the buffers' memory.
+struct Io {
+    ring: Ring,
+    bufs: BufRing,
+}
+
+struct HlsThread {
+    io: Io,
+    plan: Plan,
+    shared: Arc<Shared>,
+    tx: Sender<(usize, Stats)>,
+    conns: Slab<Conn>,
+    viewers: Vec<Viewer>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    reconnect: VecDeque<u32>,
+    dest: libc::sockaddr_in,
+    connect_timeout: types::Timespec,
+    tick: types::Timespec,
+    connecting: usize,
+    next_source: usize,
+    retry_after: Option<Instant>,
+    out: Stats,
+    measuring: bool,
+    measured_in_period: bool,
+    collect_seen: u64,
+    ramp_tokens: f64,
+    ramp_last: Instant,
+    /// When the current batch of new viewers started joining (spread mode).
+    batch_start: Instant,
+    batch_base: usize,
+}
+
+/// Run one viewer thread until the phase becomes STOP.
+pub fn run(plan: Plan, shared: Arc<Shared>, tx: Sender<(usize, Stats)>) -> io::Result<()> {
+    if let Some(cpu) = plan.pin_cpu {
+        crate::client::pin_to(cpu)?;
+    }
+    let ring = Ring::new(4096, plan.max_viewers.max(1) as u32)?;
+    let bufs = BufRing::new(&ring, 0, plan.recv_bufs, plan.recv_buf_size)?;
+    let mut t = HlsThread {
+        io: Io { ring, bufs },
+        conns: Slab::with_capacity(plan.max_viewers),
+        viewers: Vec::with_capacity(plan.max_viewers),
+        timers: BinaryHeap::new(),
+        reconnect: VecDeque::new(),
+        dest: sockaddr(plan.dest),
+        connect_timeout: types::Timespec::new().sec(10),
+        tick: types::Timespec::new().nsec(10_000_000),
+        connecting: 0,
+        next_source: plan.index,
+        retry_after: None,
+        out: Stats::new(),
+        measuring: false,
+        measured_in_period: false,
+        collect_seen: 0,
+        ramp_tokens: 0.0,
+        ramp_last: Instant::now(),
+        batch_start: Instant::now(),
+        batch_base: 0,
+        plan,
+        shared,
+        tx,
+    };
+    t.run()
+}
+
+/// A deterministic spread of viewer `k` over [0, 1).
+fn unit_hash(k: u64) -> f64 {
+    let mut x = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl HlsThread {
+    fn now_us(&self) -> u64 {
+        self.plan.epoch.elapsed().as_micros() as u64
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        self.push_tick();
+        let mut cqes = Vec::with_capacity(4096);
+        let mut last_timeout_check = Instant::now();
+        loop {
+            if self.shared.phase.load(Ordering::Relaxed) == PHASE_STOP {
+                break;
+            }
+            self.measuring = self.shared.measuring.load(Ordering::Relaxed);
+            if self.measuring {
+                self.measured_in_period = true;
+            }
+            let c = self.shared.collect.load(Ordering::Acquire);
+            if c != self.collect_seen {
+                self.collect_seen = c;
+                self.finish_period();
+                let s = std::mem::replace(&mut self.out, Stats::new());
+                let _ = self.tx.send((self.plan.index, s));
+            }
+            self.add_viewers();
+            self.open_connections();
+            self.fire_timers();
+            self.io.ring.submit_and_wait(1)?;
+            self.io.ring.drain_completions(&mut cqes);
+            for &(ud, res, flags) in &cqes {
+                self.complete(Token(ud), res, flags);
+            }
+            if last_timeout_check.elapsed() >= Duration::from_millis(250) {
+                last_timeout_check = Instant::now();
+                self.check_timeouts();
+            }
+        }
+        Ok(())
+    }
+
+    fn push_tick(&mut self) {
+        let e = opcode::Timeout::new(&self.tick)
+            .build()
+            .user_data(Token::new(K_TICK, 0, 0).0);
+        // SAFETY: `self.tick` lives as long as the ring (same struct).
+        unsafe { self.io.ring.push(&e) };
+    }
+
+    /// End of a collection period: count starved viewers (if the period was
+    /// measured), distinct stalled / active viewers, and reset the flags.
+    fn finish_period(&mut self) {
+        let now_us = self.now_us();
+        let measured = self.measured_in_period;
+        self.measured_in_period = false;
+        for v in &mut self.viewers {
+            if measured {
+                if !v.starve_counted && v.playback.starved(now_us) {
+                    v.starve_counted = true;
+                    v.stalled_in_period = true;
+                    self.out.stalls += 1;
+                    self.out.starved_at_end += 1;
+                }
+                self.out.viewers_stalled += u64::from(v.stalled_in_period);
+                self.out.viewers_active += u64::from(v.active_in_period);
+            }
+            v.stalled_in_period = false;
+            v.active_in_period = false;
+        }
+    }
+
+    /// Create viewers up to this thread's target, at the ramp rate.
+    fn add_viewers(&mut self) {
+        let target = self.shared.targets[self.plan.index]
+            .load(Ordering::Relaxed)
+            .min(self.plan.max_viewers);
+        if self.viewers.len() >= target {
+            self.ramp_last = Instant::now();
+            self.batch_start = Instant::now();
+            self.batch_base = self.viewers.len();
+            return;
+        }
+        let now = Instant::now();
+        if self.plan.ramp_per_sec > 0.0 {
+            let dt = now.duration_since(self.ramp_last).as_secs_f64();
+            self.ramp_last = now;
+            self.ramp_tokens = (self.ramp_tokens + dt * self.plan.ramp_per_sec)
+                .min((self.plan.ramp_per_sec / 10.0).max(1.0));
+        }
+        while self.viewers.len() < target {
+            let join_at = if self.plan.ramp_per_sec > 0.0 {
+                if self.ramp_tokens < 1.0 {
+                    return;
+                }
+                self.ramp_tokens -= 1.0;
+                now
+            } else {
+                let k = (self.viewers.len() - self.batch_base) as u64;
+                let key = (k << 8) | self.plan.index as u64;
+                self.batch_start + self.plan.spread.mul_f64(unit_hash(key))
+            };
+            let vid = self.viewers.len() as u32;
+            self.viewers.push(Viewer {
+                conn: None,
+                waiting: true,
+                target_us: 0,
+                queued_to: None,
+                queue: VecDeque::new(),
+                poll_due: false,
+                poll_at: None,
+                in_flight: None,
+                playback: Playback::new(),
+                stalled_in_period: false,
+                active_in_period: false,
+                starve_counted: false,
+            });
+            self.reconnect.push_back(vid);
+            self.schedule_poll(vid, join_at);
+        }
+    }
+
+    fn schedule_poll(&mut self, vid: u32, at: Instant) {
+        self.viewers[vid as usize].poll_at = Some(at);
+        self.timers.push(Reverse((at, vid)));
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, vid))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let v = &mut self.viewers[vid as usize];
+            if v.poll_at != Some(at) {
+                continue; // superseded
+            }
+            v.poll_at = None;
+            v.poll_due = true;
+            self.kick(vid);
+        }
+    }
+
+    /// Open connections for viewers that need one (bounded by the connect
+    /// concurrency; paused briefly after a failure).
+    fn open_connections(&mut self) {
+        if let Some(t) = self.retry_after {
+            if Instant::now() < t {
+                return;
+            }
+            self.retry_after = None;
+        }
+        while self.connecting < self.plan.connect_concurrency {
+            let Some(vid) = self.reconnect.pop_front() else {
+                return;
+            };
+            self.viewers[vid as usize].waiting = false;
+            if let Err(e) = self.open_one(vid) {
+                self.out.errors.connect += 1;
+                self.out.error(|| format!("connect: {e}"));
+                self.viewers[vid as usize].waiting = true;
+                self.reconnect.push_front(vid);
+                self.retry_after = Some(Instant::now() + Duration::from_millis(100));
+                return;
+            }
+        }
+    }
+
+    fn open_one(&mut self, vid: u32) -> io::Result<()> {
+        let src = if self.plan.sources.is_empty() {
+            None
+        } else {
+            let s = self.plan.sources[self.next_source % self.plan.sources.len()];
+            self.next_source += 1;
+            Some(s)
+        };
+        let (slot, generation) = self.conns.insert(Conn::new(vid));
+        // SAFETY: `dest` and `connect_timeout` live as long as the ring.
+        let r = unsafe {
+            connect_fixed(
+                &mut self.io.ring,
+                slot,
+                src,
+                &self.dest,
+                &self.connect_timeout,
+                Token::new(K_CONNECT, slot, generation),
+                Token::new(K_CONNECT_TIMEOUT, slot, generation),
+            )
+        };
+        if let Err(e) = r {
+            self.conns.remove(slot, generation);
+            return Err(e);
+        }
+        self.viewers[vid as usize].conn = Some((slot, generation));
+        self.connecting += 1;
+        Ok(())
+    }
+
+    fn complete(&mut self, token: Token, res: i32, flags: u32) {
+        match token.kind() {
+            K_TICK => self.push_tick(),
+            K_CONNECT_TIMEOUT | K_SHUTDOWN => {}
+            K_CONNECT => self.on_connect(token, res),
+            K_SEND => self.on_send(token, res),
+            K_RECV => self.on_recv(token, res, flags),
+            K_CLOSE => {
+                if let Some(c) = self.conns.remove(token.slot(), token.generation())
+                    && c.send_in_flight
+                {
+                    // A send may still own the buffer: never free it.
+                    std::mem::forget(c.out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connect(&mut self, token: Token, res: i32) {
+        self.connecting -= 1;
+        let (slot, generation) = (token.slot(), token.generation());
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if res < 0 {
+            self.out.errors.connect += 1;
+            self.out
+                .error(|| format!("connect: {}", io::Error::from_raw_os_error(-res)));
+            self.retry_after = Some(Instant::now() + Duration::from_millis(100));
+            self.drop_conn(slot, generation);
+            return;
+        }
+        conn.state = State::Open;
+        let vid = conn.vid;
+        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        self.arm_recv(slot, generation);
+        self.kick(vid);
+    }
+
+    fn arm_recv(&mut self, slot: u32, generation: u32) {
+        let e = opcode::RecvMulti::new(types::Fixed(slot), self.io.bufs.group())
+            .build()
+            .user_data(Token::new(K_RECV, slot, generation).0);
+        // SAFETY: buffers come from the registered buffer ring, which lives
+        // as long as the ring.
+        unsafe { self.io.ring.push(&e) };
+    }
+
+    /// Send the viewer's next request if it has one and its connection is
+    /// idle (a due playlist poll first, then the oldest queued segment);
+    /// ask for a connection if it has none.
+    fn kick(&mut self, vid: u32) {
+        let v = &mut self.viewers[vid as usize];
+        if v.in_flight.is_some() || (!v.poll_due && v.queue.is_empty()) {
+            return;
+        }
+        let Some((slot, generation)) = v.conn else {
+            if !v.waiting && self.shared.phase.load(Ordering::Relaxed) != PHASE_STOP {
+                v.waiting = true;
+                self.reconnect.push_back(vid);
+            }
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if conn.state != State::Open || conn.send_in_flight {
+            return;
+        }
+        let req = if v.poll_due {
+            v.poll_due = false;
+            Req::Playlist
+        } else {
+            match v.queue.pop_front() {
+                Some(s) => Req::Segment(s),
+                None => return,
+            }
+        };
+        let path: &str = match &req {
+            Req::Playlist => &self.plan.playlist_path,
+            Req::Segment(s) => &s.path,
+        };
+        conn.out.clear();
+        conn.out.extend_from_slice(b"GET ");
+        conn.out.extend_from_slice(path.as_bytes());
+        conn.out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        conn.out.extend_from_slice(self.plan.host.as_bytes());
+        conn.out
+            .extend_from_slice(b"\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\n\r\n");
+        conn.sent = 0;
+        conn.keep_body = matches!(req, Req::Playlist);
+        conn.check_ts = match &req {
+            Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
+            Req::Playlist => false,
+        };
+        conn.got_bytes = false;
+        conn.body.clear();
+        v.in_flight = Some(InFlight {
+            req,
+            sent_at: Instant::now(),
+        });
+        self.push_send(slot, generation);
+    }
+
+    fn push_send(&mut self, slot: u32, generation: u32) {
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        conn.send_in_flight = true;
+        let rest = &conn.out[conn.sent..];
+        let e = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), rest.len() as u32)
+            .build()
+            .user_data(Token::new(K_SEND, slot, generation).0);
+        // SAFETY: `conn.out` is not touched until this send completes (its
+        // heap buffer does not move when the slab does; a closed connection
+        // with a send in flight leaks it instead of freeing it).
+        unsafe { self.io.ring.push(&e) };
+    }
+
+    fn on_send(&mut self, token: Token, res: i32) {
+        let (slot, generation) = (token.slot(), token.generation());
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        conn.send_in_flight = false;
+        if conn.state != State::Open {
+            return;
+        }
+        if res < 0 {
+            self.out.errors.reset += 1;
+            self.out
+                .error(|| format!("send: {}", io::Error::from_raw_os_error(-res)));
+            self.drop_conn(slot, generation);
+            return;
+        }
+        conn.sent += res as usize;
+        if conn.sent < conn.out.len() {
+            self.push_send(slot, generation);
+        } else {
+            let vid = conn.vid;
+            // A response may have completed before the send did.
+            self.kick(vid);
+        }
+    }
+
+    fn on_recv(&mut self, token: Token, res: i32, flags: u32) {
+        let (slot, generation) = (token.slot(), token.generation());
+        let bid = buffer_id(flags);
+        let armed = more(flags);
+        let open = matches!(
+            self.conns.get_mut(slot, generation),
+            Some(Conn {
+                state: State::Open,
+                ..
+            })
+        );
+        if !open {
+            if let Some(bid) = bid {
+                self.io.bufs.recycle(bid);
+            }
+            return;
+        }
+        if res > 0 {
+            let r = match bid {
+                Some(bid) => {
+                    let r = self.consume(slot, generation, bid, res as usize);
+                    self.io.bufs.recycle(bid);
+                    r
+                }
+                None => Ok(None),
+            };
+            match r {
+                Ok(done) => {
+                    if !armed {
+                        self.arm_recv(slot, generation);
+                    }
+                    if let Some(d) = done {
+                        self.on_response(slot, generation, d);
+                    }
+                }
+                Err(e) => {
+                    self.out.errors.parse += 1;
+                    self.out.error(|| e);
+                    self.drop_conn(slot, generation);
+                }
+            }
+            return;
+        }
+        if let Some(bid) = bid {
+            self.io.bufs.recycle(bid);
+        }
+        if res == -libc::ENOBUFS {
+            self.out.nobufs += 1;
+            if !armed {
+                self.arm_recv(slot, generation);
+            }
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let busy = self.viewers[conn.vid as usize].in_flight.is_some();
+        if res == 0 && !busy {
+            self.out.idle_closes += 1;
+        } else if res == 0 {
+            self.out.errors.closed += 1;
+            self.out
+                .error(|| "server closed a connection with a request outstanding".into());
+        } else {
+            self.out.errors.reset += 1;
+            self.out
+                .error(|| format!("recv: {}", io::Error::from_raw_os_error(-res)));
+        }
+        self.drop_conn(slot, generation);
+    }
+
+    /// Parse received bytes; returns the response they completed, if any.
+    fn consume(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        bid: u16,
+        len: usize,
+    ) -> Result<Option<Done>, String> {
+        let data = self.io.bufs.get(bid, len);
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return Ok(None);
+        };
+        if self.measuring {
+            self.out.bytes += len as u64;
+        }
+        if self.viewers[conn.vid as usize].in_flight.is_none() {
+            return Err("bytes received with no request outstanding".into());
+        }
+        conn.got_bytes = true;
+        let mut rest = data;
+        let mut done = None;
+        while !rest.is_empty() {
+            if done.is_some() {
+                return Err("bytes after the response (none was asked for)".into());
+            }
+            match conn.body_left {
+                None => {
+                    let bad = || "malformed response head (or no Content-Length)".to_string();
+                    let (status, body, used) = if conn.head.is_empty() {
+                        match parse_head(rest).map_err(|()| bad())? {
+                            Some(h) => h,
+                            None => {
+                                conn.head.extend_from_slice(rest);
+                                return Ok(None);
+                            }
+                        }
+                    } else {
+                        let before = conn.head.len();
+                        conn.head.extend_from_slice(rest);
+                        match parse_head(&conn.head).map_err(|()| bad())? {
+                            Some((s, b, used)) => {
+                                conn.head.clear();
+                                (s, b, used - before)
+                            }
+                            None => {
+                                if conn.head.len() > 64 * 1024 {
+                                    return Err("response head over 64 KiB".into());
+                                }
+                                return Ok(None);
+                            }
+                        }
+                    };
+                    conn.status = status;
+                    conn.body_left = Some(body);
+                    if status != 200 {
+                        conn.check_ts = false;
+                        conn.keep_body = false;
+                    }
+                    if conn.keep_body && body > MAX_PLAYLIST as u64 {
+                        return Err(format!("playlist of {body} bytes"));
+                    }
+                    rest = &rest[used..];
+                }
+                Some(left) => {
+                    let take = (left.min(rest.len() as u64)) as usize;
+                    if conn.check_ts && take > 0 {
+                        if rest[0] != 0x47 {
+                            return Err(format!(
+                                "segment body starts with 0x{:02x}, not a TS sync byte",
+                                rest[0]
+                            ));
+                        }
+                        conn.check_ts = false;
+                    }
+                    if conn.keep_body {
+                        conn.body.extend_from_slice(&rest[..take]);
+                    } else if self.measuring && conn.status == 200 {
+                        self.out.segment_bytes += take as u64;
+                    }
+                    conn.body_left = Some(left - take as u64);
+                    rest = &rest[take..];
+                }
+            }
+            if conn.body_left == Some(0) {
+                conn.body_left = None;
+                done = Some(Done {
+                    status: conn.status,
+                    body: std::mem::take(&mut conn.body),
+                });
+            }
+        }
+        Ok(done)
+    }
+
+    fn on_response(&mut self, slot: u32, generation: u32, d: Done) {
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let vid = conn.vid;
+        let now = Instant::now();
+        let now_us = self.now_us();
+        let measuring = self.measuring;
+        let Some(f) = self.viewers[vid as usize].in_flight.take() else {
+            return;
+        };
+        let latency = now.duration_since(f.sent_at).as_micros() as u64;
+        match f.req {
+            Req::Playlist => {
+                self.out.playlists += 1;
+                if measuring {
+                    self.out.playlist_latency.saturating_record(latency.max(1));
+                }
+                match d.status {
+                    200 => self.on_playlist(vid, &d.body, f.sent_at),
+                    s => {
+                        if s == 404 {
+                            self.out.errors.not_found_playlist += 1;
+                        } else {
+                            self.out.errors.bad_status += 1;
+                        }
+                        self.out.error(|| format!("playlist: HTTP {s}"));
+                        let half = self.half_target(vid);
+                        self.schedule_poll(vid, (f.sent_at + half).max(now));
+                    }
+                }
+            }
+            Req::Segment(s) => match d.status {
+                200 => {
+                    let v = &mut self.viewers[vid as usize];
+                    let first = !v.playback.started();
+                    let margin = v.playback.buffered_us(now_us);
+                    let late = v.playback.on_segment(now_us, s.duration_us);
+                    if first {
+                        self.shared.playing.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if measuring {
+                        v.active_in_period = true;
+                        self.out.segments += 1;
+                        self.out.segment_latency.saturating_record(latency.max(1));
+                        match late {
+                            Some(l) => {
+                                self.out.stalled_us += l;
+                                if !v.starve_counted {
+                                    self.out.stalls += 1;
+                                    v.stalled_in_period = true;
+                                }
+                            }
+                            None => {
+                                if let Some(m) = margin {
+                                    self.out.margin.saturating_record(m.max(1) as u64);
+                                }
+                            }
+                        }
+                    }
+                    v.starve_counted = false;
+                }
+                st => {
+                    if st == 404 {
+                        self.out.errors.not_found_segment += 1;
+                    } else {
+                        self.out.errors.bad_status += 1;
+                    }
+                    self.out
+                        .error(|| format!("segment {} ({}): HTTP {st}", s.seq, s.path));
+                }
+            },
+        }
+        self.kick(vid);
+    }
+
+    fn half_target(&self, vid: u32) -> Duration {
+        match self.viewers[vid as usize].target_us {
+            0 => Duration::from_millis(500),
+            t => Duration::from_micros(t / 2),
+        }
+    }
+
+    fn on_playlist(&mut self, vid: u32, body: &[u8], sent_at: Instant) {
+        let now = Instant::now();
+        let p = match hls_playlist::parse(body) {
+            Ok(Playlist::Media(p)) => p,
+            Ok(Playlist::Multivariant(_)) => {
+                self.out.errors.parse += 1;
+                self.out
+                    .error(|| "the media playlist URL gave a multivariant playlist".into());
+                let half = self.half_target(vid);
+                self.schedule_poll(vid, (sent_at + half).max(now));
+                return;
+            }
+            Err(e) => {
+                self.out.errors.parse += 1;
+                self.out.error(|| format!("playlist: {e}"));
+                let half = self.half_target(vid);
+                self.schedule_poll(vid, (sent_at + half).max(now));
+                return;
+            }
+        };
+        let live_edge = self.plan.live_edge;
+        let base = self.plan.playlist_path.clone();
+        let v = &mut self.viewers[vid as usize];
+        v.target_us = p.target_us.max(100_000);
+        if v.queued_to.is_none() {
+            v.queued_to = start_index(&p, live_edge).map(|i| p.segments[i].seq);
+        }
+        let mut new = 0;
+        let mut bad_uri = None;
+        if let Some(mut q) = v.queued_to {
+            if q < p.media_sequence {
+                // Fell out of the window before we asked for them.
+                self.out.errors.skipped += p.media_sequence - q;
+                self.out.error(|| {
+                    format!(
+                        "segments {q}..{} left the playlist before they were fetched",
+                        p.media_sequence
+                    )
+                });
+                q = p.media_sequence;
+            }
+            let from = q;
+            for s in p.segments.iter().filter(|s| s.seq >= from) {
+                match hls_playlist::resolve(&base, &s.uri) {
+                    Some(path) => v.queue.push_back(QSeg {
+                        seq: s.seq,
+                        duration_us: s.duration_us,
+                        path: path.into_boxed_str(),
+                    }),
+                    None => bad_uri = Some(s.uri.clone()),
+                }
+                q = s.seq + 1;
+                new += 1;
+            }
+            v.queued_to = Some(q);
+        }
+        let interval = if new > 0 {
+            Duration::from_micros(v.target_us)
+        } else {
+            self.out.playlists_unchanged += 1;
+            Duration::from_micros(v.target_us / 2)
+        };
+        if let Some(u) = bad_uri {
+            self.out.errors.parse += 1;
+            self.out.error(|| format!("segment URI {u:?}: not http"));
+        }
+        self.schedule_poll(vid, (sent_at + interval).max(now));
+    }
+
+    /// Connections whose request has waited longer than the timeout are
+    /// replaced (the request is retried on the new one).
+    fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        let timeout = self.plan.timeout;
+        let mut late = Vec::new();
+        for v in &self.viewers {
+            if let (Some(f), Some(c)) = (&v.in_flight, v.conn)
+                && now.duration_since(f.sent_at) > timeout
+            {
+                late.push(c);
+            }
+        }
+        for (slot, generation) in late {
+            self.out.errors.timeout += 1;
+            self.out
+                .error(|| format!("no complete response within {timeout:?}"));
+            self.drop_conn(slot, generation);
+        }
+    }
+
+    /// Close a connection; its viewer gives back the request it had in
+    /// flight (to be retried) and queues for a new connection.
+    fn drop_conn(&mut self, slot: u32, generation: u32) {
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if conn.state == State::Closing {
+            return;
+        }
+        if conn.state == State::Open {
+            self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+            self.out.reconnects += 1;
+        }
+        conn.state = State::Closing;
+        let vid = conn.vid;
+        close_fixed(
+            &mut self.io.ring,
+            slot,
+            Token::new(K_SHUTDOWN, slot, generation),
+            Token::new(K_CLOSE, slot, generation),
+        );
+        let stopping = self.shared.phase.load(Ordering::Relaxed) == PHASE_STOP;
+        let v = &mut self.viewers[vid as usize];
+        if v.conn != Some((slot, generation)) {
+            return;
+        }
+        v.conn = None;
+        if let Some(f) = v.in_flight.take() {
+            match f.req {
+                Req::Playlist => v.poll_due = true,
+                Req::Segment(s) => v.queue.push_front(s),
+            }
+        }
+        if !v.waiting && !stopping {
+            v.waiting = true;
+            self.reconnect.push_back(vid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_uniform_enough() {
+        let n = 10_000;
+        let mut buckets = [0u32; 10];
+        for k in 0..n {
+            let u = unit_hash(k);
+            assert!((0.0..1.0).contains(&u));
+            buckets[(u * 10.0) as usize] += 1;
+        }
+        for b in buckets {
+            assert!((800..1200).contains(&b), "{buckets:?}");
+        }
+    }
+}
