@@ -296,3 +296,98 @@ fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, Error> {
         .checked_mul(2)
         .map(|den| (time_scale, den)))
 }
+
+/// The `seq_parameter_set_id` of an H.264 SPS NAL unit (header included,
+/// still escaped).
+pub fn sps_id(nal: &[u8]) -> Result<u32, Error> {
+    const WHAT: &str = "H.264 SPS";
+    // header, profile_idc, constraint flags, level_idc, then ue(v): a
+    // handful of bytes is enough.
+    let rbsp = unescape_rbsp(&nal[..nal.len().min(16)]);
+    let mut r = BitReader::new(&rbsp, WHAT);
+    if r.bits(8)? & 0x1f != 7 {
+        return Err(Error::InvalidBitstream {
+            what: WHAT,
+            reason: "NAL unit type is not 7 (SPS)",
+        });
+    }
+    r.skip(24)?;
+    let id = r.ue()?;
+    if id > 31 {
+        return Err(Error::InvalidBitstream {
+            what: WHAT,
+            reason: "seq_parameter_set_id above 31",
+        });
+    }
+    Ok(id)
+}
+
+/// The `pic_parameter_set_id` of an H.264 PPS NAL unit (header included,
+/// still escaped).
+pub fn pps_id(nal: &[u8]) -> Result<u32, Error> {
+    const WHAT: &str = "H.264 PPS";
+    let rbsp = unescape_rbsp(&nal[..nal.len().min(16)]);
+    let mut r = BitReader::new(&rbsp, WHAT);
+    if r.bits(8)? & 0x1f != 8 {
+        return Err(Error::InvalidBitstream {
+            what: WHAT,
+            reason: "NAL unit type is not 8 (PPS)",
+        });
+    }
+    let id = r.ue()?;
+    if id > 255 {
+        return Err(Error::InvalidBitstream {
+            what: WHAT,
+            reason: "pic_parameter_set_id above 255",
+        });
+    }
+    Ok(id)
+}
+
+impl AvcConfig {
+    /// An `avcC` record (4-byte NAL lengths) from SPS and PPS NAL units, as
+    /// an Annex B stream carries them (MPEG-TS, RTP): profile,
+    /// compatibility and level from the first SPS, which must parse; for
+    /// the high profiles the tail (chroma_format, bit depths, no SPS
+    /// extensions) that ISO/IEC 14496-15 requires, as ffmpeg writes it.
+    pub fn record_from_parameter_sets(sps: &[Bytes], pps: &[Bytes]) -> Result<Vec<u8>, Error> {
+        let invalid = |reason: &str| Error::InvalidConfig {
+            what: "avcC",
+            reason: reason.into(),
+        };
+        let first = sps.first().ok_or_else(|| invalid("no SPS"))?;
+        if pps.is_empty() {
+            return Err(invalid("no PPS"));
+        }
+        if sps.len() > 31 || pps.len() > 255 {
+            return Err(invalid("too many parameter sets"));
+        }
+        if sps
+            .iter()
+            .chain(pps)
+            .any(|n| n.len() > 0xffff || n.is_empty())
+        {
+            return Err(invalid("parameter set empty or longer than 65535 bytes"));
+        }
+        let parsed = AvcSps::parse(first)?;
+        let c = AvcConfig {
+            profile: parsed.profile,
+            compatibility: parsed.constraints,
+            level: parsed.level,
+            nal_length_size: 4,
+            sps: sps.to_vec(),
+            pps: pps.to_vec(),
+        };
+        let mut out = c.to_record();
+        if !matches!(parsed.profile, 66 | 77 | 88) {
+            let depth = parsed.bit_depth.saturating_sub(8) & 0x07;
+            out.extend_from_slice(&[
+                0xfc | (parsed.chroma_format & 0x03),
+                0xf8 | depth,
+                0xf8 | depth,
+                0,
+            ]);
+        }
+        Ok(out)
+    }
+}

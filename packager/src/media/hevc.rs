@@ -138,6 +138,39 @@ impl HevcSps {
     /// Parse an SPS NAL unit (2-byte header included, emulation prevention
     /// not yet removed).
     pub fn parse(nal: &[u8]) -> Result<HevcSps, Error> {
+        let f = SpsFields::parse(nal)?;
+        Ok(HevcSps {
+            profile: f.profile,
+            level: f.level,
+            chroma_format: f.chroma_format,
+            bit_depth: f.bit_depth,
+            width: f.width,
+            height: f.height,
+        })
+    }
+}
+
+/// Everything `hvcC` needs from an SPS, plus its id.
+#[derive(Debug, Clone, Copy)]
+struct SpsFields {
+    sps_id: u32,
+    max_sub_layers: u8,
+    temporal_id_nesting: bool,
+    profile_space: u8,
+    high_tier: bool,
+    profile: u8,
+    compatibility: u32,
+    constraints: u64,
+    level: u8,
+    chroma_format: u8,
+    bit_depth: u8,
+    bit_depth_chroma: Option<u8>,
+    width: u32,
+    height: u32,
+}
+
+impl SpsFields {
+    fn parse(nal: &[u8]) -> Result<SpsFields, Error> {
         const WHAT: &str = "HEVC SPS";
         let rbsp = unescape_rbsp(nal);
         let mut r = BitReader::new(&rbsp, WHAT);
@@ -150,11 +183,13 @@ impl HevcSps {
         }
         let _vps_id = r.bits(4)?;
         let max_sub_layers_minus1 = r.bits(3)?;
-        let _temporal_id_nesting = r.bit()?;
+        let temporal_id_nesting = r.bit()?;
         // profile_tier_level(1, max_sub_layers_minus1)
-        let _profile_space_tier = r.bits(3)?;
+        let profile_space = r.bits(2)? as u8;
+        let high_tier = r.bit()?;
         let profile = r.bits(5)? as u8;
-        r.skip(32 + 4 + 43 + 1)?; // compatibility, source flags, constraints
+        let compatibility = r.bits(32)?;
+        let constraints = (u64::from(r.bits(16)?) << 32) | u64::from(r.bits(32)?);
         let level = r.bits(8)? as u8;
         let mut sub_profile = [false; 8];
         let mut sub_level = [false; 8];
@@ -173,7 +208,7 @@ impl HevcSps {
                 r.skip(8)?;
             }
         }
-        let _sps_id = r.ue()?;
+        let sps_id = r.ue()?;
         let chroma_format = r.ue()?;
         if chroma_format > 3 {
             return Err(Error::InvalidBitstream {
@@ -192,6 +227,7 @@ impl HevcSps {
             cb = r.ue()?.into();
         }
         let bit_depth = r.ue()?.saturating_add(8).min(255) as u8;
+        let bit_depth_chroma = r.ue().ok().map(|d| d.saturating_add(8).min(255) as u8);
         let (sub_w, sub_h) = if separate_colour_plane {
             (1, 1)
         } else {
@@ -209,13 +245,135 @@ impl HevcSps {
                 reason: "empty picture or conformance window larger than the picture",
             });
         }
-        Ok(HevcSps {
+        Ok(SpsFields {
+            sps_id,
+            max_sub_layers: max_sub_layers_minus1 as u8 + 1,
+            temporal_id_nesting,
+            profile_space,
+            high_tier,
             profile,
+            compatibility,
+            constraints,
             level,
             chroma_format: chroma_format as u8,
             bit_depth,
+            bit_depth_chroma,
             width: (full_w - cut_w) as u32,
             height: (full_h - cut_h) as u32,
         })
+    }
+}
+
+/// The NAL unit type of an HEVC NAL unit (from its first header byte).
+pub fn nal_type(nal: &[u8]) -> Option<u8> {
+    nal.first().map(|b| (b >> 1) & 0x3f)
+}
+
+/// The parameter set id of an HEVC VPS (`vps_video_parameter_set_id`),
+/// SPS (`sps_seq_parameter_set_id`) or PPS (`pps_pic_parameter_set_id`)
+/// NAL unit, header included, still escaped.
+pub fn parameter_set_id(nal: &[u8]) -> Result<u32, Error> {
+    const WHAT: &str = "HEVC parameter set";
+    match nal_type(nal) {
+        Some(NAL_VPS) => {
+            if nal.len() < 3 {
+                return Err(Error::Truncated {
+                    what: WHAT,
+                    needed: 3,
+                    had: nal.len(),
+                });
+            }
+            Ok(u32::from(nal[2] >> 4))
+        }
+        Some(NAL_SPS) => {
+            let id = SpsFields::parse(nal)?.sps_id;
+            if id > 15 {
+                return Err(Error::InvalidBitstream {
+                    what: WHAT,
+                    reason: "sps_seq_parameter_set_id above 15",
+                });
+            }
+            Ok(id)
+        }
+        Some(NAL_PPS) => {
+            let rbsp = unescape_rbsp(&nal[..nal.len().min(16)]);
+            let mut r = BitReader::new(&rbsp, WHAT);
+            r.skip(16)?;
+            let id = r.ue()?;
+            if id > 63 {
+                return Err(Error::InvalidBitstream {
+                    what: WHAT,
+                    reason: "pps_pic_parameter_set_id above 63",
+                });
+            }
+            Ok(id)
+        }
+        _ => Err(Error::InvalidBitstream {
+            what: WHAT,
+            reason: "NAL unit type is not 32, 33 or 34",
+        }),
+    }
+}
+
+impl HevcConfig {
+    /// An `hvcC` record (4-byte NAL lengths) from VPS, SPS and PPS NAL
+    /// units as an Annex B stream carries them (MPEG-TS, RTP). The general
+    /// profile/tier/level, chroma format, bit depths, sub-layer count and
+    /// temporal id nesting come from the first SPS, which must parse;
+    /// min_spatial_segmentation, parallelismType and the frame rate fields
+    /// are written as 0 (unknown). Each array is marked complete.
+    pub fn record_from_parameter_sets(
+        vps: &[Bytes],
+        sps: &[Bytes],
+        pps: &[Bytes],
+    ) -> Result<Vec<u8>, Error> {
+        let invalid = |reason: &str| Error::InvalidConfig {
+            what: "hvcC",
+            reason: reason.into(),
+        };
+        let first = sps.first().ok_or_else(|| invalid("no SPS"))?;
+        if vps.is_empty() || pps.is_empty() {
+            return Err(invalid("no VPS or no PPS"));
+        }
+        let all = vps.iter().chain(sps).chain(pps);
+        if all.clone().count() > 0xffff || all.clone().any(|n| n.len() > 0xffff || n.len() < 2) {
+            return Err(invalid("parameter set shorter than its header or too long"));
+        }
+        let f = SpsFields::parse(first)?;
+        let mut out = Vec::with_capacity(
+            23 + 15
+                + vps
+                    .iter()
+                    .chain(sps)
+                    .chain(pps)
+                    .map(|n| n.len() + 2)
+                    .sum::<usize>(),
+        );
+        out.push(1);
+        out.push((f.profile_space << 6) | (u8::from(f.high_tier) << 5) | (f.profile & 0x1f));
+        out.extend_from_slice(&f.compatibility.to_be_bytes());
+        out.extend_from_slice(&f.constraints.to_be_bytes()[2..]);
+        out.push(f.level);
+        out.extend_from_slice(&[0xf0, 0x00]); // min_spatial_segmentation_idc 0
+        out.push(0xfc); // parallelismType 0
+        out.push(0xfc | (f.chroma_format & 0x03));
+        let luma = f.bit_depth.saturating_sub(8) & 0x07;
+        let chroma = f.bit_depth_chroma.unwrap_or(f.bit_depth).saturating_sub(8) & 0x07;
+        out.push(0xf8 | luma);
+        out.push(0xf8 | chroma);
+        out.extend_from_slice(&[0, 0]); // avgFrameRate
+        // constantFrameRate 0, numTemporalLayers, temporalIdNested,
+        // lengthSizeMinusOne 3.
+        out.push(((f.max_sub_layers & 0x07) << 3) | (u8::from(f.temporal_id_nesting) << 2) | 0x03);
+        out.push(3);
+        for (t, nalus) in [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)] {
+            out.push(0x80 | t);
+            out.extend_from_slice(&(nalus.len() as u16).to_be_bytes());
+            for n in nalus {
+                out.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                out.extend_from_slice(n);
+            }
+        }
+        Ok(out)
     }
 }

@@ -32,9 +32,12 @@ use bytes::Bytes;
 
 pub use aac::{AudioSpecificConfig, SAMPLE_RATES as AAC_SAMPLE_RATES};
 pub use av1::{Av1Config, OBU_SEQUENCE_HEADER};
-pub use h264::{AvcConfig, AvcSps};
-pub use hevc::{HevcConfig, HevcNalArray, HevcSps, NAL_PPS, NAL_SPS, NAL_VPS};
-pub use mp3::MpegAudioHeader;
+pub use h264::{AvcConfig, AvcSps, pps_id as avc_pps_id, sps_id as avc_sps_id};
+pub use hevc::{
+    HevcConfig, HevcNalArray, HevcSps, NAL_PPS, NAL_SPS, NAL_VPS, nal_type as hevc_nal_type,
+    parameter_set_id as hevc_parameter_set_id,
+};
+pub use mp3::{MpegAudioFrame, MpegAudioHeader};
 pub use opus::OpusHead;
 
 use crate::Error;

@@ -74,3 +74,70 @@ impl MpegAudioHeader {
         })
     }
 }
+
+/// Bit rates in kbit/s by bitrate_index (1..=14) for MPEG-1 layers I, II,
+/// III and MPEG-2/2.5 layer I, layers II/III.
+const BITRATES: [[u16; 15]; 5] = [
+    [
+        0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+    ],
+    [
+        0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+    ],
+    [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ],
+    [
+        0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+    ],
+    [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+];
+
+/// One MPEG audio frame's header and extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MpegAudioFrame {
+    /// The header fields.
+    pub header: MpegAudioHeader,
+    /// Bytes in the frame, header included.
+    pub len: usize,
+    /// Samples (per channel) the frame decodes to: 384 (layer I), 1152
+    /// (layer II, MPEG-1 layer III) or 576 (MPEG-2/2.5 layer III).
+    pub samples: u32,
+}
+
+impl MpegAudioFrame {
+    /// Parse the header at the start of `data` and work out the frame's
+    /// length (ISO/IEC 11172-3 2.4.3.1). Free-format frames (bitrate index
+    /// 0) and the reserved index 15 are errors; `data` need not hold the
+    /// whole frame.
+    pub fn parse(data: &[u8]) -> Result<MpegAudioFrame, Error> {
+        let header = MpegAudioHeader::parse(data)?;
+        let index = usize::from(data[2] >> 4);
+        if index == 0 || index == 15 {
+            return Err(Error::InvalidBitstream {
+                what: "MPEG audio frame header",
+                reason: "free-format or reserved bitrate index",
+            });
+        }
+        let padding = usize::from((data[2] >> 1) & 1);
+        let mpeg1 = header.version == 1;
+        let table = match (mpeg1, header.layer) {
+            (true, l) => usize::from(l - 1),
+            (false, 1) => 3,
+            (false, _) => 4,
+        };
+        let bitrate = usize::from(BITRATES[table][index]) * 1000;
+        let rate = header.sample_rate as usize;
+        let (len, samples) = match header.layer {
+            1 => ((12 * bitrate / rate + padding) * 4, 384),
+            2 => (144 * bitrate / rate + padding, 1152),
+            _ if mpeg1 => (144 * bitrate / rate + padding, 1152),
+            _ => (72 * bitrate / rate + padding, 576),
+        };
+        Ok(MpegAudioFrame {
+            header,
+            len,
+            samples,
+        })
+    }
+}

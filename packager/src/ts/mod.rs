@@ -38,12 +38,20 @@
 //!
 //! [`FlvStream`]: crate::flv::FlvStream
 
+mod demux;
+#[cfg(test)]
+mod demux_tests;
+mod es;
 mod mux;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use demux::{
+    NULL_PID, STREAM_TYPE_AAC_LATM, STREAM_TYPE_AC3, STREAM_TYPE_EAC3, TS_TIMEBASE, TsDemuxLimits,
+    TsDemuxStats, TsDemuxer, TsEvent,
+};
 pub use mux::{TsMuxer, crc32_mpeg2};
 
 /// Bytes in a transport packet.
