@@ -44,7 +44,7 @@ impl LivePlaylist {
     /// An empty playlist listing the last `window` segments (at least 1).
     /// `map_uri`: the init segment for `EXT-X-MAP:URI=…` (fMP4), `None` for
     /// TS. `target_duration_hint_us`: the segmenter's target; the
-    /// `EXT-X-TARGETDURATION` starts at it, rounded up to whole seconds (at
+    /// `EXT-X-TARGETDURATION` starts at it, rounded to the nearest second (at
     /// least 1).
     ///
     /// RFC 8216 6.2.2 asks a live playlist to stay at least three target
@@ -56,7 +56,7 @@ impl LivePlaylist {
             map_uri,
             listed: VecDeque::new(),
             discontinuity_sequence: 0,
-            target_duration_s: whole_seconds_up(target_duration_hint_us).max(1),
+            target_duration_s: whole_seconds_nearest(target_duration_hint_us).max(1),
         }
     }
 
@@ -69,7 +69,7 @@ impl LivePlaylist {
     pub fn push(&mut self, seg: HlsSegment) {
         self.target_duration_s = self
             .target_duration_s
-            .max(whole_seconds_up(seg.duration_us));
+            .max(whole_seconds_nearest(seg.duration_us));
         self.listed.push_back(Listed {
             segment: seg,
             map_uri: self.map_uri.clone(),
@@ -185,7 +185,11 @@ fn milliseconds(us: i64) -> u64 {
     (us.max(0) as u64).saturating_add(500) / 1000
 }
 
-/// The printed duration rounded up to whole seconds.
-fn whole_seconds_up(us: i64) -> u64 {
-    milliseconds(us).div_ceil(1000)
+/// The printed duration rounded to the nearest whole second (RFC 8216
+/// 4.3.3.1: each EXTINF, rounded to the nearest integer, must not exceed
+/// the target duration). Rounding up instead would turn one 2.049 s segment
+/// into a target of 3 s for the rest of the stream, and players poll and
+/// join by the target duration.
+fn whole_seconds_nearest(us: i64) -> u64 {
+    (milliseconds(us) + 500) / 1000
 }

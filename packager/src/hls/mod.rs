@@ -16,8 +16,10 @@
 //!   more). The multivariant playlist uses 3: none of its tags or
 //!   attributes need more.
 //! - **Target duration**: the larger of the hint and the longest segment
-//!   ever pushed, each as its printed `EXTINF` (milliseconds) rounded *up*
-//!   to whole seconds, so every `EXTINF` — rounded or not — is within it.
+//!   ever pushed, each as its printed `EXTINF` (milliseconds) rounded to
+//!   the nearest second, as RFC 8216 4.3.3.1 measures it (rounding up would
+//!   turn one 2.049 s segment into a 3 s target for the rest of the
+//!   stream, and players poll and join by the target).
 //!   It never decreases: RFC 8216 4.3.3.1 does not let it change, and a
 //!   segment longer than the hint (a long GOP) is the one case that raises
 //!   it.
