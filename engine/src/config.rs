@@ -144,6 +144,9 @@ pub struct LiveConfig {
     /// Most arenas one output of one stream may hold at once (caps the
     /// segment store's memory per stream: arenas x MiB x 2 outputs).
     pub segment_max_arenas: usize,
+    /// Seconds a stream source (TS over UDP) may send nothing before its
+    /// stream goes offline (into the reconnect grace, then ends).
+    pub source_timeout: f64,
 }
 
 impl Default for LiveConfig {
@@ -160,6 +163,7 @@ impl Default for LiveConfig {
             segment_grace: 10.0,
             segment_arena_mib: 16,
             segment_max_arenas: 16,
+            source_timeout: 5.0,
         }
     }
 }
@@ -179,6 +183,11 @@ pub struct StreamConfig {
     /// Overrides `[live] segment_duration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_duration: Option<f64>,
+    /// Where the media comes from: `push://` (default: a publisher pushes
+    /// it), `tsudp://GROUP:PORT` / `tsudp://:PORT` (MPEG-TS over UDP),
+    /// `tsrtp://...` (RTP-wrapped). See `crate::ingest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `[server]`
@@ -381,6 +390,9 @@ impl Config {
         if !(1..=1024).contains(&self.live.segment_arena_mib) {
             return Err(bad("live.segment_arena_mib", "must be 1..=1024"));
         }
+        if !secs(self.live.source_timeout) || self.live.source_timeout < 0.5 {
+            return Err(bad("live.source_timeout", "must be 0.5..=3600"));
+        }
         if !(2..=1024).contains(&self.live.segment_max_arenas) {
             return Err(bad("live.segment_max_arenas", "must be 2..=1024"));
         }
@@ -409,6 +421,11 @@ impl Config {
             }
             if st.segment_duration.is_some_and(|v| !seg(v)) {
                 return Err(bad("stream.segment_duration", "must be 1..=60"));
+            }
+            if let Some(src) = &st.source
+                && let Err(e) = crate::ingest::SourceUrl::parse(src)
+            {
+                return Err(bad("stream.source", &e));
             }
         }
         if self.http.root.as_os_str().is_empty() {

@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML configuration.
 pub mod config;
 pub mod deliver;
+pub mod ingest;
 pub mod live;
 pub mod net;
 pub mod runtime;

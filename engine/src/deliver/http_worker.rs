@@ -38,6 +38,8 @@ use crate::runtime::slab::Slab;
 
 mod live_conn;
 mod live_routes;
+mod publisher;
+mod sources;
 
 /// Messages a worker receives over the mesh.
 #[derive(Debug)]
@@ -104,6 +106,8 @@ pub struct Counters {
     pub segments: u64,
     /// Segmented requests (playlists, segments) answered.
     pub segmented_requests: u64,
+    /// Stream sources (TS over UDP, ...): bad input and failures.
+    pub source_errors: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -352,6 +356,8 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         listeners: [Some(setup.listener), setup.rtmp_listener],
         root: setup.root,
         mesh: setup.mesh,
+        sources: sources::sources_for(&setup.config, setup.index, setup.config.worker_count()),
+        source_timeout: Duration::from_secs_f64(setup.config.live.source_timeout),
         open_how: Box::new(
             types::OpenHow::new()
                 .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
@@ -370,6 +376,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
     w.arm_accept(1);
     w.arm_tick();
     w.arm_wake();
+    w.open_sources();
     let _ = ready.send(Ok(()));
     w.run_loop();
     w.counters
@@ -425,6 +432,10 @@ struct Worker {
     /// the end of it).
     dirty_streams: Vec<crate::live::StreamId>,
     mesh: MeshEndpoint<WorkerMsg>,
+    /// Stream sources this worker runs (TS over UDP).
+    sources: Vec<sources::Source>,
+    /// `[live] source_timeout`.
+    source_timeout: Duration,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
@@ -567,6 +578,7 @@ impl Worker {
             RECV => self.on_recv(t, res, flags),
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
             LIVE_SEND => self.on_live_send(t, res),
+            sources::SRC_RECV => self.on_source_recv(t, res, flags),
             k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
         }
     }
@@ -1365,6 +1377,7 @@ impl Worker {
             self.rearm_accepts();
         }
         self.live_tick();
+        self.sources_tick();
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
@@ -1417,6 +1430,7 @@ impl Worker {
             self.index,
             self.conns.len()
         );
+        self.close_sources();
         // Stop accepting: cancel the multishot accept and close the
         // listener, so new connections are refused by the kernel.
         for which in 0..2u32 {

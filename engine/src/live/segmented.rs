@@ -156,6 +156,28 @@ struct CmafTrack {
     last_interval: i64,
     /// Peak bits per second over recent segments.
     peak_bps: u64,
+    /// Audio with a fixed number of samples per frame: its timebase is the
+    /// sample rate and frame timestamps are made exact.
+    audio_frame_samples: Option<u32>,
+    /// The next audio frame's exact dts (sample clock).
+    next_audio_dts: Option<i64>,
+}
+
+/// Samples per frame of audio codecs whose frames all have the same length
+/// (AAC-LC 1024, MP3 1152 / 576), when the sample rate is known.
+fn audio_frame_samples(t: &Track) -> Option<u32> {
+    use spate_packager::media::Codec;
+    t.info.sample_rate?;
+    match t.codec {
+        // Object type 2 = AAC-LC; SBR/PS and others keep the source clock.
+        Codec::Aac if t.info.profile == Some(2) => Some(1024),
+        Codec::Mp3 => Some(if t.info.sample_rate? >= 32_000 {
+            1152
+        } else {
+            576
+        }),
+        _ => None,
+    }
 }
 
 /// The segmented packaging of one live stream (lives on the publisher's
@@ -224,12 +246,26 @@ impl StreamPackager {
             Some(t) => *t = track,
             None => self.tracks.push(track),
         }
-        if self.segmenter.is_some() {
-            self.rebuild = true;
-            if let Some(s) = self.segmenter.as_mut() {
-                s.force_discontinuity();
+        if self.segmenter.is_some() && !self.published_any() {
+            // A track announced shortly after the first (TS sources announce
+            // each track with its first frame): start over, so that the
+            // first segment already has every track.
+            self.segmenter = None;
+            self.open = None;
+            self.epoch_ms = None;
+            self.ts_writer.begin();
+            for c in &mut self.cmaf {
+                c.frames.clear();
             }
+        } else if let Some(s) = self.segmenter.as_mut() {
+            self.rebuild = true;
+            s.force_discontinuity();
         }
+    }
+
+    /// Whether any segment was published yet.
+    fn published_any(&self) -> bool {
+        !self.ts_playlist.is_empty() || self.cmaf.iter().any(|c| !c.playlist.is_empty())
     }
 
     /// The publisher reconnected (or its timestamps were rebased): the next
@@ -336,13 +372,29 @@ impl StreamPackager {
             }
         }
         if let Some(c) = self.cmaf.iter_mut().find(|c| c.track.id == frame.track) {
+            let mut f = frame.clone();
+            if let Some(samples) = c.audio_frame_samples {
+                // Audio on a sample clock: the source's millisecond
+                // timestamps (FLV, RTMP) are rounded, the frames are not.
+                let t = rescale(frame.dts, timebase, c.track.timebase);
+                let half = i64::from(samples / 2);
+                f.dts = match c.next_audio_dts {
+                    Some(next) if (t - next).abs() <= half => next,
+                    _ => t,
+                };
+                f.pts = f.dts;
+                c.next_audio_dts = Some(f.dts + i64::from(samples));
+            } else if c.track.timebase != timebase {
+                f.dts = rescale(frame.dts, timebase, c.track.timebase);
+                f.pts = rescale(frame.pts, timebase, c.track.timebase);
+            }
             if let Some(prev) = c.frames.last() {
-                let d = frame.dts - prev.dts;
+                let d = f.dts - prev.dts;
                 if d > 0 {
                     c.last_interval = d;
                 }
             }
-            c.frames.push(frame.clone());
+            c.frames.push(f);
         }
         out
     }
@@ -390,7 +442,18 @@ impl StreamPackager {
         };
         // CMAF: one init segment per track; keep what existing tracks had.
         let mut old = std::mem::take(&mut self.cmaf);
-        for t in &self.tracks {
+        for source_track in &self.tracks {
+            // Audio with a fixed frame length goes on a sample clock (the
+            // MP4 timescale = the sample rate), so its segment durations and
+            // DASH timeline are exact.
+            let samples = audio_frame_samples(source_track);
+            let mut t = source_track.clone();
+            if samples.is_some()
+                && let Some(rate) = t.info.sample_rate
+            {
+                t.timebase = rate;
+            }
+            let t = &t;
             let init = match fmp4::init_segment(std::slice::from_ref(t)) {
                 Ok(i) => Bytes::from(i),
                 Err(e) => {
@@ -417,6 +480,8 @@ impl StreamPackager {
                 c.track = t.clone();
                 c.init = init;
                 c.frames.clear();
+                c.audio_frame_samples = samples;
+                c.next_audio_dts = None;
                 self.cmaf.push(c);
             } else {
                 self.cmaf.push(CmafTrack {
@@ -433,6 +498,8 @@ impl StreamPackager {
                     segments: VecDeque::new(),
                     last_interval: 0,
                     peak_bps: 0,
+                    audio_frame_samples: samples,
+                    next_audio_dts: None,
                 });
             }
         }

@@ -14,18 +14,14 @@
 //! body slices) → when the kernel took it all, the next batch.
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use io_uring::{opcode, types};
-use spate_packager::flv::{FlvEvent, FlvStream, TagType};
 use spate_protocols::rtmp::{self, MediaKind};
 
 use super::{LIVE_SEND, Phase, SOCKOPT, Token, Worker, WorkerMsg};
-use crate::live::{
-    LiveItem, LiveMsg, Next, PLAY_STREAM_ID, Packaged, PublishRefusal, Rebaser, StreamHead,
-    StreamId, StreamPackager, StreamSettings, TagKind, ViewerCursor,
-};
+use crate::live::{LiveMsg, Next, PLAY_STREAM_ID, Packaged, StreamId, TagKind, ViewerCursor};
 
 /// Most iovecs handed to one sendmsg (IOV_MAX is 1024).
 const MAX_IOV: usize = 1000;
@@ -156,19 +152,6 @@ pub(super) struct LiveViewer {
     ts_synced: bool,
 }
 
-/// A publisher: the stream it feeds and how its tags become items.
-#[derive(Debug)]
-pub(super) struct Publisher {
-    name: Arc<str>,
-    id: StreamId,
-    flv: FlvStream,
-    rebaser: Rebaser,
-    next_seq: u64,
-    head: StreamHead,
-    settings: StreamSettings,
-    packager: Box<StreamPackager>,
-}
-
 /// The live part of a connection.
 #[derive(Debug)]
 pub(super) struct LiveConn {
@@ -177,7 +160,7 @@ pub(super) struct LiveConn {
     txq: VecDeque<Bytes>,
     out: Outbox,
     viewer: Option<LiveViewer>,
-    publisher: Option<Box<Publisher>>,
+    publisher: Option<Box<super::publisher::Publisher>>,
     /// Close once everything queued is sent.
     close_when_sent: bool,
 }
@@ -207,7 +190,7 @@ impl LiveConn {
 impl Worker {
     /// Queue a live message for every other worker (woken at the end of the
     /// loop turn) and apply it here.
-    fn broadcast(&mut self, make: impl Fn() -> LiveMsg) {
+    pub(super) fn broadcast(&mut self, make: impl Fn() -> LiveMsg) {
         for to in 0..self.mesh.workers() {
             if to == self.index {
                 continue;
@@ -420,20 +403,16 @@ impl Worker {
         let now = self.now.get();
         let name = self.registry.rtmp_name(app, key);
         let conn = self.conn_id(slot, generation);
-        let result = self
-            .registry
-            .settings(&name)
-            .and_then(|st| self.registry.claim(&name, self.index, now).map(|c| (st, c)));
-        let (settings, claim) = match result {
-            Ok(v) => v,
-            Err(why) => {
-                self.counters.publish_refused += 1;
-                let description = match why {
-                    PublishRefusal::Busy => format!("{name} is already being published"),
-                    PublishRefusal::Unknown => format!("{name} is not a configured stream"),
-                    PublishRefusal::BadName => format!("{name} is not a valid stream name"),
-                };
-                tracing::info!("{conn}: publish refused: {description}");
+        match self.begin_publish(&name, &conn) {
+            Ok(publisher) => {
+                if let Some(l) = self.live_mut(slot, generation) {
+                    if let Some(s) = l.rtmp.as_deref_mut() {
+                        s.accept_publish(now);
+                    }
+                    l.publisher = Some(publisher);
+                }
+            }
+            Err(description) => {
                 if let Some(l) = self.live_mut(slot, generation) {
                     if let Some(s) = l.rtmp.as_deref_mut() {
                         s.reject_publish("NetStream.Publish.BadName", &description);
@@ -441,62 +420,7 @@ impl Worker {
                     l.close_when_sent = true;
                 }
                 self.live_drive(slot, generation);
-                return;
             }
-        };
-        let continuing = claim.next_seq > 0;
-        let mut claim = claim;
-        let packager = match claim.packager.take() {
-            Some(mut p) => {
-                p.discontinuity();
-                p
-            }
-            None => Box::new(StreamPackager::new(
-                Arc::from(name.as_str()),
-                settings.segmented,
-                first_segment_number(),
-            )),
-        };
-        tracing::info!(
-            "{conn}: publishing {name}{}",
-            if continuing {
-                " (publisher reconnected within the grace)"
-            } else {
-                ""
-            }
-        );
-        self.graced
-            .retain(|(n, id, _)| !(**n == *name && *id == claim.id));
-        let name: Arc<str> = Arc::from(name.as_str());
-        let publisher = Box::new(Publisher {
-            name: name.clone(),
-            id: claim.id,
-            flv: FlvStream::new(),
-            rebaser: Rebaser::continuing(claim.last_ts_ms, !continuing),
-            next_seq: claim.next_seq,
-            head: (*claim.head).clone(),
-            settings,
-            packager,
-        });
-        let id = claim.id;
-        let limits = settings.limits;
-        let skip = settings.skip_lag_ms;
-        self.broadcast(|| LiveMsg::Start {
-            id,
-            name: name.clone(),
-            limits,
-            skip_lag_ms: skip,
-        });
-        let head = claim.head.clone();
-        self.broadcast(|| LiveMsg::Head {
-            id,
-            head: head.clone(),
-        });
-        if let Some(l) = self.live_mut(slot, generation) {
-            if let Some(s) = l.rtmp.as_deref_mut() {
-                s.accept_publish(now);
-            }
-            l.publisher = Some(publisher);
         }
     }
 
@@ -508,153 +432,29 @@ impl Worker {
         ts_ms: u32,
         body: Bytes,
     ) {
-        let chunk = self.rtmp_chunk_size;
         let Some(l) = self.live_mut(slot, generation) else {
             return;
         };
-        let Some(p) = l.publisher.as_deref_mut() else {
+        let Some(mut p) = l.publisher.take() else {
             return;
         };
-        let tag_type = match kind {
-            TagKind::Audio => TagType::Audio,
-            TagKind::Video => TagType::Video,
-            TagKind::Script => TagType::Script,
-        };
-        let mut keyframe = false;
-        let mut head_changed = false;
-        let mut frames = Vec::new();
-        if kind == TagKind::Script {
-            p.head.metadata = Some(body.clone());
-            head_changed = true;
-        } else if p.flv.handle_tag(tag_type, ts_ms, body.clone()).is_err() {
-            // A tag we cannot read is passed through as is; players may.
+        self.publish_tag(&mut p, kind, ts_ms, body);
+        if let Some(l) = self.live_mut(slot, generation) {
+            l.publisher = Some(p);
         }
-        while let Some(ev) = p.flv.poll_event() {
-            match ev {
-                FlvEvent::Track { track, .. } => {
-                    if track.kind() == spate_packager::media::MediaKind::Video {
-                        p.head.video_seq = Some(body.clone());
-                        p.head.has_video = true;
-                    } else {
-                        p.head.audio_seq = Some(body.clone());
-                        p.head.has_audio = true;
-                    }
-                    head_changed = true;
-                    p.packager.on_track(track);
-                }
-                FlvEvent::Frame(f) => {
-                    keyframe = if kind == TagKind::Video {
-                        f.keyframe
-                    } else {
-                        !p.head.has_video
-                    };
-                    frames.push(f);
-                }
-                _ => {}
-            }
-        }
-        if kind == TagKind::Script {
-            // Metadata reaches viewers in their prologue only: players
-            // (ffmpeg among them) take a script tag mid-stream for a data or
-            // subtitle track.
-            let id = p.id;
-            let head = Arc::new(p.head.clone());
-            self.broadcast(|| LiveMsg::Head {
-                id,
-                head: head.clone(),
-            });
-            return;
-        }
-        let before = p.rebaser.rebases;
-        let ts = p.rebaser.map(i64::from(ts_ms));
-        let rebased = p.rebaser.rebases - before;
-        if rebased > 0 {
-            tracing::info!(
-                "stream {}: publisher timestamp jumped to {ts_ms} ms; output continues at {ts} ms",
-                p.name
-            );
-        }
-        if rebased > 0 {
-            p.packager.discontinuity();
-        }
-        // Segmented outputs: the frame on the stream's timeline.
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut ts_bytes = None;
-        let mut ts_start = false;
-        let mut views = Vec::new();
-        for mut f in frames {
-            let cts = f.pts - f.dts;
-            f.dts = ts;
-            f.pts = ts + cts;
-            let o = p.packager.on_frame(&f, wall_ms);
-            ts_bytes = o.ts.or(ts_bytes);
-            ts_start |= o.starts_segment;
-            views.extend(o.view);
-        }
-        let seq = p.next_seq;
-        p.next_seq += 1;
-        let id = p.id;
-        let head = head_changed.then(|| Arc::new(p.head.clone()));
-        let mut packaged = Packaged::new(kind, ts as u32, body, chunk);
-        // The TS muxer writes PAT/PMT before every video keyframe and at
-        // every segment start: a TS viewer may start at either.
-        packaged.ts_start =
-            ts_bytes.is_some() && (ts_start || (keyframe && kind == TagKind::Video));
-        packaged.ts = ts_bytes;
-        let item = Arc::new(packaged);
-        self.counters.rebases += rebased;
-        if let Some(head) = head {
-            self.broadcast(|| LiveMsg::Head {
-                id,
-                head: head.clone(),
-            });
-        }
-        for view in views {
-            self.counters.segments += 1;
-            self.broadcast(|| LiveMsg::Segments {
-                id,
-                view: view.clone(),
-            });
-        }
-        self.broadcast(|| LiveMsg::Item {
-            id,
-            item: LiveItem {
-                seq,
-                dts_ms: ts,
-                keyframe,
-                value: item.clone(),
-            },
-        });
     }
 
     /// The publisher of this connection stopped (or the connection went):
     /// the stream waits for it for the reconnect grace.
     fn end_publish(&mut self, slot: u32, generation: u32) {
-        let now = self.now.get();
         let Some(l) = self.live_mut(slot, generation) else {
             return;
         };
         let Some(p) = l.publisher.take() else {
             return;
         };
-        let until = now + Duration::from_millis(p.settings.grace_ms);
-        let name = p.name.clone();
-        let resume = crate::live::Resume {
-            next_seq: p.next_seq,
-            last_ts_ms: p.rebaser.last_out(),
-            head: Arc::new(p.head.clone()),
-            packager: Some(p.packager),
-        };
-        self.registry.release(&name, p.id, until, resume);
-        tracing::info!(
-            "{}: publisher of {} left; stream kept {} ms for a reconnect",
-            self.conn_id(slot, generation),
-            p.name,
-            p.settings.grace_ms
-        );
-        self.graced.push((p.name.clone(), p.id, until));
+        let who = self.conn_id(slot, generation);
+        self.finish_publish(p, &who);
     }
 
     fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
@@ -904,13 +704,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// The number of a new stream's first segment: the time in unix seconds, so
-/// segment URLs of different incarnations of a stream never collide (a
-/// segment lasts at least a second).
-fn first_segment_number() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

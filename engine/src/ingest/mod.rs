@@ -1,0 +1,297 @@
+//! Stream sources that bring media in without a publisher connecting: a
+//! `[[stream]] source = "..."` URL says where the stream's media comes from.
+//!
+//! | URL | what |
+//! |---|---|
+//! | `push://` (default) | a publisher pushes it (RTMP) |
+//! | `tsudp://GROUP:PORT` | MPEG-TS over UDP, multicast (IGMP join) |
+//! | `tsudp://:PORT`, `tsudp://ADDR:PORT` | MPEG-TS over UDP, unicast |
+//! | `tsrtp://...` | the same, each datagram RTP-wrapped (RFC 2250 / SMPTE 2022) |
+//!
+//! Options (query): `iface=NAME` or `iface=ADDR` (the interface a multicast
+//! group is joined on; default: the kernel's choice by route), `source=ADDR`
+//! (source-specific multicast), `rcvbuf=BYTES` (socket receive buffer,
+//! default 4 MiB).
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+
+/// Where a stream's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceUrl {
+    /// Publishers push it (RTMP).
+    Push,
+    /// MPEG-TS datagrams.
+    TsUdp(UdpSource),
+}
+
+/// An MPEG-TS over UDP source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpSource {
+    /// Address to bind: the group for multicast, the local address (or
+    /// 0.0.0.0) for unicast.
+    pub addr: SocketAddrV4,
+    /// Datagrams carry an RTP header before the TS packets.
+    pub rtp: bool,
+    /// Interface for the multicast join: a name (`eth1`) or an address.
+    pub iface: Option<String>,
+    /// Source-specific multicast: only this sender.
+    pub source: Option<Ipv4Addr>,
+    /// SO_RCVBUF, bytes.
+    pub rcvbuf: usize,
+}
+
+impl UdpSource {
+    /// Whether the address is a multicast group.
+    pub fn is_multicast(&self) -> bool {
+        self.addr.ip().is_multicast()
+    }
+}
+
+impl std::fmt::Display for SourceUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceUrl::Push => write!(f, "push://"),
+            SourceUrl::TsUdp(u) => {
+                write!(f, "{}://{}", if u.rtp { "tsrtp" } else { "tsudp" }, u.addr)
+            }
+        }
+    }
+}
+
+/// Default SO_RCVBUF of a UDP source (4 MiB: ~4 s of an 8 Mbps stream).
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
+impl SourceUrl {
+    /// Parse a source URL; the error says what is wrong with it.
+    pub fn parse(url: &str) -> Result<SourceUrl, String> {
+        if url.is_empty() || url == "push://" || url == "push" {
+            return Ok(SourceUrl::Push);
+        }
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?}: expected scheme://..."))?;
+        let rtp = match scheme {
+            "tsudp" | "udp" => false,
+            "tsrtp" | "rtp" => true,
+            "ts-exec" | "http" | "https" | "srt" => {
+                return Err(format!("{url:?}: {scheme} sources are not supported yet"));
+            }
+            s => return Err(format!("{url:?}: unknown source scheme {s:?}")),
+        };
+        let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{url:?}: expected HOST:PORT or :PORT"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{url:?}: bad port {port:?}"))?;
+        let ip: Ipv4Addr = if host.is_empty() {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            host.parse()
+                .map_err(|_| format!("{url:?}: {host:?} is not an IPv4 address"))?
+        };
+        let mut src = UdpSource {
+            addr: SocketAddrV4::new(ip, port),
+            rtp,
+            iface: None,
+            source: None,
+            rcvbuf: DEFAULT_RCVBUF,
+        };
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match k {
+                "iface" | "interface" if !v.is_empty() => src.iface = Some(v.to_string()),
+                "source" => {
+                    src.source = Some(
+                        v.parse()
+                            .map_err(|_| format!("{url:?}: source={v:?} is not an IPv4 address"))?,
+                    )
+                }
+                "rcvbuf" => {
+                    src.rcvbuf = v
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| (64 * 1024..=256 << 20).contains(&n))
+                        .ok_or_else(|| format!("{url:?}: rcvbuf={v:?}: 65536..=268435456"))?
+                }
+                _ => return Err(format!("{url:?}: unknown option {k:?}")),
+            }
+        }
+        if src.source.is_some() && !src.is_multicast() {
+            return Err(format!("{url:?}: source= needs a multicast group"));
+        }
+        Ok(SourceUrl::TsUdp(src))
+    }
+}
+
+/// Open and bind a UDP source's socket, joining its group.
+pub fn open_udp(src: &UdpSource) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max (spate-tune
+    // says so).
+    let _ = s.set_recv_buffer_size(src.rcvbuf);
+    s.bind(&SocketAddr::V4(src.addr).into())?;
+    if src.is_multicast() {
+        let group = *src.addr.ip();
+        let iface = match src.iface.as_deref() {
+            None => InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+            Some(name) => match name.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => InterfaceIndexOrAddress::Address(a),
+                Ok(IpAddr::V6(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "iface: an IPv6 address for an IPv4 group",
+                    ));
+                }
+                Err(_) => InterfaceIndexOrAddress::Index(interface_index(name)?),
+            },
+        };
+        match src.source {
+            Some(sender) => {
+                let a = match iface {
+                    InterfaceIndexOrAddress::Address(a) => a,
+                    InterfaceIndexOrAddress::Index(_) => interface_address(src.iface.as_deref())?,
+                };
+                s.join_ssm_v4(&sender, &group, &a)?
+            }
+            None => s.join_multicast_v4_n(&group, &iface)?,
+        }
+    }
+    Ok(s)
+}
+
+fn interface_index(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "iface name with NUL"))?;
+    // SAFETY: c is a valid NUL-terminated string for the call's duration.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?}"),
+        ));
+    }
+    Ok(i)
+}
+
+/// The first IPv4 address of an interface (SSM joins take an address).
+fn interface_address(name: Option<&str>) -> io::Result<Ipv4Addr> {
+    let Some(name) = name else {
+        return Ok(Ipv4Addr::UNSPECIFIED);
+    };
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills ifap with a list we free below.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = None;
+    let mut p = ifap;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*p };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let n = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if n.to_bytes() == name.as_bytes()
+            && !ifa.ifa_addr.is_null()
+            // SAFETY: ifa_addr is non-null and points at a sockaddr.
+            && i32::from(unsafe { (*ifa.ifa_addr).sa_family }) == libc::AF_INET
+        {
+            // SAFETY: the family is AF_INET, so it is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            break;
+        }
+        p = ifa.ifa_next;
+    }
+    // SAFETY: ifap came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    found.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("interface {name:?} has no IPv4 address"),
+        )
+    })
+}
+
+/// The TS bytes of one datagram: all of it, or after the RTP header
+/// (version 2, CSRCs and header extension skipped, padding removed). `None`
+/// for a datagram that is not RTP when RTP was expected.
+pub fn ts_payload(datagram: &[u8], rtp: bool) -> Option<&[u8]> {
+    if !rtp {
+        return Some(datagram);
+    }
+    if datagram.len() < 12 || datagram[0] >> 6 != 2 {
+        return None;
+    }
+    let cc = usize::from(datagram[0] & 0x0F);
+    let mut off = 12 + 4 * cc;
+    if datagram[0] & 0x10 != 0 {
+        let ext = datagram.get(off + 2..off + 4)?;
+        off += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+    }
+    let mut end = datagram.len();
+    if datagram[0] & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*datagram.last()?))?;
+    }
+    datagram.get(off..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_urls_parse_and_errors_name_the_problem() {
+        assert_eq!(SourceUrl::parse("").unwrap(), SourceUrl::Push);
+        assert_eq!(SourceUrl::parse("push://").unwrap(), SourceUrl::Push);
+        let SourceUrl::TsUdp(u) =
+            SourceUrl::parse("tsudp://239.1.1.1:5000?iface=eth1&source=10.0.0.5").unwrap()
+        else {
+            panic!()
+        };
+        assert!(u.is_multicast() && !u.rtp);
+        assert_eq!(u.iface.as_deref(), Some("eth1"));
+        assert_eq!(u.source, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        let SourceUrl::TsUdp(u) = SourceUrl::parse("tsrtp://:5004").unwrap() else {
+            panic!()
+        };
+        assert!(u.rtp && !u.is_multicast());
+        assert_eq!(u.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5004));
+        for (bad, why) in [
+            ("tsudp://1.2.3.4", "HOST:PORT"),
+            ("tsudp://:0", "bad port"),
+            ("tsudp://x:5", "not an IPv4"),
+            ("tsudp://:5?foo=1", "unknown option"),
+            ("tsudp://1.2.3.4:5?source=1.1.1.1", "multicast"),
+            ("gopher://x:1", "unknown source scheme"),
+            ("ts-exec:ffmpeg", "scheme"),
+        ] {
+            let e = SourceUrl::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn rtp_headers_are_stripped() {
+        let mut d = vec![0x80, 33, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        d.extend_from_slice(&[0x47; 188]);
+        assert_eq!(ts_payload(&d, true).unwrap().len(), 188);
+        // CSRC count 1 + extension of one word.
+        let mut e = vec![
+            0x91, 33, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9, 0, 0, 0, 1, 7, 7, 7, 7,
+        ];
+        e.extend_from_slice(&[0x47; 188]);
+        assert_eq!(ts_payload(&e, true).unwrap(), &[0x47; 188][..]);
+        assert!(ts_payload(&[0x47; 188], true).is_none());
+        assert!(ts_payload(&[0x80, 0, 0], true).is_none());
+        assert_eq!(ts_payload(&[1, 2, 3], false).unwrap(), &[1, 2, 3]);
+    }
+}
