@@ -25,8 +25,8 @@
 //!
 //! Modules: [`amf0`] (RTMP commands, FLV script data), [`media`] (the model
 //! and codec configuration parsing), [`flv`] (FLV demux/mux, RTMP media
-//! message bodies, Enhanced RTMP), [`ts`] (MPEG-TS muxer for HLS segments and
-//! TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
+//! message bodies, Enhanced RTMP), [`ts`] (MPEG-TS demuxer for TS ingest, and
+//! muxer for HLS segments and TS over HTTP), [`fmp4`] (CMAF init segments and moof/mdat fragments with
 //! payloads by reference), [`segmenter`] (where segments are cut, on one
 //! microsecond clock), [`hls`] (live media and multivariant playlists,
 //! RFC 6381 codecs strings), [`dash`] (the dynamic MPD of live CMAF). See

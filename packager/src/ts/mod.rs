@@ -1,5 +1,36 @@
-//! MPEG-TS (ISO/IEC 13818-1) writing: the container of HLS TS segments and
-//! of `/<stream>.ts` (TS over HTTP).
+//! MPEG-TS (ISO/IEC 13818-1): writing, for HLS TS segments and
+//! `/<stream>.ts` (TS over HTTP), and reading, for TS ingest (UDP/RTP,
+//! SRT, ts-exec, files).
+//!
+//! # Demuxing
+//!
+//! [`TsDemuxer`] takes transport stream bytes in pieces of any size and
+//! hands out [`TsEvent`]s: a [`Track`](TsEvent::Track) per elementary stream
+//! it can read, once its configuration is known, then
+//! [`Frame`](TsEvent::Frame)s in the model's forms, plus
+//! [`TrackRemoved`](TsEvent::TrackRemoved) and
+//! [`Discontinuity`](TsEvent::Discontinuity). Every program of the PAT and
+//! every elementary stream of their PMTs is read (H.264 0x1B, HEVC 0x24, AAC
+//! ADTS 0x0F, MPEG audio 0x03/0x04, AC-3 0x81 or 0x06 + AC-3 descriptor,
+//! E-AC-3 0x87 or 0x06 + E-AC-3 descriptor, Opus 0x06 + registration
+//! `Opus`); other stream types (LATM AAC 0x11 among them) are counted in
+//! [`TsDemuxStats::unsupported_streams`]. Track ids are assigned in PMT
+//! order from 0 across programs; all tracks have timebase 90 000 and
+//! timestamps extended past the 33-bit wrap. Video payloads become
+//! 4-byte length-prefixed NAL units without AUDs and parameter sets (those
+//! go into the avcC/hvcC built from the SPS/PPS(/VPS) seen), ADTS and MPEG
+//! audio, AC-3 and Opus PES payloads are split into one frame per audio
+//! frame with interpolated timestamps.
+//!
+//! Bad input never panics and never stops the demuxer: garbage and
+//! truncated packets are skipped (resync on sync bytes 188 apart),
+//! continuity gaps drop the broken PES and mark the track, malformed PSI,
+//! PES and elementary stream data are dropped, and all of it is counted in
+//! [`TsDemuxStats`]. Memory is bounded by [`TsDemuxLimits`] (PES size,
+//! streams, programs, bytes buffered). See `docs/media.md` for the rules in
+//! full.
+//!
+//! # Muxing
 //!
 //! [`TsMuxer`] turns [`Frame`](crate::media::Frame)s into 188-byte transport
 //! packets appended to a buffer the caller hands in. MPEG-TS interleaves a
@@ -39,6 +70,8 @@
 //! [`FlvStream`]: crate::flv::FlvStream
 
 mod demux;
+#[cfg(test)]
+mod demux_proptests;
 #[cfg(test)]
 mod demux_tests;
 mod es;
