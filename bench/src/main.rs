@@ -28,6 +28,7 @@ mod live_rtmp;
 mod live_viewer;
 mod procstat;
 mod report;
+mod udp_rx;
 
 use std::net::{Ipv4Addr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ enum Command {
     /// Live HLS: N player-like viewers of a media playlist (optionally with
     /// an RTMP publisher).
     Hls(hls::HlsArgs),
+    /// MPEG-TS over UDP: receive N outputs and measure their pacing (PCR
+    /// jitter, datagram gaps, continuity).
+    UdpRx(udp_rx::UdpRxArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Http(args) => run(args),
         Command::Live(args) => live::run(args),
         Command::Hls(args) => hls::run(args),
+        Command::UdpRx(args) => udp_rx::run(args),
     };
     match result {
         Ok(code) => code,

@@ -63,6 +63,20 @@ pub struct Config {
     /// its wildcards `base+anything`.
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
+    /// Pushes out (`[[push]]`): a stream (or `base+` for every wildcard of
+    /// `base`) sent as MPEG-TS over UDP to a target while it is live.
+    #[serde(default, rename = "push")]
+    pub pushes: Vec<PushConfig>,
+}
+
+/// `[[push]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// A stream name, or `base+` for every `base+anything`.
+    pub stream: String,
+    /// `tsudp://ADDR:PORT?ttl=N&iface=NAME|ADDR` or `tsrtp://...`.
+    pub target: String,
 }
 
 /// `[rtmp]`
@@ -426,6 +440,22 @@ impl Config {
                 && let Err(e) = crate::ingest::SourceUrl::parse(src)
             {
                 return Err(bad("stream.source", &e));
+            }
+        }
+        for p in &self.pushes {
+            let base = p.stream.strip_suffix('+').unwrap_or(&p.stream);
+            let (b, w) = base.split_once('+').unwrap_or((base, ""));
+            if !valid_base_name(b) || w.contains('+') {
+                return Err(bad(
+                    "push.stream",
+                    &format!(
+                        "{:?}: a stream name, or base+ for all its wildcards",
+                        p.stream
+                    ),
+                ));
+            }
+            if let Err(e) = crate::deliver::push::PushTarget::parse(&p.target) {
+                return Err(bad("push.target", &e));
             }
         }
         if self.http.root.as_os_str().is_empty() {

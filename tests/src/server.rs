@@ -26,6 +26,7 @@ pub struct SpateBuilder {
     rtmp: Vec<(String, String)>,
     live: Vec<(String, String)>,
     streams: Vec<Vec<(String, String)>>,
+    pushes: Vec<(String, String)>,
     large_file: bool,
     label: String,
 }
@@ -68,6 +69,7 @@ impl SpateBuilder {
             rtmp: Vec::new(),
             live: Vec::new(),
             streams: Vec::new(),
+            pushes: Vec::new(),
             large_file: false,
             label: "srv".into(),
         };
@@ -122,6 +124,12 @@ impl SpateBuilder {
             set(&mut table, k, v);
         }
         self.streams.push(table);
+        self
+    }
+
+    /// Add a `[[push]]` table: `stream = <stream>`, `target = <target>`.
+    pub fn push(mut self, stream: &str, target: &str) -> Self {
+        self.pushes.push((stream.to_string(), target.to_string()));
         self
     }
 
@@ -185,6 +193,13 @@ impl SpateBuilder {
             for (k, v) in table {
                 text.push_str(&format!("{k} = {v}\n"));
             }
+        }
+        for (stream, target) in &self.pushes {
+            text.push_str(&format!(
+                "\n[[push]]\nstream = {}\ntarget = {}\n",
+                toml_string(stream),
+                toml_string(target)
+            ));
         }
         text
     }

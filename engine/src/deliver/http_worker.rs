@@ -40,6 +40,7 @@ mod live_conn;
 mod live_routes;
 mod publisher;
 mod sources;
+mod udp_push;
 
 /// Messages a worker receives over the mesh.
 #[derive(Debug)]
@@ -108,6 +109,8 @@ pub struct Counters {
     pub segmented_requests: u64,
     /// Stream sources (TS over UDP, ...): bad input and failures.
     pub source_errors: u64,
+    /// UDP pushes: sockets that could not be opened, failed sends.
+    pub push_errors: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -358,6 +361,17 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         mesh: setup.mesh,
         sources: sources::sources_for(&setup.config, setup.index, setup.config.worker_count()),
         source_timeout: Duration::from_secs_f64(setup.config.live.source_timeout),
+        push_rules: setup
+            .config
+            .pushes
+            .iter()
+            .filter_map(|p| {
+                crate::deliver::push::PushTarget::parse(&p.target)
+                    .ok()
+                    .map(|t| (p.stream.clone(), p.target.clone(), t))
+            })
+            .collect(),
+        pushes: Vec::new(),
         open_how: Box::new(
             types::OpenHow::new()
                 .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
@@ -436,6 +450,10 @@ struct Worker {
     sources: Vec<sources::Source>,
     /// `[live] source_timeout`.
     source_timeout: Duration,
+    /// `[[push]]` rules: (stream pattern, target URL, parsed target).
+    push_rules: Vec<(String, String, crate::deliver::push::PushTarget)>,
+    /// Pushes running on this core.
+    pushes: Vec<udp_push::Push>,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
@@ -506,7 +524,10 @@ impl Worker {
     fn run_loop(&mut self) {
         let mut cqes = Vec::with_capacity(1024);
         loop {
-            if let Err(e) = self.ring.submit_and_wait(1) {
+            let wait = self
+                .next_push_due()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.ring.submit_and_wait_timeout(1, wait) {
                 tracing::error!("worker {}: io_uring wait failed: {e}", self.index);
                 return;
             }
@@ -516,6 +537,9 @@ impl Worker {
                 self.complete(Token(ud), res, flags);
             }
             self.pump_dirty_streams();
+            if !self.pushes.is_empty() {
+                self.pushes_send_due();
+            }
             self.flush_wakes();
             for _ in 0..SHUTDOWN_CLOSE_BATCH {
                 let Some((slot, generation)) = self.pending_closes.pop() else {
@@ -579,6 +603,7 @@ impl Worker {
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
             LIVE_SEND => self.on_live_send(t, res),
             sources::SRC_RECV => self.on_source_recv(t, res, flags),
+            udp_push::PUSH_SEND => self.on_push_send(t, res),
             k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
         }
     }

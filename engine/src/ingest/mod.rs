@@ -184,9 +184,14 @@ fn interface_index(name: &str) -> io::Result<u32> {
 
 /// The first IPv4 address of an interface (SSM joins take an address).
 fn interface_address(name: Option<&str>) -> io::Result<Ipv4Addr> {
-    let Some(name) = name else {
-        return Ok(Ipv4Addr::UNSPECIFIED);
-    };
+    match name {
+        None => Ok(Ipv4Addr::UNSPECIFIED),
+        Some(n) => interface_ipv4(n),
+    }
+}
+
+/// The first IPv4 address of the interface called `name`.
+pub fn interface_ipv4(name: &str) -> io::Result<Ipv4Addr> {
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills ifap with a list we free below.
     if unsafe { libc::getifaddrs(&mut ifap) } != 0 {

@@ -126,6 +126,33 @@ impl Ring {
         }
     }
 
+    /// [`submit_and_wait`](Self::submit_and_wait), returning after `timeout`
+    /// at the latest (IORING_ENTER_EXT_ARG, Linux 5.11+): the loop's way to
+    /// wake for paced sends without a timer operation per deadline.
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        want: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<usize> {
+        let Some(t) = timeout else {
+            return self.submit_and_wait(want);
+        };
+        let ts = io_uring::types::Timespec::from(t);
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        match self.uring.submitter().submit_with_args(want, &args) {
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Move the completions available now into `out` (cleared first).
     pub fn drain_completions(&mut self, out: &mut Vec<(u64, i32, u32)>) {
         out.clear();

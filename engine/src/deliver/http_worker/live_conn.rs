@@ -216,9 +216,22 @@ impl Worker {
 
     /// A live message from the mesh (or from this core's own publisher).
     pub(super) fn on_live_msg(&mut self, msg: LiveMsg) {
-        let Some((id, ended)) = self.live.apply(msg) else {
+        let started = match &msg {
+            LiveMsg::Start { id, name, .. } if !self.push_rules.is_empty() => {
+                Some((*id, name.clone()))
+            }
+            _ => None,
+        };
+        let applied = self.live.apply(msg);
+        if let Some((id, name)) = started {
+            self.pushes_on_start(id, &name);
+        }
+        let Some((id, ended)) = applied else {
             return;
         };
+        if ended {
+            self.pushes_on_end(id);
+        }
         let viewers = match self.live.streams.get(&id) {
             Some(s) => s.viewers.clone(),
             None => return,
@@ -248,6 +261,9 @@ impl Worker {
             };
             for (slot, generation) in viewers {
                 self.live_pump(slot, generation);
+            }
+            if !self.pushes.is_empty() {
+                self.pushes_pump(id);
             }
         }
     }
