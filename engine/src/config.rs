@@ -161,6 +161,12 @@ pub struct LiveConfig {
     /// Seconds a stream source (TS over UDP) may send nothing before its
     /// stream goes offline (into the reconnect grace, then ends).
     pub source_timeout: f64,
+    /// Seconds an on-demand source (`ts-exec:` without `always_on`) keeps
+    /// running with no viewer and no request before its command is stopped.
+    pub on_demand_idle: f64,
+    /// Seconds a request for an on-demand stream that is not live waits for
+    /// it (HLS/DASH: for its first segment) before it is answered 404.
+    pub on_demand_wait: f64,
 }
 
 impl Default for LiveConfig {
@@ -178,6 +184,8 @@ impl Default for LiveConfig {
             segment_arena_mib: 16,
             segment_max_arenas: 16,
             source_timeout: 5.0,
+            on_demand_idle: 30.0,
+            on_demand_wait: 10.0,
         }
     }
 }
@@ -199,9 +207,15 @@ pub struct StreamConfig {
     pub segment_duration: Option<f64>,
     /// Where the media comes from: `push://` (default: a publisher pushes
     /// it), `tsudp://GROUP:PORT` / `tsudp://:PORT` (MPEG-TS over UDP),
-    /// `tsrtp://...` (RTP-wrapped). See `crate::ingest`.
+    /// `tsrtp://...` (RTP-wrapped), `ts-exec:COMMAND LINE` (MPEG-TS from a
+    /// command's stdout). See `crate::ingest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// `ts-exec:` sources: run the command from startup and keep it running
+    /// (default: start it when the first viewer asks, stop it after `[live]
+    /// on_demand_idle`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always_on: bool,
 }
 
 /// `[server]`
@@ -407,6 +421,13 @@ impl Config {
         if !secs(self.live.source_timeout) || self.live.source_timeout < 0.5 {
             return Err(bad("live.source_timeout", "must be 0.5..=3600"));
         }
+        if !secs(self.live.on_demand_idle) || self.live.on_demand_idle < 1.0 {
+            return Err(bad("live.on_demand_idle", "must be 1..=3600"));
+        }
+        let wait = self.live.on_demand_wait;
+        if !wait.is_finite() || !(0.5..=120.0).contains(&wait) {
+            return Err(bad("live.on_demand_wait", "must be 0.5..=120"));
+        }
         if !(2..=1024).contains(&self.live.segment_max_arenas) {
             return Err(bad("live.segment_max_arenas", "must be 2..=1024"));
         }
@@ -440,6 +461,16 @@ impl Config {
                 && let Err(e) = crate::ingest::SourceUrl::parse(src)
             {
                 return Err(bad("stream.source", &e));
+            }
+            let exec = st
+                .source
+                .as_deref()
+                .is_some_and(|s| s.trim_start().starts_with("ts-exec:"));
+            if st.always_on && !exec {
+                return Err(bad(
+                    "stream.always_on",
+                    &format!("{:?}: only for ts-exec: sources", st.name),
+                ));
             }
         }
         for p in &self.pushes {
@@ -547,6 +578,32 @@ mod tests {
         assert!(e.to_string().contains("rtmp.port"), "{e}");
         let e = Config::parse("[live]\nbuffer_seconds = -1.0\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("live.buffer_seconds"), "{e}");
+    }
+
+    #[test]
+    fn ts_exec_sources_and_on_demand_keys_validate() {
+        let c = Config::parse(
+            "[live]\non_demand_idle = 2.0\non_demand_wait = 3.0\n[[stream]]\nname = \"gen\"\nsource = \"ts-exec:ffmpeg -f lavfi -i testsrc2 -f mpegts -\"\nalways_on = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.streams[0].always_on);
+        assert_eq!(c.live.on_demand_idle, 2.0);
+        for (text, key) in [
+            ("[live]\non_demand_idle = 0.0\n", "live.on_demand_idle"),
+            ("[live]\non_demand_wait = 500.0\n", "live.on_demand_wait"),
+            (
+                "[[stream]]\nname = \"a\"\nalways_on = true\n",
+                "stream.always_on",
+            ),
+            (
+                "[[stream]]\nname = \"a\"\nsource = \"ts-exec:\"\n",
+                "stream.source",
+            ),
+        ] {
+            let e = Config::parse(text, "t.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

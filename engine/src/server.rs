@@ -37,6 +37,9 @@ pub enum StartError {
 pub struct Server {
     control: MeshEndpoint<WorkerMsg>,
     workers: Vec<JoinHandle<Counters>>,
+    /// The `spate-exec` thread (runs `ts-exec:` commands), if any stream
+    /// needs it; stopped after the workers.
+    exec: Option<crate::ingest::exec::ExecThread>,
     /// Address of the HTTP listener.
     pub http_addr: SocketAddr,
 }
@@ -72,6 +75,29 @@ impl Server {
         let registry = Arc::new(crate::live::Registry::new(&config));
         let (endpoints, control) = Mesh::<WorkerMsg>::build(n, 16384)
             .map_err(|e| StartError::Worker(format!("mesh: {e}")))?;
+        // Commands of ts-exec: sources are started by one thread, never on a
+        // worker loop (fork/exec and reaping block); it wakes a worker
+        // through a duplicate of the worker's mesh eventfd.
+        let wants_exec = config.streams.iter().any(|st| {
+            st.source.as_deref().is_some_and(|s| {
+                matches!(
+                    crate::ingest::SourceUrl::parse(s),
+                    Ok(crate::ingest::SourceUrl::TsExec(_))
+                )
+            })
+        });
+        let (exec, mut exec_ends) = if wants_exec {
+            let wakers = endpoints
+                .iter()
+                .map(|ep| crate::ingest::exec::duplicate(ep.eventfd()))
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| StartError::Worker(format!("exec thread: {e}")))?;
+            let (t, ends) = crate::ingest::exec::ExecThread::start(wakers)
+                .map_err(|e| StartError::Worker(format!("exec thread: {e}")))?;
+            (Some(t), ends.into_iter().map(Some).collect())
+        } else {
+            (None, (0..n).map(|_| None).collect::<Vec<_>>())
+        };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pin = config.server.pin_workers && !cores.is_empty();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(n);
@@ -85,6 +111,7 @@ impl Server {
                 root: root.clone(),
                 rtmp_listener: rtmp_listeners[index].take(),
                 registry: registry.clone(),
+                exec: exec_ends[index].take(),
             };
             let core = pin.then(|| cores[index % cores.len()]);
             let ready = ready_tx.clone();
@@ -103,6 +130,7 @@ impl Server {
         let mut server = Self {
             control,
             workers,
+            exec,
             http_addr,
         };
         for _ in 0..n {
@@ -163,6 +191,11 @@ impl Server {
                 }
                 Err(_) => tracing::error!("a worker panicked"),
             }
+        }
+        if let Some(mut exec) = self.exec.take() {
+            // Every worker has asked its commands to stop; what is left is
+            // killed and reaped here.
+            exec.stop();
         }
         total
     }

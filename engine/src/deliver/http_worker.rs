@@ -36,6 +36,7 @@ use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
+mod exec_sources;
 mod live_conn;
 mod live_routes;
 mod publisher;
@@ -49,6 +50,9 @@ pub enum WorkerMsg {
     Shutdown,
     /// Live stream news from the core that publishes it.
     Live(crate::live::LiveMsg),
+    /// An on-demand stream (`ts-exec:` source) has viewers or requests on
+    /// the sending core: its owner keeps (or starts) the command.
+    SourceWanted(Arc<str>),
 }
 
 /// Everything a worker thread needs, built by the control thread.
@@ -68,6 +72,9 @@ pub struct WorkerSetup {
     pub rtmp_listener: Option<socket2::Socket>,
     /// Who publishes what (shared by all workers, touched per publish).
     pub registry: Arc<crate::live::Registry>,
+    /// This worker's end of the `spate-exec` thread (runs `ts-exec:`
+    /// commands), when any stream has such a source.
+    pub exec: Option<crate::ingest::exec::WorkerExec>,
 }
 
 /// Counters a worker keeps (merged for the exit summary; exported as
@@ -165,8 +172,13 @@ struct Conn {
 
 #[derive(Debug)]
 enum Work {
-    Opening { req: Request, path: CString },
+    Opening {
+        req: Request,
+        path: CString,
+    },
     Sending(Transfer),
+    /// Parked until an on-demand stream is ready (`exec_sources`).
+    Waiting(Request),
 }
 
 /// A response on its way out. Boxed, so the iovecs and msghdr the kernel
@@ -361,6 +373,12 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         mesh: setup.mesh,
         sources: sources::sources_for(&setup.config, setup.index, setup.config.worker_count()),
         source_timeout: Duration::from_secs_f64(setup.config.live.source_timeout),
+        exec: Box::new(exec_sources::ExecSources::new(
+            &setup.config,
+            setup.index,
+            setup.config.worker_count(),
+            setup.exec,
+        )),
         push_rules: setup
             .config
             .pushes
@@ -450,6 +468,9 @@ struct Worker {
     sources: Vec<sources::Source>,
     /// `[live] source_timeout`.
     source_timeout: Duration,
+    /// `ts-exec:` sources this worker runs, on-demand streams, parked
+    /// requests.
+    exec: Box<exec_sources::ExecSources>,
     /// `[[push]]` rules: (stream pattern, target URL, parsed target).
     push_rules: Vec<(String, String, crate::deliver::push::PushTarget)>,
     /// Pushes running on this core.
@@ -467,7 +488,8 @@ struct Worker {
 impl Worker {
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every entry built in this module points only at memory
-        // owned by the worker (boxed timespec, eventfd buffer, OpenHow), by a
+        // owned by the worker (boxed timespec, eventfd buffer, OpenHow, the
+        // boxed read buffer of each ts-exec source), by a
         // connection's boxed Work (paths, heads, iovecs, msghdr) or by a
         // file mapping held through an Rc in that Work. None of these is
         // freed or moved before the operation's completion is processed:
@@ -537,6 +559,9 @@ impl Worker {
                 self.complete(Token(ud), res, flags);
             }
             self.pump_dirty_streams();
+            if self.exec.has_waiters() {
+                self.serve_demand_waiters();
+            }
             if !self.pushes.is_empty() {
                 self.pushes_send_due();
             }
@@ -584,8 +609,10 @@ impl Worker {
                     match m {
                         WorkerMsg::Shutdown => self.begin_shutdown(),
                         WorkerMsg::Live(msg) => self.on_live_msg(msg),
+                        WorkerMsg::SourceWanted(name) => self.on_source_wanted(&name),
                     }
                 }
+                self.drain_exec_events();
                 self.arm_wake();
             }
             CLOSE => {}
@@ -603,6 +630,7 @@ impl Worker {
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
             LIVE_SEND => self.on_live_send(t, res),
             sources::SRC_RECV => self.on_source_recv(t, res, flags),
+            exec_sources::EXEC_READ => self.on_exec_read(t, res),
             udp_push::PUSH_SEND => self.on_push_send(t, res),
             k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
         }
@@ -1403,6 +1431,7 @@ impl Worker {
         }
         self.live_tick();
         self.sources_tick();
+        self.exec_tick();
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
@@ -1456,6 +1485,7 @@ impl Worker {
             self.conns.len()
         );
         self.close_sources();
+        self.close_exec_sources();
         // Stop accepting: cancel the multishot accept and close the
         // listener, so new connections are refused by the kernel.
         for which in 0..2u32 {

@@ -7,6 +7,7 @@
 //! | `tsudp://GROUP:PORT` | MPEG-TS over UDP, multicast (IGMP join) |
 //! | `tsudp://:PORT`, `tsudp://ADDR:PORT` | MPEG-TS over UDP, unicast |
 //! | `tsrtp://...` | the same, each datagram RTP-wrapped (RFC 2250 / SMPTE 2022) |
+//! | `ts-exec:COMMAND LINE` | MPEG-TS on the standard output of a command Spate runs ([`exec`]) |
 //!
 //! Options (query): `iface=NAME` or `iface=ADDR` (the interface a multicast
 //! group is joined on; default: the kernel's choice by route), `source=ADDR`
@@ -17,6 +18,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
+pub mod exec;
+
 /// Where a stream's media comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceUrl {
@@ -24,6 +27,69 @@ pub enum SourceUrl {
     Push,
     /// MPEG-TS datagrams.
     TsUdp(UdpSource),
+    /// MPEG-TS read from a command's standard output.
+    TsExec(ExecSource),
+}
+
+/// A `ts-exec:` source: the command Spate runs (no shell) and reads MPEG-TS
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSource {
+    /// The command line as configured (after `ts-exec:`).
+    pub command: String,
+    /// The program and its arguments: the command line split on whitespace,
+    /// `"..."` grouping (see [`split_command_line`]).
+    pub argv: Vec<String>,
+}
+
+/// Split a command line into arguments without a shell: arguments are
+/// separated by whitespace; a double-quoted part may hold whitespace and
+/// joins the text around it (`-vf "scale=640:360"` → `-vf`, `scale=640:360`;
+/// `a"b c"d` → `ab cd`; `""` is an empty argument); inside quotes `\"` is a
+/// quote and `\\` a backslash. Nothing else is special: no variables, globs,
+/// pipes or redirections.
+pub fn split_command_line(line: &str) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' => quoted = false,
+                '\\' => match chars.clone().next() {
+                    Some(n @ ('"' | '\\')) => {
+                        chars.next();
+                        cur.push(n);
+                    }
+                    _ => cur.push('\\'),
+                },
+                c => cur.push(c),
+            }
+        } else if c == '"' {
+            quoted = true;
+            in_arg = true;
+        } else if c.is_whitespace() {
+            if in_arg {
+                args.push(std::mem::take(&mut cur));
+                in_arg = false;
+            }
+        } else {
+            cur.push(c);
+            in_arg = true;
+        }
+    }
+    if quoted {
+        return Err("unterminated double quote".into());
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    if args.first().is_none_or(|p| p.is_empty()) {
+        return Err("no command".into());
+    }
+    Ok(args)
 }
 
 /// An MPEG-TS over UDP source.
@@ -56,6 +122,14 @@ impl std::fmt::Display for SourceUrl {
             SourceUrl::TsUdp(u) => {
                 write!(f, "{}://{}", if u.rtp { "tsrtp" } else { "tsudp" }, u.addr)
             }
+            SourceUrl::TsExec(e) => {
+                // Log lines carry this: long command lines are cut.
+                const SHOWN: usize = 60;
+                match e.command.char_indices().nth(SHOWN) {
+                    Some((cut, _)) => write!(f, "ts-exec:{}…", &e.command[..cut]),
+                    None => write!(f, "ts-exec:{}", e.command),
+                }
+            }
         }
     }
 }
@@ -69,13 +143,21 @@ impl SourceUrl {
         if url.is_empty() || url == "push://" || url == "push" {
             return Ok(SourceUrl::Push);
         }
+        if let Some(command) = url.strip_prefix("ts-exec:") {
+            let command = command.trim();
+            let argv = split_command_line(command).map_err(|e| format!("{url:?}: {e}"))?;
+            return Ok(SourceUrl::TsExec(ExecSource {
+                command: command.to_string(),
+                argv,
+            }));
+        }
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("{url:?}: expected scheme://..."))?;
         let rtp = match scheme {
             "tsudp" | "udp" => false,
             "tsrtp" | "rtp" => true,
-            "ts-exec" | "http" | "https" | "srt" => {
+            "http" | "https" | "srt" => {
                 return Err(format!("{url:?}: {scheme} sources are not supported yet"));
             }
             s => return Err(format!("{url:?}: unknown source scheme {s:?}")),
@@ -277,11 +359,39 @@ mod tests {
             ("tsudp://:5?foo=1", "unknown option"),
             ("tsudp://1.2.3.4:5?source=1.1.1.1", "multicast"),
             ("gopher://x:1", "unknown source scheme"),
-            ("ts-exec:ffmpeg", "scheme"),
+            ("http://x/a.ts", "not supported yet"),
+            ("ts-exec:", "no command"),
+            ("ts-exec:  ", "no command"),
+            ("ts-exec:ffmpeg -vf \"scale", "unterminated"),
         ] {
             let e = SourceUrl::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ts_exec_command_lines_split_without_a_shell() {
+        let SourceUrl::TsExec(e) =
+            SourceUrl::parse("ts-exec:ffmpeg -re  -i \"my file.ts\" -f mpegts -").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            e.argv,
+            ["ffmpeg", "-re", "-i", "my file.ts", "-f", "mpegts", "-"]
+        );
+        assert_eq!(e.command, "ffmpeg -re  -i \"my file.ts\" -f mpegts -");
+        let split = |s: &str| split_command_line(s).unwrap();
+        assert_eq!(split("a\"b c\"d  \"\""), ["ab cd", ""]);
+        assert_eq!(split(r#"x "a \"q\" \\ \n""#), ["x", r#"a "q" \ \n"#]);
+        assert_eq!(
+            split("$HOME *.ts | x > y"),
+            ["$HOME", "*.ts", "|", "x", ">", "y"]
+        );
+        assert!(split_command_line("\"\" x").is_err(), "empty program");
+        let long = format!("ts-exec:{}", "x".repeat(100));
+        let shown = SourceUrl::parse(&long).unwrap().to_string();
+        assert!(shown.ends_with('…') && shown.len() < 80, "{shown}");
     }
 
     #[test]

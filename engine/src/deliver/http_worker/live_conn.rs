@@ -473,9 +473,12 @@ impl Worker {
         self.finish_publish(p, &who);
     }
 
-    fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+    pub(super) fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
         let name = self.registry.rtmp_name(app, key);
         let id = self.live.by_name.get(name.as_str()).copied();
+        if id.is_none() && self.demand_rtmp_play(slot, generation, app, key, &name) {
+            return;
+        }
         let Some(l) = self.live_mut(slot, generation) else {
             return;
         };

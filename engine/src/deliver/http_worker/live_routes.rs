@@ -13,7 +13,9 @@
 //!
 //! Every answer comes from this core's replica ([`SegmentedView`]): no lock,
 //! no waiting. A stream that is not live, a segment that left the window or
-//! is not written yet: 404 at once.
+//! is not written yet: 404 at once — except an on-demand stream (a
+//! `ts-exec:` source), whose request starts it and is parked until it is
+//! ready (`exec_sources.rs`).
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -115,6 +117,11 @@ impl Worker {
             } else {
                 name.strip_suffix(".ts").map(|n| (n, ViewerFormat::Ts))
             };
+            if let Some((n, _)) = progressive
+                && self.demand_request(slot, generation, req, n, false)
+            {
+                return true;
+            }
             if let Some((n, format)) = progressive
                 && self.live.by_name.contains_key(n)
             {
@@ -132,6 +139,9 @@ impl Worker {
             self.respond_status(slot, generation, req, 404);
             return true;
         };
+        if self.demand_request(slot, generation, req, stream, true) {
+            return true;
+        }
         let view: Option<Arc<SegmentedView>> = self
             .live
             .by_name

@@ -1,5 +1,7 @@
 //! Stream sources on a worker: MPEG-TS over UDP (unicast or multicast,
-//! plain or RTP-wrapped), received through the ring.
+//! plain or RTP-wrapped), received through the ring; and the part every TS
+//! source shares ([`TsIngest`]: demuxer → publisher, online/offline, bad
+//! input reports), used by `ts-exec:` sources too (`exec_sources.rs`).
 //!
 //! Follow one datagram: the source's UDP socket has a multishot receive
 //! armed with buffer selection (the same provided-buffer ring as the
@@ -33,51 +35,79 @@ const REOPEN_EVERY: Duration = Duration::from_secs(5);
 /// At most one log line per source per this long for its bad input.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// One stream source owned by this worker.
+/// One UDP stream source owned by this worker.
 #[derive(Debug)]
 pub(super) struct Source {
-    /// Stream name.
-    name: String,
     url: UdpSource,
-    /// Shown in logs.
-    label: String,
     sock: Option<socket2::Socket>,
     armed: bool,
     reopen_at: Option<Instant>,
-    demux: TsDemuxer,
-    publisher: Option<Box<Publisher>>,
-    last_data: Option<Instant>,
-    /// Publish refused (name busy): try again after this.
-    claim_retry_at: Option<Instant>,
-    last_log: Option<Instant>,
-    /// Demuxer counters already reported.
-    reported: (u64, u64, u64),
-    bad_datagrams: u64,
+    ing: TsIngest,
 }
 
 impl Source {
     fn new(name: String, url: UdpSource) -> Self {
         let label = format!("source {} ({})", name, SourceUrl::TsUdp(url.clone()));
         Self {
-            name,
             url,
-            label,
             sock: None,
             armed: false,
             reopen_at: None,
+            ing: TsIngest::new(name, label),
+        }
+    }
+}
+
+/// What every MPEG-TS source has, whatever brings its bytes: the demuxer,
+/// the stream's publisher while it is online, and what was reported.
+#[derive(Debug)]
+pub(super) struct TsIngest {
+    /// Stream name.
+    pub(super) name: String,
+    /// Shown in logs.
+    pub(super) label: String,
+    pub(super) demux: TsDemuxer,
+    pub(super) publisher: Option<Box<Publisher>>,
+    pub(super) last_data: Option<Instant>,
+    /// Publish refused (name busy): try again after this.
+    claim_retry_at: Option<Instant>,
+    last_log: Option<Instant>,
+    /// Counters already reported: demuxer errors, continuity gaps, bad
+    /// datagrams, bytes skipped.
+    reported: (u64, u64, u64, u64),
+    /// Input units that were not TS at all (UDP: non-RTP datagrams on an RTP
+    /// source).
+    pub(super) bad_datagrams: u64,
+}
+
+impl TsIngest {
+    pub(super) fn new(name: String, label: String) -> Self {
+        Self {
+            name,
+            label,
             demux: TsDemuxer::new(TsDemuxLimits::default()),
             publisher: None,
             last_data: None,
             claim_retry_at: None,
             last_log: None,
-            reported: (0, 0, 0),
+            reported: (0, 0, 0, 0),
             bad_datagrams: 0,
         }
     }
 }
 
+/// Which source a [`TsIngest`] belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum IngestRef {
+    /// `Worker::sources[i]`.
+    Udp(usize),
+    /// `Worker::exec.sources[i]`.
+    Exec(usize),
+}
+
 /// The sources of `config` that worker `index` of `workers` runs: each
-/// configured stream with a UDP source goes to one worker, by its name.
+/// configured stream with a UDP source goes to one worker, by its name
+/// ([`owner_of`]).
 pub(super) fn sources_for(
     config: &crate::config::Config,
     index: usize,
@@ -91,14 +121,19 @@ pub(super) fn sources_for(
         let Ok(SourceUrl::TsUdp(u)) = SourceUrl::parse(url) else {
             continue;
         };
-        let h = st.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        if (h % workers.max(1) as u64) as usize == index {
+        if owner_of(&st.name, workers) == index {
             out.push(Source::new(st.name.clone(), u));
         }
     }
     out
+}
+
+/// The worker that runs the source of stream `name` (a hash of the name).
+pub(super) fn owner_of(name: &str, workers: usize) -> usize {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % workers.max(1) as u64) as usize
 }
 
 impl Worker {
@@ -112,7 +147,7 @@ impl Worker {
             if s.sock.is_none() && s.reopen_at.is_none_or(|t| now >= t) {
                 match ingest::open_udp(&s.url) {
                     Ok(sock) => {
-                        tracing::info!("{}: listening", s.label);
+                        tracing::info!("{}: listening", s.ing.label);
                         s.sock = Some(sock);
                         s.reopen_at = None;
                     }
@@ -120,7 +155,7 @@ impl Worker {
                         self.counters.source_errors += 1;
                         tracing::warn!(
                             "{}: cannot open: {e}; retrying every {} s",
-                            s.label,
+                            s.ing.label,
                             REOPEN_EVERY.as_secs()
                         );
                         s.reopen_at = Some(now + REOPEN_EVERY);
@@ -160,12 +195,12 @@ impl Worker {
             let s = &mut self.sources[i];
             let data = self.bufs.get(b, res as usize);
             match ingest::ts_payload(data, s.url.rtp) {
-                Some(ts) => s.demux.push(ts),
-                None => s.bad_datagrams += 1,
+                Some(ts) => s.ing.demux.push(ts),
+                None => s.ing.bad_datagrams += 1,
             }
-            s.last_data = Some(now);
+            s.ing.last_data = Some(now);
             self.bufs.recycle(b);
-            self.drain_source(i);
+            self.drain_ts(IngestRef::Udp(i));
         } else {
             if let Some(b) = bid {
                 self.bufs.recycle(b);
@@ -174,7 +209,7 @@ impl Worker {
                 self.counters.source_errors += 1;
                 tracing::warn!(
                     "{}: receive failed: {}",
-                    self.sources[i].label,
+                    self.sources[i].ing.label,
                     std::io::Error::from_raw_os_error(-res)
                 );
             }
@@ -184,36 +219,45 @@ impl Worker {
         }
     }
 
+    /// The shared state of a TS source.
+    pub(super) fn ingest(&mut self, r: IngestRef) -> &mut TsIngest {
+        match r {
+            IngestRef::Udp(i) => &mut self.sources[i].ing,
+            IngestRef::Exec(i) => &mut self.exec.sources[i].ing,
+        }
+    }
+
     /// Hand what the demuxer found to the stream's publisher, claiming the
     /// stream on the first track.
-    fn drain_source(&mut self, i: usize) {
+    pub(super) fn drain_ts(&mut self, r: IngestRef) {
         let now = self.now.get();
         loop {
-            let Some(ev) = self.sources[i].demux.poll_event() else {
+            let Some(ev) = self.ingest(r).demux.poll_event() else {
                 break;
             };
-            if self.sources[i].publisher.is_none() {
+            if self.ingest(r).publisher.is_none() {
                 if matches!(ev, TsEvent::Frame(_) | TsEvent::Discontinuity { .. })
-                    || self.sources[i].claim_retry_at.is_some_and(|t| now < t)
+                    || self.ingest(r).claim_retry_at.is_some_and(|t| now < t)
                 {
                     // Frames before the stream is claimed carry nothing a
                     // viewer could start with; a refused claim waits.
                     continue;
                 }
-                let name = self.sources[i].name.clone();
-                let label = self.sources[i].label.clone();
+                let name = self.ingest(r).name.clone();
+                let label = self.ingest(r).label.clone();
                 match self.begin_publish(&name, &label) {
                     Ok(p) => {
-                        self.sources[i].publisher = Some(p);
-                        self.sources[i].claim_retry_at = None;
+                        let ing = self.ingest(r);
+                        ing.publisher = Some(p);
+                        ing.claim_retry_at = None;
                     }
                     Err(_) => {
-                        self.sources[i].claim_retry_at = Some(now + REOPEN_EVERY);
+                        self.ingest(r).claim_retry_at = Some(now + REOPEN_EVERY);
                         continue;
                     }
                 }
             }
-            let Some(mut p) = self.sources[i].publisher.take() else {
+            let Some(mut p) = self.ingest(r).publisher.take() else {
                 continue;
             };
             match ev {
@@ -221,20 +265,21 @@ impl Worker {
                 TsEvent::Frame(f) => self.publish_source_frame(&mut p, &f),
                 _ => {}
             }
-            self.sources[i].publisher = Some(p);
+            self.ingest(r).publisher = Some(p);
         }
-        self.report_source_errors(i, false);
+        self.report_ts_errors(r, false);
     }
 
     /// Log (rate limited) and count what went wrong in a source's input.
-    fn report_source_errors(&mut self, i: usize, force: bool) {
+    fn report_ts_errors(&mut self, r: IngestRef, force: bool) {
         let now = self.now.get();
-        let s = &mut self.sources[i];
+        let s = self.ingest(r);
         let st = s.demux.stats();
         let current = (
             st.resyncs + st.pes_errors + st.unsupported_streams,
             st.cc_errors,
             s.bad_datagrams,
+            st.skipped_bytes,
         );
         if current == s.reported {
             return;
@@ -242,18 +287,40 @@ impl Worker {
         if !force && s.last_log.is_some_and(|t| now < t + LOG_EVERY) {
             return;
         }
-        let (errs, cc, bad) = (
+        let (errs, cc, bad, skipped) = (
             current.0.saturating_sub(s.reported.0),
             current.1.saturating_sub(s.reported.1),
             current.2.saturating_sub(s.reported.2),
+            current.3.saturating_sub(s.reported.3),
         );
         s.reported = current;
         s.last_log = Some(now);
         let label = s.label.clone();
         self.counters.source_errors += errs + cc + bad;
+        let datagrams = if bad > 0 {
+            format!(", {bad} datagrams that were not RTP")
+        } else {
+            String::new()
+        };
         tracing::info!(
-            "{label}: bad input since the last report: {errs} resyncs/PES errors/unsupported streams, {cc} continuity gaps, {bad} datagrams that were not RTP"
+            "{label}: bad input since the last report: {errs} resyncs/PES errors/unsupported streams, {cc} continuity gaps, {skipped} bytes skipped (not TS packets){datagrams}"
         );
+    }
+
+    /// The source stopped bringing media (`why`, for the log): its stream
+    /// goes into the reconnect grace (if it was online), and the next bytes
+    /// start from a fresh demuxer (from their PAT).
+    pub(super) fn ts_offline(&mut self, r: IngestRef, why: &str) {
+        self.report_ts_errors(r, true);
+        if let Some(p) = self.ingest(r).publisher.take() {
+            let label = self.ingest(r).label.clone();
+            tracing::info!("{label}: {why}; offline");
+            self.finish_publish(p, &label);
+        }
+        let s = self.ingest(r);
+        s.demux = TsDemuxer::new(TsDemuxLimits::default());
+        s.reported = (0, 0, s.bad_datagrams, 0);
+        s.last_data = None;
     }
 
     /// Per tick: sources that went quiet go offline; closed ones reopen.
@@ -261,19 +328,11 @@ impl Worker {
         let now = self.now.get();
         let timeout = self.source_timeout;
         for i in 0..self.sources.len() {
-            let quiet = self.sources[i]
-                .last_data
-                .is_some_and(|t| now >= t + timeout);
-            if quiet && let Some(p) = self.sources[i].publisher.take() {
-                self.report_source_errors(i, true);
-                let label = self.sources[i].label.clone();
-                tracing::info!("{label}: no data for {} s; offline", timeout.as_secs_f64());
-                self.finish_publish(p, &label);
-                // A fresh demuxer: the next sender starts from its PAT.
-                let s = &mut self.sources[i];
-                s.demux = TsDemuxer::new(TsDemuxLimits::default());
-                s.reported = (0, 0, s.bad_datagrams);
-                s.last_data = None;
+            let ing = &self.sources[i].ing;
+            let quiet = ing.last_data.is_some_and(|t| now >= t + timeout);
+            if quiet && ing.publisher.is_some() {
+                let why = format!("no data for {} s", timeout.as_secs_f64());
+                self.ts_offline(IngestRef::Udp(i), &why);
             }
         }
         if self.shutdown_at.is_none() {
@@ -284,8 +343,8 @@ impl Worker {
     /// Shutdown: close the sockets (their receives end) and end publishing.
     pub(super) fn close_sources(&mut self) {
         for i in 0..self.sources.len() {
-            if let Some(p) = self.sources[i].publisher.take() {
-                let label = self.sources[i].label.clone();
+            if let Some(p) = self.sources[i].ing.publisher.take() {
+                let label = self.sources[i].ing.label.clone();
                 self.finish_publish(p, &label);
             }
             if let Some(sock) = &self.sources[i].sock {
