@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use spate_packager::ts::packet_pcr;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -49,19 +50,6 @@ fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
         return Err(format!("ports {s:?}: want P or P-Q with Q-P <= 1000"));
     }
     Ok((a..=b).collect())
-}
-
-fn pcr_of(p: &[u8]) -> Option<u64> {
-    if p.len() < 12 || p[0] != 0x47 || p[3] & 0x20 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
-        return None;
-    }
-    let b = &p[6..12];
-    let base = (u64::from(b[0]) << 25)
-        | (u64::from(b[1]) << 17)
-        | (u64::from(b[2]) << 9)
-        | (u64::from(b[3]) << 1)
-        | (u64::from(b[4]) >> 7);
-    Some(base * 300 + ((u64::from(b[4] & 1) << 8) | u64::from(b[5])))
 }
 
 /// What one output showed.
@@ -276,7 +264,7 @@ pub fn run(args: UdpRxArgs) -> Result<std::process::ExitCode, String> {
                         }
                         o.cc[pid] = Some(cc);
                     }
-                    if let Some(pcr) = pcr_of(p) {
+                    if let Some(pcr) = packet_pcr(p) {
                         let p0 = *o.first_pcr.get_or_insert(pcr);
                         if pcr >= p0 {
                             o.points.push(((pcr - p0) as f64 / 27.0, t_us));

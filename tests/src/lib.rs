@@ -53,7 +53,7 @@ pub use media::{
     assert_probe_includes, decode_for, ffmpeg_bin, ffmpeg_decode, ffprobe_bin, ffprobe_streams,
     publish, run_with_timeout, ts_continuity,
 };
-pub use netns::in_private_netns;
+pub use netns::{in_private_netns, multicast_on_loopback};
 pub use playlist::{
     DashAdaptationSet, DashMpd, DashPeriod, DashRepresentation, DashSegment, DashTemplate,
     HlsMedia, HlsPlaylist, HlsSegment, HlsVariant, TimelineEntry, fetch_dash, fetch_hls,

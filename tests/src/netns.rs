@@ -55,3 +55,25 @@ fn loopback_up() -> io::Result<()> {
     unsafe { libc::close(fd) };
     result
 }
+
+/// Inside a namespace from [`in_private_netns`]: set the multicast flag on
+/// its loopback and route 239.0.0.0/8 there, so multicast tests never touch
+/// the host's interfaces (`ip` from iproute2).
+pub fn multicast_on_loopback() -> Result<(), String> {
+    for cmd in [
+        &["ip", "link", "set", "lo", "multicast", "on"][..],
+        &["ip", "route", "add", "239.0.0.0/8", "dev", "lo"][..],
+    ] {
+        let out = std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}

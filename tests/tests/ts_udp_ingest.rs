@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use spate_tests::{
     ChildGuard, HlsPlaylist, Spate, SpateBuilder, TestStream, assert_probe, curl, decode_for,
-    ffmpeg_bin, in_private_netns, resolve_url, wait_until,
+    ffmpeg_bin, in_private_netns, multicast_on_loopback, resolve_url, wait_until,
 };
 
 const W: u32 = 640;
@@ -174,21 +174,6 @@ fn rtp_wrapped_ts_is_unwrapped() {
     assert_outputs_decode(&s, "rtpin");
 }
 
-fn run(cmd: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 #[test]
 fn multicast_ts_in_a_private_namespace_is_served() {
     // SAFETY: geteuid has no preconditions.
@@ -200,8 +185,7 @@ fn multicast_ts_in_a_private_namespace_is_served() {
     }
     let result = in_private_netns(|| {
         // Multicast on this namespace's loopback only.
-        run(&["ip", "link", "set", "lo", "multicast", "on"])?;
-        run(&["ip", "route", "add", "239.0.0.0/8", "dev", "lo"])?;
+        multicast_on_loopback()?;
         let s = source_server("udp_multicast", "mcast", "tsudp://239.1.1.1:5000?iface=lo").start();
         let mut sender = send_ts(
             s.dir(),

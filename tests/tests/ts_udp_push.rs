@@ -11,38 +11,13 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use spate_tests::{ChildGuard, Spate, TestStream, ffmpeg_bin, in_private_netns, publish};
+use spate_packager::ts::packet_pcr;
+use spate_tests::{
+    ChildGuard, Spate, TestStream, ffmpeg_bin, in_private_netns, multicast_on_loopback, publish,
+};
 
 const GROUP: &str = "239.2.2.2";
 const PORT: u16 = 6000;
-
-fn run(cmd: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn pcr_of(p: &[u8]) -> Option<u64> {
-    if p.len() < 12 || p[0] != 0x47 || p[3] & 0x20 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
-        return None;
-    }
-    let b = &p[6..12];
-    let base = (u64::from(b[0]) << 25)
-        | (u64::from(b[1]) << 17)
-        | (u64::from(b[2]) << 9)
-        | (u64::from(b[3]) << 1)
-        | (u64::from(b[4]) >> 7);
-    Some(base * 300 + ((u64::from(b[4] & 1) << 8) | u64::from(b[5])))
-}
 
 /// Receive the group for `secs`: (datagrams, bytes, spread of arrival time
 /// minus PCR time in ms over the PCR-carrying datagrams, the most datagrams
@@ -66,7 +41,7 @@ fn receive_pacing(secs: u64) -> (usize, usize, f64, usize) {
         bytes += len;
         arrivals.push(now);
         for p in buf[..len].chunks(188) {
-            if let Some(pcr) = pcr_of(p) {
+            if let Some(pcr) = packet_pcr(p) {
                 let (p0, t0) = *first_pcr.get_or_insert((pcr, now));
                 if pcr >= p0 {
                     let media_ms = (pcr - p0) as f64 / 27_000.0;
@@ -106,8 +81,7 @@ fn push_to_multicast_is_paced_by_pcr_and_decodes_in_ffmpeg() {
         );
     }
     let result = in_private_netns(|| -> Result<(), String> {
-        run(&["ip", "link", "set", "lo", "multicast", "on"])?;
-        run(&["ip", "route", "add", "239.0.0.0/8", "dev", "lo"])?;
+        multicast_on_loopback()?;
         let s = Spate::builder()
             .label("udp_push")
             .stream("live", &[])

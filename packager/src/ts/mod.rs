@@ -87,6 +87,28 @@ pub use demux::{
 };
 pub use mux::{TsMuxer, crc32_mpeg2};
 
+/// The program clock reference a transport packet carries, in 27 MHz units
+/// (base × 300 + extension), if its adaptation field has one. Pacers and
+/// jitter meters read it without demuxing.
+pub fn packet_pcr(packet: &[u8]) -> Option<u64> {
+    if packet.len() < 12
+        || packet[0] != SYNC_BYTE
+        || packet[3] & 0x20 == 0
+        || packet[4] < 7
+        || packet[5] & 0x10 == 0
+    {
+        return None;
+    }
+    let b = &packet[6..12];
+    let base = (u64::from(b[0]) << 25)
+        | (u64::from(b[1]) << 17)
+        | (u64::from(b[2]) << 9)
+        | (u64::from(b[3]) << 1)
+        | (u64::from(b[4]) >> 7);
+    let ext = (u64::from(b[4] & 1) << 8) | u64::from(b[5]);
+    Some(base * 300 + ext)
+}
+
 /// Bytes in a transport packet.
 pub const PACKET_LEN: usize = 188;
 /// The sync byte every packet starts with.

@@ -32,6 +32,7 @@ use socket2::Socket;
 use super::{Token, Worker};
 use crate::deliver::push::{PushTarget, push_matches};
 use crate::live::{Next, StreamId, ViewerCursor};
+use spate_packager::ts::packet_pcr;
 
 /// Completion kinds.
 pub(super) const PUSH_SEND: u8 = 15;
@@ -43,21 +44,6 @@ const MAX_IN_FLIGHT: usize = 64;
 /// next PCR arrive so the first packets can be spread).
 const START_DELAY: Duration = Duration::from_millis(100);
 const PCR_HZ: f64 = 27_000_000.0;
-
-/// Send time of a PCR packet: the PCR in 27 MHz units.
-fn packet_pcr(p: &[u8]) -> Option<u64> {
-    if p.len() < 12 || p[0] != 0x47 || p[3] & 0x20 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
-        return None;
-    }
-    let b = &p[6..12];
-    let base = (u64::from(b[0]) << 25)
-        | (u64::from(b[1]) << 17)
-        | (u64::from(b[2]) << 9)
-        | (u64::from(b[3]) << 1)
-        | (u64::from(b[4]) >> 7);
-    let ext = (u64::from(b[4] & 1) << 8) | u64::from(b[5]);
-    Some(base * 300 + ext)
-}
 
 #[derive(Debug)]
 struct Queued {
