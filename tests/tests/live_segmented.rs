@@ -679,7 +679,21 @@ fn dash_live_mpd_is_dynamic_with_timelines_utc_timing_and_decodes() {
     // so once a new segment has appeared it re-reads one it already gave
     // ("non monotonically increasing dts"), whatever the server does. The
     // whole timeline was decoded above from the segments themselves.
-    decode_for(s.dir(), &mpd_url, 2, Duration::from_secs(60)).assert_clean(1.5);
+    // That ffmpeg bug still hits a 2 s read when a segment appears during
+    // it (seen in about one run in six), so up to three tries: an MPD that
+    // ffmpeg cannot read at all fails all three.
+    let mut last = None;
+    for _ in 0..3 {
+        let d = decode_for(s.dir(), &mpd_url, 2, Duration::from_secs(60));
+        if d.output.success() && d.error_lines.is_empty() && d.media_seconds >= 1.5 {
+            last = None;
+            break;
+        }
+        last = Some(d);
+    }
+    if let Some(d) = last {
+        d.assert_clean(1.5);
+    }
     assert_publishing(&mut p);
 }
 
