@@ -23,7 +23,7 @@ use spate_packager::flv::{TagType, previous_tag_size, write_tag_header};
 use spate_protocols::rtmp::{self, MediaKind, MessageHeader};
 
 pub use buffer::{LiveItem, LiveWindow, Next, ViewerCursor, WindowLimits};
-pub use segmented::{SegmentedSettings, SegmentedView, StreamPackager};
+pub use segmented::{SegmentedSettings, SegmentedView, StreamPackager, TsPiece};
 
 /// Where Spate tells the time (ISO 8601, UTC): the DASH MPD's `UTCTiming`
 /// points here so players never ask a time server on the internet.
@@ -74,6 +74,12 @@ pub struct Packaged {
     /// Progressive TS viewers may start here (the packets begin with
     /// PAT/PMT and a keyframe, or start an audio-only segment).
     pub ts_start: bool,
+    /// `ts` and `ts_start` are those of TS rendition 0 (the default); the
+    /// frame's packets in the other renditions that carry its track.
+    pub ts_renditions: Vec<TsPiece>,
+    /// FLV and RTMP viewers get this item (`false`: a frame of a track FLV
+    /// does not carry, such as a second video rendition, for TS viewers).
+    pub flv: bool,
 }
 
 impl Packaged {
@@ -114,7 +120,41 @@ impl Packaged {
             rtmp: pieces,
             ts: None,
             ts_start: false,
+            ts_renditions: Vec::new(),
+            flv: true,
         }
+    }
+
+    /// An item only TS viewers get (a frame of a track FLV does not carry).
+    pub fn ts_only(kind: TagKind, ts_ms: u32) -> Self {
+        let mut p = Self::new(kind, ts_ms, Bytes::new(), 4096);
+        p.rtmp.clear();
+        p.flv = false;
+        p
+    }
+
+    /// Set the frame's TS packets from what the packager made.
+    pub fn set_ts(&mut self, pieces: Vec<TsPiece>) {
+        for piece in pieces {
+            if piece.rendition == 0 {
+                self.ts_start = piece.start;
+                self.ts = Some(piece.bytes);
+            } else {
+                self.ts_renditions.push(piece);
+            }
+        }
+    }
+
+    /// The packets of TS rendition `r` and whether a viewer may start at
+    /// them.
+    pub fn ts_of(&self, r: usize) -> Option<(&Bytes, bool)> {
+        if r == 0 {
+            return self.ts.as_ref().map(|b| (b, self.ts_start));
+        }
+        self.ts_renditions
+            .iter()
+            .find(|p| p.rendition == r)
+            .map(|p| (&p.bytes, p.start))
     }
 
     /// The RTMP chunk stream this kind is sent on.

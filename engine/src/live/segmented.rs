@@ -4,10 +4,13 @@
 //!
 //! Follow one frame: the publisher's core hands each [`Frame`] (rebased
 //! timestamps) to [`StreamPackager::on_frame`] → the [`Segmenter`] says
-//! whether a segment starts here → the frame is muxed into MPEG-TS and the
-//! packets are appended to the TS [`SegmentWriter`] (the returned range is
-//! also the item progressive `/<stream>.ts` viewers get: the same bytes) and
-//! the frame is kept for its track's CMAF fragment → at a cut, each CMAF
+//! whether a CMAF segment starts here → in each TS rendition that carries
+//! the track (one per video track, with the first audio track; audio-only:
+//! one per audio track), the rendition's own segmenter places it, the frame
+//! is muxed into MPEG-TS and the packets are appended to the rendition's
+//! [`SegmentWriter`] (the returned ranges, [`TsPiece`]s, are also the items
+//! progressive `/<stream>.ts` viewers get: the same bytes) and the frame is
+//! kept for its track's CMAF fragment → at a cut, each CMAF
 //! track's fragment (`styp` + `moof` + `mdat`) is written to the CMAF
 //! writer, the playlists and the MPD are updated (incrementally, once per
 //! segment), and a new immutable [`SegmentedView`] is made → the view goes
@@ -52,12 +55,20 @@ pub struct SegmentedSettings {
 /// immutable snapshot, replaced whole at every new segment.
 #[derive(Debug, Default)]
 pub struct SegmentedView {
-    /// `/hls/<s>/index.m3u8` (multivariant, TS).
+    /// `/hls/<s>/index.m3u8` (multivariant, TS: one variant per
+    /// rendition).
     pub hls_master: Option<Bytes>,
-    /// `/hls/<s>/media.m3u8`.
-    pub hls_media: Option<Bytes>,
-    /// `/hls/<s>/<seq>.ts`, by sequence number.
-    pub ts_segments: Vec<(u64, SegmentBytes)>,
+    /// The TS renditions, by index: rendition 0 at `/hls/<s>/media.m3u8`
+    /// and `/hls/<s>/<seq>.ts`, rendition `r` ≥ 1 at
+    /// `/hls/<s>/<r>/media.m3u8` and `/hls/<s>/<r>/<seq>.ts`. An entry
+    /// whose rendition has no segment yet has an empty playlist (`None`).
+    pub ts_renditions: Vec<TsRenditionView>,
+    /// The stream's video tracks, in track order (what `?video=` picks
+    /// from).
+    pub video_tracks: Vec<TrackChoice>,
+    /// The stream's audio tracks, in track order (what `?audio=` picks
+    /// from).
+    pub audio_tracks: Vec<TrackChoice>,
     /// `/cmaf/<s>/index.m3u8` (multivariant, fMP4).
     pub cmaf_master: Option<Bytes>,
     /// `/cmaf/<s>/index.mpd`.
@@ -68,10 +79,105 @@ pub struct SegmentedView {
     pub playlist_max_age: u32,
 }
 
+/// One TS rendition's files.
+#[derive(Debug, Default)]
+pub struct TsRenditionView {
+    /// `media.m3u8` (`None` before its first segment).
+    pub media: Option<Bytes>,
+    /// `<seq>.ts`, by sequence number.
+    pub segments: Vec<(u64, SegmentBytes)>,
+    /// Track ids it carries: its video track (if any) and its audio track.
+    pub video: Option<u32>,
+    /// Its audio track.
+    pub audio: Option<u32>,
+}
+
+/// A track as `?video=` / `?audio=` see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackChoice {
+    /// Track id.
+    pub id: u32,
+    /// Its codec.
+    pub codec: spate_packager::media::Codec,
+    /// Peak bits per second of its segments (0 before the first).
+    pub bps: u64,
+}
+
 impl SegmentedView {
-    /// A TS segment by number.
-    pub fn ts_segment(&self, seq: u64) -> Option<&SegmentBytes> {
-        find(&self.ts_segments, seq)
+    /// A TS segment of rendition `r` by number.
+    pub fn ts_segment(&self, r: usize, seq: u64) -> Option<&SegmentBytes> {
+        find(&self.ts_renditions.get(r)?.segments, seq)
+    }
+
+    /// The media playlist of TS rendition `r`.
+    pub fn hls_media(&self, r: usize) -> Option<&Bytes> {
+        self.ts_renditions.get(r)?.media.as_ref()
+    }
+
+    /// The TS rendition a query (`video=…&audio=…`, see
+    /// docs/protocols.md) selects: its index, or why there is none.
+    /// Without `video` and `audio` keys: rendition 0.
+    pub fn select_ts_rendition(&self, query: Option<&str>) -> Result<usize, String> {
+        let mut video = None;
+        let mut audio = None;
+        for pair in query.unwrap_or("").split('&') {
+            match pair.split_once('=') {
+                Some(("video", v)) => video = Some(v),
+                Some(("audio", v)) => audio = Some(v),
+                _ => {}
+            }
+        }
+        let pick = |what: &str, sel: &str, list: &[TrackChoice]| -> Result<u32, String> {
+            let found = if let Ok(i) = sel.parse::<usize>() {
+                list.get(i)
+            } else if sel.eq_ignore_ascii_case("maxbps") {
+                // The first of equals: the lowest index wins a tie.
+                list.iter().rev().max_by_key(|t| t.bps)
+            } else if sel.eq_ignore_ascii_case("minbps") {
+                list.iter().min_by_key(|t| t.bps)
+            } else {
+                let sel = sel.to_ascii_lowercase();
+                let alias = match sel.as_str() {
+                    "avc" | "avc1" | "h264" => "h264",
+                    "hevc" | "h265" | "hvc1" | "hev1" => "h265",
+                    "mpeg" | "mp3" => "mp3",
+                    "aac" | "mp4a" => "aac",
+                    s => s,
+                };
+                list.iter().find(|t| t.codec.name() == alias)
+            };
+            found.map(|t| t.id).ok_or_else(|| {
+                format!(
+                    "no {what} track matches {what}={sel} (the stream has {} {what} track{}: {})",
+                    list.len(),
+                    if list.len() == 1 { "" } else { "s" },
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, t)| format!("{i}={}", t.codec))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        };
+        let video = video
+            .map(|v| pick("video", v, &self.video_tracks))
+            .transpose()?;
+        let audio = audio
+            .map(|a| pick("audio", a, &self.audio_tracks))
+            .transpose()?;
+        if video.is_none() && audio.is_none() {
+            return Ok(0);
+        }
+        self.ts_renditions
+            .iter()
+            .position(|r| {
+                video.is_none_or(|v| r.video == Some(v)) && audio.is_none_or(|a| r.audio == Some(a))
+            })
+            .ok_or_else(|| {
+                "no MPEG-TS rendition carries that selection (each carries one video track \
+                 with the first audio track; every track is in /cmaf/<stream>/)"
+                    .to_string()
+            })
     }
 
     /// A CMAF track by its URL name (`v0`, `a1`).
@@ -109,13 +215,23 @@ impl CmafTrackView {
 /// What [`StreamPackager::on_frame`] produced.
 #[derive(Debug, Default)]
 pub struct FrameOutput {
-    /// The frame's MPEG-TS packets (a range of the TS segment being written).
-    pub ts: Option<Bytes>,
-    /// A segment starts with this frame (progressive TS viewers may start
-    /// here: the packets begin with PAT/PMT).
-    pub starts_segment: bool,
+    /// The frame's MPEG-TS packets in each TS rendition that carries its
+    /// track (ranges of the TS segments being written).
+    pub ts: Vec<TsPiece>,
     /// A segment was completed: the new view for every core.
     pub view: Option<Arc<SegmentedView>>,
+}
+
+/// A frame's packets in one TS rendition.
+#[derive(Debug, Clone)]
+pub struct TsPiece {
+    /// Rendition index.
+    pub rendition: usize,
+    /// The packets: a range of the rendition's segment in the store.
+    pub bytes: Bytes,
+    /// A TS viewer may start here: the packets begin with PAT/PMT (a
+    /// segment start, or a keyframe of the rendition's video track).
+    pub start: bool,
 }
 
 #[derive(Debug)]
@@ -135,11 +251,26 @@ struct OpenSegment {
     broken: bool,
 }
 
+/// One MPEG-TS rendition: a video track with the first audio track (or,
+/// audio-only, one audio track), with its own muxer, segment cuts (at its
+/// own keyframes: renditions of one source have aligned GOPs, and a
+/// segment of each then starts at the same instant), store and playlist.
 #[derive(Debug)]
-struct TsOutput {
+struct TsRendition {
     muxer: TsMuxer,
     /// Track ids the muxer carries.
     tracks: Vec<u32>,
+    /// The track that cuts its segments (its video track; audio-only: its
+    /// audio track).
+    cut_track: u32,
+    video: Option<u32>,
+    audio: Option<u32>,
+    segmenter: Segmenter,
+    writer: SegmentWriter,
+    open: Option<OpenSegment>,
+    playlist: LivePlaylist,
+    segments: VecDeque<Published>,
+    peak_bps: u64,
 }
 
 #[derive(Debug)]
@@ -191,12 +322,10 @@ pub struct StreamPackager {
     first_seq: u64,
     has_video: bool,
     cut_track: Option<u32>,
-    ts: Option<TsOutput>,
-    ts_writer: SegmentWriter,
+    ts: Vec<TsRendition>,
     ts_scratch: Vec<u8>,
-    ts_playlist: LivePlaylist,
-    ts_segments: VecDeque<Published>,
-    ts_peak_bps: u64,
+    /// A segment of some output was completed: make a new view.
+    dirty: bool,
     cmaf: Vec<CmafTrack>,
     cmaf_writer: SegmentWriter,
     fragment_seq: u32,
@@ -214,7 +343,6 @@ impl StreamPackager {
     /// A packager for stream `name` whose first segment is numbered
     /// `first_seq`.
     pub fn new(name: Arc<str>, settings: SegmentedSettings, first_seq: u64) -> Self {
-        let target = settings.target_us;
         Self {
             settings,
             tracks: Vec::new(),
@@ -222,12 +350,9 @@ impl StreamPackager {
             first_seq,
             has_video: false,
             cut_track: None,
-            ts: None,
-            ts_writer: SegmentWriter::new(settings.arena_bytes, settings.max_arenas),
+            ts: Vec::new(),
             ts_scratch: Vec::with_capacity(256 * 1024),
-            ts_playlist: LivePlaylist::new(settings.window, None, target),
-            ts_segments: VecDeque::new(),
-            ts_peak_bps: 0,
+            dirty: false,
             cmaf: Vec::new(),
             cmaf_writer: SegmentWriter::new(settings.arena_bytes, settings.max_arenas),
             fragment_seq: 0,
@@ -244,7 +369,13 @@ impl StreamPackager {
         match self.tracks.iter_mut().find(|t| t.id == track.id) {
             Some(t) if *t == track => return,
             Some(t) => *t = track,
-            None => self.tracks.push(track),
+            None => {
+                // In track id order (a TS source's PIDs, as its PMT lists
+                // them), whatever order their first frames came in: the
+                // first video and audio tracks are the defaults.
+                let at = self.tracks.partition_point(|t| t.id < track.id);
+                self.tracks.insert(at, track);
+            }
         }
         if self.segmenter.is_some() && !self.published_any() {
             // A track announced shortly after the first (TS sources announce
@@ -253,19 +384,24 @@ impl StreamPackager {
             self.segmenter = None;
             self.open = None;
             self.epoch_ms = None;
-            self.ts_writer.begin();
+            // Nothing was published: the renditions start over too.
+            self.ts.clear();
             for c in &mut self.cmaf {
                 c.frames.clear();
             }
         } else if let Some(s) = self.segmenter.as_mut() {
             self.rebuild = true;
             s.force_discontinuity();
+            for r in &mut self.ts {
+                r.segmenter.force_discontinuity();
+            }
         }
     }
 
     /// Whether any segment was published yet.
     fn published_any(&self) -> bool {
-        !self.ts_playlist.is_empty() || self.cmaf.iter().any(|c| !c.playlist.is_empty())
+        self.ts.iter().any(|r| !r.playlist.is_empty())
+            || self.cmaf.iter().any(|c| !c.playlist.is_empty())
     }
 
     /// The publisher reconnected (or its timestamps were rebased): the next
@@ -273,6 +409,9 @@ impl StreamPackager {
     pub fn discontinuity(&mut self) {
         if let Some(s) = self.segmenter.as_mut() {
             s.force_discontinuity();
+        }
+        for r in &mut self.ts {
+            r.segmenter.force_discontinuity();
         }
     }
 
@@ -300,78 +439,122 @@ impl StreamPackager {
         let dts_us = rescale(frame.dts, timebase, 1_000_000);
         let is_cut = self.cut_track.is_none_or(|c| c == frame.track);
         let epoch = *self.epoch_ms.get_or_insert(wall_ms - dts_us / 1000);
+        // CMAF (and DASH) segments: cut by the main segmenter, at keyframes
+        // of the first video track.
         let placement =
             self.segmenter
                 .as_mut()
                 .expect("made above")
                 .place(dts_us, is_cut, frame.keyframe);
-        match placement {
-            Placement::Drop => return out,
-            Placement::Continue => {
-                if self.open.is_none() {
-                    return out;
-                }
-            }
+        let keep_cmaf = match placement {
+            Placement::Drop => false,
+            Placement::Continue => self.open.is_some(),
             Placement::Cut {
                 ended,
                 starts,
                 discontinuity,
             } => {
                 if let Some(span) = ended {
-                    out.view = self.finish_segment(&span, wall_ms);
+                    self.finish_segment(&span, wall_ms);
                 }
                 if self.rebuild {
                     self.rebuild = false;
                     self.build_outputs();
                 }
-                self.ts_writer.begin();
                 self.open = Some(OpenSegment {
                     seq: starts,
                     discontinuity,
                     pdt_ms: epoch + dts_us / 1000,
                     broken: false,
                 });
-                out.starts_segment = true;
-                self.ts_scratch.clear();
-                if !self.has_video
-                    && let Some(ts) = self.ts.as_mut()
-                {
-                    // Audio-only: PAT/PMT are not written by themselves.
-                    ts.muxer.write_psi(&mut self.ts_scratch);
+                true
+            }
+        };
+        // MPEG-TS: the one copy of the payload per rendition, into its
+        // store.
+        for (index, r) in self.ts.iter_mut().enumerate() {
+            if !r.tracks.contains(&frame.track) {
+                continue;
+            }
+            let is_cut = frame.track == r.cut_track;
+            let mut starts_segment = false;
+            self.ts_scratch.clear();
+            match r.segmenter.place(dts_us, is_cut, frame.keyframe) {
+                Placement::Drop => continue,
+                Placement::Continue => {
+                    if r.open.is_none() {
+                        continue;
+                    }
+                }
+                Placement::Cut {
+                    ended,
+                    starts,
+                    discontinuity,
+                } => {
+                    if let Some(span) = ended {
+                        finish_ts(r, &span, &self.settings, wall_ms, &self.name);
+                        self.dirty = true;
+                    }
+                    r.writer.begin();
+                    r.open = Some(OpenSegment {
+                        seq: starts,
+                        discontinuity,
+                        pdt_ms: epoch + dts_us / 1000,
+                        broken: false,
+                    });
+                    starts_segment = true;
+                    if r.video.is_none() {
+                        // Audio-only: PAT/PMT are not written by themselves.
+                        r.muxer.write_psi(&mut self.ts_scratch);
+                    }
                 }
             }
-        }
-        if !out.starts_segment {
-            self.ts_scratch.clear();
-        }
-        // MPEG-TS: the one copy of the payload, into the store.
-        if let Some(ts) = self.ts.as_mut()
-            && ts.tracks.contains(&frame.track)
-        {
-            if let Err(e) = ts.muxer.write_frame(frame, &mut self.ts_scratch) {
+            if let Err(e) = r.muxer.write_frame(frame, &mut self.ts_scratch) {
                 self.errors += 1;
                 tracing::debug!("stream {}: TS mux: {e}", self.name);
             }
-            if !self.ts_scratch.is_empty() {
-                match self.ts_writer.write(&self.ts_scratch) {
-                    Ok(range) => out.ts = Some(range.to_bytes()),
-                    Err(e) => {
-                        self.errors += 1;
-                        if let Some(o) = self.open.as_mut()
-                            && !o.broken
-                        {
-                            o.broken = true;
-                            tracing::warn!(
-                                "stream {}: TS segment {} dropped: {e}",
-                                self.name,
-                                o.seq
-                            );
-                        }
+            if self.ts_scratch.is_empty() {
+                continue;
+            }
+            match r.writer.write(&self.ts_scratch) {
+                Ok(range) => out.ts.push(TsPiece {
+                    rendition: index,
+                    bytes: range.to_bytes(),
+                    start: starts_segment || (frame.keyframe && r.video == Some(frame.track)),
+                }),
+                Err(e) => {
+                    self.errors += 1;
+                    if let Some(o) = r.open.as_mut()
+                        && !o.broken
+                    {
+                        o.broken = true;
+                        tracing::warn!(
+                            "stream {}: TS segment {} of rendition {index} dropped: {e}",
+                            self.name,
+                            o.seq
+                        );
                     }
                 }
             }
         }
-        if let Some(c) = self.cmaf.iter_mut().find(|c| c.track.id == frame.track) {
+        let main_open = self.open.is_some();
+        let cut_track = self.cut_track;
+        if let Some(c) = self.cmaf.iter_mut().find(|c| c.track.id == frame.track)
+            && if c.track.kind() == MediaKind::Video && Some(c.track.id) != cut_track {
+                // Another video rendition: its fragments start at its own
+                // keyframes, which may come just before the first track's.
+                if frame.keyframe {
+                    if !main_open {
+                        c.frames.clear();
+                    }
+                    true
+                } else {
+                    !c.frames.is_empty()
+                }
+            } else {
+                keep_cmaf
+            }
+        {
             let mut f = frame.clone();
             if let Some(samples) = c.audio_frame_samples {
                 // Audio on a sample clock: the source's millisecond
@@ -395,6 +578,9 @@ impl StreamPackager {
                 }
             }
             c.frames.push(f);
+        }
+        if std::mem::take(&mut self.dirty) {
+            out.view = Some(Arc::new(self.make_view(wall_ms)));
         }
         out
     }
@@ -426,20 +612,73 @@ impl StreamPackager {
             })
             .cloned()
             .collect();
-        self.ts = if ts_tracks.is_empty() {
-            None
+        // One rendition per video track (with the first audio track), or,
+        // audio-only, one per audio track. A rendition keeps its index, and
+        // with it its store, playlist and segment numbering, across
+        // rebuilds.
+        let first_audio = ts_tracks.iter().find(|t| t.kind() == MediaKind::Audio);
+        let sets: Vec<(Option<&Track>, Option<&Track>)> = if self.has_video {
+            ts_tracks
+                .iter()
+                .filter(|t| t.kind() == MediaKind::Video)
+                .map(|v| (Some(v), first_audio))
+                .collect()
         } else {
-            match TsMuxer::new(&ts_tracks) {
-                Ok(muxer) => Some(TsOutput {
-                    muxer,
-                    tracks: ts_tracks.iter().map(|t| t.id).collect(),
-                }),
-                Err(e) => {
-                    tracing::info!("stream {}: no MPEG-TS output: {e}", self.name);
-                    None
-                }
-            }
+            ts_tracks.iter().map(|a| (None, Some(a))).collect()
         };
+        let next_seq = self
+            .segmenter
+            .as_ref()
+            .map_or(self.first_seq, Segmenter::next_seq);
+        let config = SegmenterConfig {
+            target_us: self.settings.target_us,
+            max_gap_us: 2 * self.settings.target_us.max(1_000_000),
+        };
+        let mut old = std::mem::take(&mut self.ts).into_iter();
+        for (video, audio) in sets {
+            let tracks: Vec<Track> = video.into_iter().chain(audio).cloned().collect();
+            let muxer = match TsMuxer::new(&tracks) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::info!(
+                        "stream {}: no MPEG-TS rendition for {tracks:?}: {e}",
+                        self.name
+                    );
+                    continue;
+                }
+            };
+            let video = video.map(|t| t.id);
+            let audio = audio.map(|t| t.id);
+            let cut_track = video.or(audio).expect("a rendition has a track");
+            let ids = tracks.iter().map(|t| t.id).collect();
+            match old.next() {
+                Some(mut r) => {
+                    r.muxer = muxer;
+                    r.tracks = ids;
+                    r.cut_track = cut_track;
+                    r.video = video;
+                    r.audio = audio;
+                    self.ts.push(r);
+                }
+                None => self.ts.push(TsRendition {
+                    muxer,
+                    tracks: ids,
+                    cut_track,
+                    video,
+                    audio,
+                    segmenter: Segmenter::new(config, next_seq, video.is_some()),
+                    writer: SegmentWriter::new(self.settings.arena_bytes, self.settings.max_arenas),
+                    open: None,
+                    playlist: LivePlaylist::new(
+                        self.settings.window,
+                        None,
+                        self.settings.target_us,
+                    ),
+                    segments: VecDeque::new(),
+                    peak_bps: 0,
+                }),
+            }
+        }
         // CMAF: one init segment per track; keep what existing tracks had.
         let mut old = std::mem::take(&mut self.cmaf);
         for source_track in &self.tracks {
@@ -507,34 +746,31 @@ impl StreamPackager {
             .sort_by_key(|c| (c.track.kind() != MediaKind::Video, c.track.id));
     }
 
-    /// Close the open segment as `span` and publish it in every format.
-    fn finish_segment(&mut self, span: &SegmentSpan, wall_ms: i64) -> Option<Arc<SegmentedView>> {
-        let open = self.open.take()?;
+    /// Close the open CMAF segment as `span` and publish it in every
+    /// track (the view is made by the caller).
+    fn finish_segment(&mut self, span: &SegmentSpan, wall_ms: i64) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
         let seq = span.seq;
-        // TS
-        if let Some(bytes) = self.ts_writer.finish()
-            && !open.broken
-            && self.ts.is_some()
-            && !bytes.is_empty()
-        {
-            self.ts_peak_bps = self.ts_peak_bps.max(bps(bytes.len(), span.duration_us));
-            self.ts_playlist.push(HlsSegment {
-                seq,
-                duration_us: span.duration_us,
-                uri: format!("{seq}.ts"),
-                discontinuity: open.discontinuity,
-                program_date_time_ms: Some(open.pdt_ms),
-            });
-            self.ts_segments.push_back(Published {
-                seq,
-                bytes,
-                left_at_ms: None,
-            });
-        }
         // CMAF: one fragment per track.
         let end_us = span.start_us + span.duration_us;
         for c in &mut self.cmaf {
-            let frames = std::mem::take(&mut c.frames);
+            let mut frames = std::mem::take(&mut c.frames);
+            if c.track.kind() == MediaKind::Video && Some(c.track.id) != self.cut_track {
+                // Another video rendition: its frames from its keyframe at
+                // the cut on (renditions have aligned GOPs, but its
+                // keyframe may arrive just before the first track's) start
+                // its next fragment.
+                let end = rescale(end_us, 1_000_000, c.track.timebase) - c.last_interval / 2;
+                if let Some(i) = frames
+                    .iter()
+                    .position(|f| f.keyframe && f.dts >= end)
+                    .filter(|&i| i > 0)
+                {
+                    c.frames = frames.split_off(i);
+                }
+            }
             let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
                 continue;
             };
@@ -611,13 +847,11 @@ impl StreamPackager {
         }
         // Slide: what left the playlists stays for the grace, then goes.
         let grace = self.settings.grace_ms;
-        let ts_first = self.ts_playlist.media_sequence();
-        age_out(&mut self.ts_segments, ts_first, wall_ms, grace);
         for c in &mut self.cmaf {
             let first = c.playlist.media_sequence();
             age_out(&mut c.segments, first, wall_ms, grace);
         }
-        Some(Arc::new(self.make_view(wall_ms)))
+        self.dirty = true;
     }
 
     fn make_view(&self, wall_ms: i64) -> SegmentedView {
@@ -626,40 +860,85 @@ impl StreamPackager {
             playlist_max_age: (target_s / 2) as u32,
             ..Default::default()
         };
-        let video = self.tracks.iter().find(|t| t.kind() == MediaKind::Video);
-        let resolution = video.and_then(|v| Some((v.info.width?, v.info.height?)));
-        let frame_rate = video
-            .and_then(|v| v.info.frame_rate)
-            .filter(|&(_, d)| d > 0)
-            .map(|(n, d)| f64::from(n) / f64::from(d));
-        if let Some(ts) = &self.ts
-            && !self.ts_playlist.is_empty()
-        {
-            let codecs: Vec<String> = self
-                .tracks
+        let resolution_of = |t: &Track| Some((t.info.width?, t.info.height?));
+        let frame_rate_of = |t: &Track| {
+            t.info
+                .frame_rate
+                .filter(|&(_, d)| d > 0)
+                .map(|(n, d)| f64::from(n) / f64::from(d))
+        };
+        let track = |id: u32| self.tracks.iter().find(|t| t.id == id);
+        let cmaf_bps = |id: u32| {
+            self.cmaf
                 .iter()
-                .filter(|t| ts.tracks.contains(&t.id))
-                .filter_map(hls::codecs_string)
-                .collect();
-            let has_video = ts.tracks.iter().any(|id| Some(*id) == self.cut_track);
-            view.hls_master = Some(Bytes::from(hls::master_playlist(
-                &[Variant {
-                    uri: "media.m3u8".into(),
-                    bandwidth: self.ts_peak_bps.max(1),
-                    average_bandwidth: None,
-                    codecs,
-                    resolution: if has_video { resolution } else { None },
-                    frame_rate: if has_video { frame_rate } else { None },
-                    audio_group: None,
-                }],
-                &[],
-            )));
-            view.hls_media = Some(Bytes::from(self.ts_playlist.render(false)));
-            view.ts_segments = self
-                .ts_segments
+                .find(|c| c.track.id == id)
+                .map_or(0, |c| c.peak_bps)
+        };
+        // What `?video=` / `?audio=` choose from.
+        for t in &self.tracks {
+            let rendition = self
+                .ts
                 .iter()
-                .map(|p| (p.seq, p.bytes.clone()))
-                .collect();
+                .find(|r| r.video == Some(t.id) || r.video.is_none() && r.audio == Some(t.id));
+            let choice = TrackChoice {
+                id: t.id,
+                codec: t.codec,
+                bps: rendition.map_or_else(|| cmaf_bps(t.id), |r| r.peak_bps),
+            };
+            match t.kind() {
+                MediaKind::Video if rendition.is_some() => view.video_tracks.push(choice),
+                MediaKind::Audio => view.audio_tracks.push(TrackChoice {
+                    bps: if self.has_video {
+                        cmaf_bps(t.id)
+                    } else {
+                        choice.bps
+                    },
+                    ..choice
+                }),
+                MediaKind::Video => {}
+            }
+        }
+        // HLS (TS): one variant per rendition with a segment, by bandwidth,
+        // highest first.
+        let mut variants = Vec::new();
+        for (i, r) in self.ts.iter().enumerate() {
+            let listed = !r.playlist.is_empty();
+            view.ts_renditions.push(TsRenditionView {
+                media: listed.then(|| Bytes::from(r.playlist.render(false))),
+                segments: r
+                    .segments
+                    .iter()
+                    .map(|p| (p.seq, p.bytes.clone()))
+                    .collect(),
+                video: r.video,
+                audio: r.audio,
+            });
+            if !listed {
+                continue;
+            }
+            let v = r.video.and_then(track);
+            variants.push(Variant {
+                uri: if i == 0 {
+                    "media.m3u8".into()
+                } else {
+                    format!("{i}/media.m3u8")
+                },
+                bandwidth: r.peak_bps.max(1),
+                average_bandwidth: None,
+                codecs: r
+                    .tracks
+                    .iter()
+                    .filter_map(|&id| track(id))
+                    .filter_map(hls::codecs_string)
+                    .collect(),
+                resolution: v.and_then(resolution_of),
+                frame_rate: v.and_then(frame_rate_of),
+                audio_group: None,
+            });
+        }
+        if !variants.is_empty() {
+            variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+            view.hls_master = Some(Bytes::from(hls::master_playlist(&variants, &[])));
         }
         let listed: Vec<&CmafTrack> = self
             .cmaf
@@ -667,55 +946,77 @@ impl StreamPackager {
             .filter(|c| !c.playlist.is_empty())
             .collect();
         if !listed.is_empty() {
-            let v = listed.iter().find(|c| c.track.kind() == MediaKind::Video);
-            let a = listed.iter().find(|c| c.track.kind() == MediaKind::Audio);
+            // HLS (fMP4): one variant per video track, every audio track a
+            // rendition of one audio group (the first is the default); an
+            // audio-only stream has one variant per audio track.
+            let videos: Vec<&&CmafTrack> = listed
+                .iter()
+                .filter(|c| c.track.kind() == MediaKind::Video)
+                .collect();
+            let audios: Vec<&&CmafTrack> = listed
+                .iter()
+                .filter(|c| c.track.kind() == MediaKind::Audio)
+                .collect();
             let mut audio = Vec::new();
-            let mut codecs = Vec::new();
-            if let Some(v) = v
-                && let Some(cs) = hls::codecs_string(&v.track)
-            {
-                codecs.push(cs);
-            }
-            if let Some(a) = a
-                && let Some(cs) = hls::codecs_string(&a.track)
-            {
-                codecs.push(cs);
-            }
-            let variant = match (v, a) {
-                (Some(v), a) => {
-                    if let Some(a) = a {
-                        audio.push(AudioRendition {
-                            group_id: "audio".into(),
-                            name: "audio".into(),
-                            language: None,
-                            default: true,
-                            autoselect: true,
-                            channels: a.track.info.channels.map(u32::from),
-                            uri: Some(format!("{}/index.m3u8", a.name)),
-                        });
-                    }
-                    Variant {
-                        uri: format!("{}/index.m3u8", v.name),
-                        bandwidth: (v.peak_bps + a.map_or(0, |a| a.peak_bps)).max(1),
-                        average_bandwidth: None,
-                        codecs,
-                        resolution,
-                        frame_rate,
-                        audio_group: a.map(|_| "audio".to_string()),
-                    }
+            let mut audio_codecs: Vec<String> = Vec::new();
+            let mut names: Vec<String> = Vec::new();
+            for (i, a) in audios.iter().enumerate() {
+                if let Some(cs) = hls::codecs_string(&a.track)
+                    && !audio_codecs.contains(&cs)
+                {
+                    audio_codecs.push(cs);
                 }
-                (None, Some(a)) => Variant {
-                    uri: format!("{}/index.m3u8", a.name),
-                    bandwidth: a.peak_bps.max(1),
-                    average_bandwidth: None,
-                    codecs,
-                    resolution: None,
-                    frame_rate: None,
-                    audio_group: None,
-                },
-                (None, None) => unreachable!("listed is not empty"),
+                let base = a.track.codec.name().to_string();
+                let name = if names.contains(&base) {
+                    format!("{base}-{}", a.track.id)
+                } else {
+                    base
+                };
+                names.push(name.clone());
+                audio.push(AudioRendition {
+                    group_id: "audio".into(),
+                    name,
+                    language: None,
+                    default: i == 0,
+                    autoselect: true,
+                    channels: a.track.info.channels.map(u32::from),
+                    uri: Some(format!("{}/index.m3u8", a.name)),
+                });
+            }
+            let audio_peak = audios.iter().map(|a| a.peak_bps).max().unwrap_or(0);
+            let mut variants: Vec<Variant> = if videos.is_empty() {
+                audio.clear();
+                audios
+                    .iter()
+                    .map(|a| Variant {
+                        uri: format!("{}/index.m3u8", a.name),
+                        bandwidth: a.peak_bps.max(1),
+                        average_bandwidth: None,
+                        codecs: hls::codecs_string(&a.track).into_iter().collect(),
+                        resolution: None,
+                        frame_rate: None,
+                        audio_group: None,
+                    })
+                    .collect()
+            } else {
+                videos
+                    .iter()
+                    .map(|v| Variant {
+                        uri: format!("{}/index.m3u8", v.name),
+                        bandwidth: (v.peak_bps + audio_peak).max(1),
+                        average_bandwidth: None,
+                        codecs: hls::codecs_string(&v.track)
+                            .into_iter()
+                            .chain(audio_codecs.iter().cloned())
+                            .collect(),
+                        resolution: resolution_of(&v.track),
+                        frame_rate: frame_rate_of(&v.track),
+                        audio_group: (!audios.is_empty()).then(|| "audio".to_string()),
+                    })
+                    .collect()
             };
-            view.cmaf_master = Some(Bytes::from(hls::master_playlist(&[variant], &audio)));
+            variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+            view.cmaf_master = Some(Bytes::from(hls::master_playlist(&variants, &audio)));
             let mut reps = Vec::new();
             let mut max_seg_ms = 0;
             for c in &listed {
@@ -732,7 +1033,7 @@ impl StreamPackager {
                     bandwidth: c.peak_bps.max(1),
                     width: if video { info.width } else { None },
                     height: if video { info.height } else { None },
-                    frame_rate: if video { frame_rate } else { None },
+                    frame_rate: if video { frame_rate_of(&c.track) } else { None },
                     sample_rate: if video { None } else { info.sample_rate },
                     channels: if video {
                         None
@@ -743,6 +1044,9 @@ impl StreamPackager {
                     start_number: c.timeline.front().map_or(0, |e| e.0),
                     timeline: c.timeline.iter().map(|&(_, t, d)| (t, d)).collect(),
                     lang: None,
+                    // Video renditions in one AdaptationSet (players switch
+                    // between them); each audio track in its own.
+                    adaptation_set: video.then(|| "video".to_string()),
                 });
             }
             let target_ms = self.settings.target_us / 1000;
@@ -778,6 +1082,41 @@ impl StreamPackager {
     }
 }
 
+/// Close rendition `r`'s open segment as `span`: into its playlist, and
+/// age out what left it.
+fn finish_ts(
+    r: &mut TsRendition,
+    span: &SegmentSpan,
+    settings: &SegmentedSettings,
+    wall_ms: i64,
+    name: &str,
+) {
+    let Some(open) = r.open.take() else {
+        return;
+    };
+    let seq = span.seq;
+    match r.writer.finish() {
+        Some(bytes) if !open.broken && !bytes.is_empty() => {
+            r.peak_bps = r.peak_bps.max(bps(bytes.len(), span.duration_us));
+            r.playlist.push(HlsSegment {
+                seq,
+                duration_us: span.duration_us,
+                uri: format!("{seq}.ts"),
+                discontinuity: open.discontinuity,
+                program_date_time_ms: Some(open.pdt_ms),
+            });
+            r.segments.push_back(Published {
+                seq,
+                bytes,
+                left_at_ms: None,
+            });
+        }
+        _ => tracing::debug!("stream {name}: TS segment {seq} not published"),
+    }
+    let first = r.playlist.media_sequence();
+    age_out(&mut r.segments, first, wall_ms, settings.grace_ms);
+}
+
 fn bps(bytes: usize, duration_us: i64) -> u64 {
     if duration_us <= 0 {
         return 0;
@@ -798,5 +1137,70 @@ fn age_out(list: &mut VecDeque<Published>, first_listed: u64, now_ms: i64, grace
         .is_some_and(|p| p.left_at_ms.is_some_and(|t| now_ms - t >= grace_ms))
     {
         list.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spate_packager::media::Codec;
+
+    use super::*;
+
+    fn view() -> SegmentedView {
+        let choice = |id, codec, bps| TrackChoice { id, codec, bps };
+        let rendition = |video, audio| TsRenditionView {
+            video,
+            audio,
+            ..Default::default()
+        };
+        SegmentedView {
+            ts_renditions: vec![
+                rendition(Some(256), Some(258)),
+                rendition(Some(257), Some(258)),
+            ],
+            video_tracks: vec![
+                choice(256, Codec::H264, 900_000),
+                choice(257, Codec::H264, 400_000),
+            ],
+            audio_tracks: vec![
+                choice(258, Codec::Aac, 130_000),
+                choice(259, Codec::Mp3, 128_000),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ts_renditions_are_selected_by_index_codec_and_bit_rate() {
+        let v = view();
+        let sel = |q: &str| v.select_ts_rendition(Some(q));
+        assert_eq!(v.select_ts_rendition(None), Ok(0));
+        assert_eq!(sel("foo=bar"), Ok(0));
+        assert_eq!(sel("video=1"), Ok(1));
+        assert_eq!(sel("video=0"), Ok(0));
+        assert_eq!(sel("video=h264"), Ok(0));
+        assert_eq!(sel("video=AVC"), Ok(0));
+        assert_eq!(sel("video=minbps"), Ok(1));
+        assert_eq!(sel("video=maxbps"), Ok(0));
+        assert_eq!(sel("x=1&video=1&audio=0"), Ok(1));
+        assert_eq!(sel("audio=aac"), Ok(0));
+        assert_eq!(sel("audio=maxbps"), Ok(0));
+        // Not carried in TS with video, or not there at all.
+        assert!(sel("audio=mp3").unwrap_err().contains("rendition"));
+        assert!(sel("audio=1&video=1").is_err());
+        let e = sel("video=2").unwrap_err();
+        assert!(e.contains("2 video tracks: 0=h264, 1=h264"), "{e}");
+        assert!(sel("video=hevc").is_err());
+        assert!(sel("video=").is_err());
+    }
+
+    #[test]
+    fn bit_rate_ties_go_to_the_lower_index() {
+        let mut v = view();
+        for t in &mut v.video_tracks {
+            t.bps = 0;
+        }
+        assert_eq!(v.select_ts_rendition(Some("video=maxbps")), Ok(0));
+        assert_eq!(v.select_ts_rendition(Some("video=minbps")), Ok(0));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Text only, pure (no clock: every time is a value in the [`LiveMpd`]).
 //! [`write_mpd`] writes one Period (`id="0"`, `start="PT0S"`) with one
-//! AdaptationSet per [`DashRepresentation`] (a track: video or audio), each
+//! AdaptationSet per [`DashRepresentation`] (a track: video or audio) — or
+//! one per [`adaptation_set`](DashRepresentation::adaptation_set) key, for
+//! renditions a player switches between —, each
 //! with a `SegmentTemplate` using `$Number$` and a `SegmentTimeline`:
 //!
 //! ```xml

@@ -13,7 +13,9 @@ pub const UTC_TIMING_HTTP_ISO: &str = "urn:mpeg:dash:utc:http-iso:2014";
 /// `AudioChannelConfiguration` scheme: the value is the channel count.
 const AUDIO_CHANNEL_CONFIGURATION: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
 
-/// One track as a DASH Representation (in its own AdaptationSet).
+/// One track as a DASH Representation: in its own AdaptationSet, or in one
+/// shared with the other representations of the same
+/// [`adaptation_set`](Self::adaptation_set) key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DashRepresentation {
     /// `@id`, also what `$RepresentationID$` stands for in the templates.
@@ -48,6 +50,12 @@ pub struct DashRepresentation {
     pub timeline: Vec<(i64, i64)>,
     /// The AdaptationSet's `@lang` (RFC 5646).
     pub lang: Option<String>,
+    /// Representations with the same key share one AdaptationSet (the
+    /// renditions a player switches between, e.g. the video bitrates); it
+    /// takes `contentType`, `mimeType` and `lang` from the first of them and
+    /// sits where that one is in the list. `None`: an AdaptationSet of its
+    /// own.
+    pub adaptation_set: Option<String>,
 }
 
 /// Everything a live MPD says.
@@ -74,7 +82,8 @@ pub struct LiveMpd {
     pub initialization: String,
     /// `SegmentTemplate@media`, e.g. `$RepresentationID$/$Number$.m4s`.
     pub media: String,
-    /// One AdaptationSet each, in this order.
+    /// In this order: one AdaptationSet each, or per
+    /// [`adaptation_set`](DashRepresentation::adaptation_set) key.
     pub representations: Vec<DashRepresentation>,
     /// The live stream ended: no `minimumUpdatePeriod`, and a
     /// `mediaPresentationDuration` up to the end of the last segment;
@@ -121,8 +130,26 @@ fn write(out: &mut String, mpd: &LiveMpd) -> fmt::Result {
         Duration(mpd.max_segment_duration_ms)
     )?;
     out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    for (index, rep) in mpd.representations.iter().enumerate() {
-        write_adaptation_set(out, mpd, index, rep)?;
+    let reps = &mpd.representations;
+    let mut set_id = 0;
+    for (index, rep) in reps.iter().enumerate() {
+        let members: Vec<&DashRepresentation> = match &rep.adaptation_set {
+            None => vec![rep],
+            Some(key) => {
+                if reps[..index]
+                    .iter()
+                    .any(|r| r.adaptation_set.as_ref() == Some(key))
+                {
+                    continue;
+                }
+                reps[index..]
+                    .iter()
+                    .filter(|r| r.adaptation_set.as_ref() == Some(key))
+                    .collect()
+            }
+        };
+        write_adaptation_set(out, mpd, set_id, &members)?;
+        set_id += 1;
     }
     out.push_str("  </Period>\n");
     if !mpd.utc_timing_url.is_empty() {
@@ -140,8 +167,9 @@ fn write_adaptation_set(
     out: &mut String,
     mpd: &LiveMpd,
     index: usize,
-    rep: &DashRepresentation,
+    members: &[&DashRepresentation],
 ) -> fmt::Result {
+    let rep = members[0];
     let content_type = match rep.content_type {
         MediaKind::Video => "video",
         MediaKind::Audio => "audio",
@@ -155,6 +183,14 @@ fn write_adaptation_set(
         write!(out, " lang=\"{}\"", Escaped(lang))?;
     }
     out.push_str(" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+    for rep in members {
+        write_representation(out, mpd, rep)?;
+    }
+    out.push_str("    </AdaptationSet>\n");
+    Ok(())
+}
+
+fn write_representation(out: &mut String, mpd: &LiveMpd, rep: &DashRepresentation) -> fmt::Result {
     write!(
         out,
         "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
@@ -208,7 +244,7 @@ fn write_adaptation_set(
         }
         out.push_str("          </SegmentTimeline>\n");
     }
-    out.push_str("        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n");
+    out.push_str("        </SegmentTemplate>\n      </Representation>\n");
     Ok(())
 }
 

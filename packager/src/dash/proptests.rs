@@ -177,6 +177,7 @@ fn representation() -> impl Strategy<Value = DashRepresentation> {
                     start_number,
                     timeline,
                     lang,
+                    adaptation_set: None,
                 }
             },
         )

@@ -25,6 +25,7 @@ fn video() -> DashRepresentation {
             (1_440_000, 90_000),
         ],
         lang: None,
+        adaptation_set: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn audio() -> DashRepresentation {
         start_number: 5,
         timeline: vec![(480_000, 96_000), (576_000, 96_000), (700_000, 96_000)],
         lang: Some("en".into()),
+        adaptation_set: None,
     }
 }
 
@@ -187,4 +189,45 @@ fn frame_rates_are_integers_or_fractions() {
     assert_eq!(rate(12.5).as_deref(), Some("25/2"));
     assert_eq!(rate(f64::NAN), None);
     assert_eq!(rate(-1.0), None);
+}
+
+#[test]
+fn representations_with_one_key_share_an_adaptation_set() {
+    let mut m = mpd();
+    let low = DashRepresentation {
+        id: "v1".into(),
+        bandwidth: 500_000,
+        width: Some(640),
+        height: Some(360),
+        adaptation_set: Some("video".into()),
+        ..video()
+    };
+    m.representations = vec![
+        DashRepresentation {
+            adaptation_set: Some("video".into()),
+            ..video()
+        },
+        audio(),
+        low,
+        DashRepresentation {
+            id: "a1".into(),
+            ..audio()
+        },
+    ];
+    let text = write_mpd(&m);
+    assert_eq!(text.matches("<AdaptationSet ").count(), 3, "{text}");
+    assert_eq!(text.matches("</AdaptationSet>").count(), 3);
+    assert_eq!(text.matches("<Representation ").count(), 4);
+    // The video set comes first, with both video representations, then
+    // each audio set; ids count sets.
+    let video_set = text
+        .split("<AdaptationSet id=\"0\" contentType=\"video\"")
+        .nth(1)
+        .and_then(|t| t.split("</AdaptationSet>").next())
+        .expect("video set");
+    assert!(video_set.contains(r#"<Representation id="v0" "#));
+    assert!(video_set.contains(r#"<Representation id="v1" "#));
+    assert!(text.contains(r#"<AdaptationSet id="1" contentType="audio""#));
+    assert!(text.contains(r#"<AdaptationSet id="2" contentType="audio""#));
+    assert!(text.find(r#"id="a0""#) < text.find(r#"id="a1""#));
 }

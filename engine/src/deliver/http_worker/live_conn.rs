@@ -150,6 +150,8 @@ pub(super) struct LiveViewer {
     /// TS: the first item sent started with PAT/PMT (items before the first
     /// such item are skipped).
     ts_synced: bool,
+    /// TS: the rendition it gets (`?video=` / `?audio=`; 0 = default).
+    ts_rendition: usize,
 }
 
 /// The live part of a connection.
@@ -303,6 +305,30 @@ impl Worker {
         let Some(&id) = self.live.by_name.get(name) else {
             return;
         };
+        let mut ts_rendition = 0;
+        if format == ViewerFormat::Ts
+            && req.query.as_deref().is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv.starts_with("video=") || kv.starts_with("audio="))
+            })
+        {
+            let chosen = match self
+                .live
+                .streams
+                .get(&id)
+                .and_then(|s| s.segmented.as_ref())
+            {
+                Some(view) => view.select_ts_rendition(req.query.as_deref()),
+                None => Err("the stream's tracks are not known yet (no segment so far)".into()),
+            };
+            match chosen {
+                Ok(r) => ts_rendition = r,
+                Err(why) => {
+                    self.respond_not_found(slot, generation, req, &format!("{name}.ts: {why}\n"));
+                    return;
+                }
+            }
+        }
         let head = if req.method == spate_protocols::http::Method::Head {
             None
         } else {
@@ -331,6 +357,7 @@ impl Worker {
                 cursor: None,
                 format,
                 ts_synced: false,
+                ts_rendition,
             });
             if let Some(s) = self.live.streams.get_mut(&id) {
                 s.viewers.push((slot, generation));
@@ -339,6 +366,33 @@ impl Worker {
         c.live = Some(live);
         self.cap_send_buffer(slot, generation);
         self.live_pump(slot, generation);
+    }
+
+    /// 404 with a message saying why.
+    fn respond_not_found(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        req: &spate_protocols::http::Request,
+        message: &str,
+    ) {
+        let keep_alive = req.keep_alive && self.shutdown_at.is_none();
+        let mut head = spate_protocols::http::response::simple(
+            404,
+            message,
+            &[],
+            std::time::SystemTime::now(),
+            keep_alive,
+        );
+        if req.method == spate_protocols::http::Method::Head {
+            let cut = head
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(head.len(), |p| p + 4);
+            head.truncate(cut);
+        }
+        let log = self.log_line(req);
+        self.start_transfer(slot, generation, head, None, 0..0, 404, !keep_alive, log);
     }
 
     /// Act on an RTMP session's outputs.
@@ -504,6 +558,7 @@ impl Worker {
             cursor: None,
             format: ViewerFormat::Rtmp(stream_id, chunk),
             ts_synced: false,
+            ts_rendition: 0,
         });
         if let Some(st) = self.live.streams.get_mut(&id) {
             st.viewers.push((slot, generation));
@@ -579,14 +634,16 @@ impl Worker {
                                 break;
                             };
                             match v.format {
+                                // Frames of tracks FLV does not carry are
+                                // for TS viewers only.
+                                ViewerFormat::Flv | ViewerFormat::Rtmp(..) if !item.value.flv => {}
                                 ViewerFormat::Flv => l.out.push_flv(&item.value),
                                 ViewerFormat::Ts => {
-                                    let p = &item.value;
-                                    v.ts_synced |= p.ts_start;
-                                    if v.ts_synced
-                                        && let Some(b) = &p.ts
-                                    {
-                                        l.out.push_bytes(b.clone());
+                                    if let Some((b, start)) = item.value.ts_of(v.ts_rendition) {
+                                        v.ts_synced |= start;
+                                        if v.ts_synced {
+                                            l.out.push_bytes(b.clone());
+                                        }
                                     }
                                 }
                                 ViewerFormat::Rtmp(PLAY_STREAM_ID, cs) if cs == chunk_cfg => {
@@ -611,6 +668,10 @@ impl Worker {
                         }
                         Next::Skipped(_) => {
                             self.counters.viewer_skips += 1;
+                            // A TS viewer restarts at its rendition's next
+                            // PAT/PMT (the skip lands on a keyframe of the
+                            // first video track).
+                            v.ts_synced = false;
                         }
                         Next::Wait => break,
                         Next::Lost => {

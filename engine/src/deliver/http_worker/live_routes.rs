@@ -5,7 +5,8 @@
 //! | `/<stream>.flv` | HTTP-FLV, progressive |
 //! | `/<stream>.ts` | MPEG-TS, progressive (the same packets as the HLS segments) |
 //! | `/hls/<stream>/index.m3u8` | HLS multivariant playlist (TS) |
-//! | `/hls/<stream>/media.m3u8`, `/hls/<stream>/<n>.ts` | media playlist, segments |
+//! | `/hls/<stream>/media.m3u8`, `/hls/<stream>/<n>.ts` | media playlist, segments (rendition 0) |
+//! | `/hls/<stream>/<r>/media.m3u8`, `/hls/<stream>/<r>/<n>.ts` | the same, rendition `r` ≥ 1 |
 //! | `/cmaf/<stream>/index.m3u8` | HLS multivariant playlist (fMP4/CMAF) |
 //! | `/cmaf/<stream>/index.mpd` | DASH MPD (the same CMAF segments) |
 //! | `/cmaf/<stream>/<track>/index.m3u8`, `init.mp4`, `<n>.m4s` | per track |
@@ -28,8 +29,10 @@ use crate::live::{SegmentedView, TIME_URL};
 /// What a segmented URL names.
 enum Target<'a> {
     HlsMaster,
-    HlsMedia,
-    TsSegment(u64),
+    /// A TS rendition's media playlist.
+    HlsMedia(usize),
+    /// A TS rendition's segment.
+    TsSegment(usize, u64),
     CmafMaster,
     Mpd,
     TrackPlaylist(&'a str),
@@ -55,8 +58,21 @@ fn parse(path: &str) -> Option<(&str, Target<'_>)> {
     let target = if !cmaf {
         match rest {
             "index.m3u8" => Target::HlsMaster,
-            "media.m3u8" => Target::HlsMedia,
-            r => Target::TsSegment(number(r, ".ts")?),
+            "media.m3u8" => Target::HlsMedia(0),
+            r => match r.split_once('/') {
+                // Rendition r ≥ 1: `<r>/media.m3u8`, `<r>/<n>.ts`.
+                Some((i, file)) => {
+                    let i = (!i.is_empty() && i.len() < 4 && i.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| i.parse::<usize>().ok())
+                        .flatten()
+                        .filter(|&i| i > 0)?;
+                    match file {
+                        "media.m3u8" => Target::HlsMedia(i),
+                        f => Target::TsSegment(i, number(f, ".ts")?),
+                    }
+                }
+                None => Target::TsSegment(0, number(r, ".ts")?),
+            },
         }
     } else {
         match rest {
@@ -156,7 +172,7 @@ impl Worker {
         const M3U8: &str = "application/vnd.apple.mpegurl";
         let found = match target {
             Target::HlsMaster => view.hls_master.clone().map(|b| (BodySrc::Bytes(b), M3U8)),
-            Target::HlsMedia => view.hls_media.clone().map(|b| (BodySrc::Bytes(b), M3U8)),
+            Target::HlsMedia(r) => view.hls_media(r).map(|b| (BodySrc::Bytes(b.clone()), M3U8)),
             Target::CmafMaster => view.cmaf_master.clone().map(|b| (BodySrc::Bytes(b), M3U8)),
             Target::Mpd => view
                 .mpd
@@ -168,8 +184,8 @@ impl Worker {
             Target::TrackInit(t) => view
                 .cmaf_track(t)
                 .map(|t| (BodySrc::Bytes(t.init.clone()), "video/mp4")),
-            Target::TsSegment(n) => view
-                .ts_segment(n)
+            Target::TsSegment(r, n) => view
+                .ts_segment(r, n)
                 .map(|s| (BodySrc::Segment(s.clone()), "video/mp2t")),
             Target::TrackSegment(t, n) => view
                 .cmaf_track(t)
@@ -294,8 +310,18 @@ mod tests {
         ));
         assert!(matches!(
             parse("/hls/s/1796000123.ts"),
-            Some(("s", Target::TsSegment(1_796_000_123)))
+            Some(("s", Target::TsSegment(0, 1_796_000_123)))
         ));
+        assert!(matches!(
+            parse("/hls/s/2/1796000123.ts"),
+            Some(("s", Target::TsSegment(2, 1_796_000_123)))
+        ));
+        assert!(matches!(
+            parse("/hls/s/1/media.m3u8"),
+            Some(("s", Target::HlsMedia(1)))
+        ));
+        assert!(parse("/hls/s/0/media.m3u8").is_none());
+        assert!(parse("/hls/s/x/media.m3u8").is_none());
         assert!(matches!(
             parse("/cmaf/s/v0/12.m4s"),
             Some(("s", Target::TrackSegment("v0", 12)))

@@ -1,7 +1,14 @@
 //! Publishing a live stream on this core, whoever brings the media: an
 //! RTMP connection (FLV tag bodies) or a stream source such as MPEG-TS over
-//! UDP (demuxed frames, turned into FLV tag bodies here so that every output
-//! — FLV, RTMP, TS, HLS, DASH — is fed one way).
+//! UDP (demuxed frames).
+//!
+//! RTMP tags are parsed into frames for the segmented packager here. A
+//! frame source's frames go the other way: every track goes to the
+//! [`StreamPackager`] directly (all video renditions, all audio tracks: TS
+//! renditions, CMAF, DASH), on the stream's rebased timeline, and the first
+//! video and first audio track are also written as FLV tag bodies for FLV
+//! and RTMP viewers (FLV carries one of each). Frames of the other tracks
+//! become items only TS viewers of their rendition get.
 //!
 //! A [`Publisher`] is the stream's packaging state: the FLV parser that
 //! finds tracks and keyframes, the timestamp [`Rebaser`], the item
@@ -17,8 +24,8 @@ use spate_packager::media::{Frame, MediaKind, Track};
 
 use super::Worker;
 use crate::live::{
-    LiveItem, LiveMsg, Packaged, PublishRefusal, Rebaser, StreamHead, StreamId, StreamPackager,
-    StreamSettings, TagKind,
+    LiveItem, LiveMsg, Packaged, PublishRefusal, Rebaser, SegmentedView, StreamHead, StreamId,
+    StreamPackager, StreamSettings, TagKind, TsPiece,
 };
 
 /// A stream being published from this core.
@@ -41,10 +48,27 @@ pub(super) struct Publisher {
 /// track (FLV carries one of each).
 #[derive(Debug)]
 struct FrameMux {
+    /// Every track of the source (their timebases).
+    all: Vec<Track>,
+    /// The tracks FLV carries.
     tracks: Vec<Track>,
     muxer: Option<FlvMuxer>,
     /// Tracks whose sequence header went out since the muxer was made.
     announced: Vec<u32>,
+}
+
+/// A frame source's frame as the packager already made it: what its FLV
+/// tag carries along.
+#[derive(Debug, Default)]
+struct Packed {
+    ts: Vec<TsPiece>,
+    views: Vec<Arc<SegmentedView>>,
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The number of a new stream's first segment: the time in unix seconds, so
@@ -154,15 +178,29 @@ impl Worker {
         self.graced.push((name, id, until));
     }
 
-    /// One tag of the stream (an RTMP message body, or an FLV tag body made
-    /// from a frame): package it once for every output and send it to every
-    /// core.
+    /// One tag of the stream (an RTMP message body): package it once for
+    /// every output and send it to every core.
     pub(super) fn publish_tag(
         &mut self,
         p: &mut Publisher,
         kind: TagKind,
         ts_ms: u32,
         body: Bytes,
+    ) {
+        self.publish_flv_tag(p, kind, ts_ms, body, None);
+    }
+
+    /// A tag: from RTMP (`packed: None`: parsed into frames for the
+    /// packager, timestamp rebased here), or an FLV tag body made from a
+    /// frame source's frame (`Some`: already packaged, `ts_ms` already on
+    /// the stream's timeline).
+    fn publish_flv_tag(
+        &mut self,
+        p: &mut Publisher,
+        kind: TagKind,
+        ts_ms: u32,
+        body: Bytes,
+        packed: Option<Packed>,
     ) {
         let chunk = self.rtmp_chunk_size;
         let tag_type = match kind {
@@ -190,7 +228,9 @@ impl Worker {
                         p.head.has_audio = true;
                     }
                     head_changed = true;
-                    p.packager.on_track(track);
+                    if packed.is_none() {
+                        p.packager.on_track(track);
+                    }
                 }
                 FlvEvent::Frame(f) => {
                     keyframe = if kind == TagKind::Video {
@@ -215,32 +255,34 @@ impl Worker {
             });
             return;
         }
-        let before = p.rebaser.rebases;
-        let ts = p.rebaser.map(i64::from(ts_ms));
-        let rebased = p.rebaser.rebases - before;
-        if rebased > 0 {
-            tracing::info!(
-                "stream {}: publisher timestamp jumped to {ts_ms} ms; output continues at {ts} ms",
-                p.name
-            );
-            p.packager.discontinuity();
-        }
-        // Segmented outputs: the frame on the stream's timeline.
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut ts_bytes = None;
-        let mut ts_start = false;
-        let mut views = Vec::new();
-        for mut f in frames {
-            let cts = f.pts - f.dts;
-            f.dts = ts;
-            f.pts = ts + cts;
-            let o = p.packager.on_frame(&f, wall_ms);
-            ts_bytes = o.ts.or(ts_bytes);
-            ts_start |= o.starts_segment;
-            views.extend(o.view);
-        }
+        let (ts, rebased, pieces, views) = match packed {
+            Some(packed) => (i64::from(ts_ms), 0, packed.ts, packed.views),
+            None => {
+                let before = p.rebaser.rebases;
+                let ts = p.rebaser.map(i64::from(ts_ms));
+                let rebased = p.rebaser.rebases - before;
+                if rebased > 0 {
+                    tracing::info!(
+                        "stream {}: publisher timestamp jumped to {ts_ms} ms; output continues at {ts} ms",
+                        p.name
+                    );
+                    p.packager.discontinuity();
+                }
+                // Segmented outputs: the frame on the stream's timeline.
+                let wall_ms = wall_clock_ms();
+                let mut pieces = Vec::new();
+                let mut views = Vec::new();
+                for mut f in frames {
+                    let cts = f.pts - f.dts;
+                    f.dts = ts;
+                    f.pts = ts + cts;
+                    let o = p.packager.on_frame(&f, wall_ms);
+                    pieces.extend(o.ts);
+                    views.extend(o.view);
+                }
+                (ts, rebased, pieces, views)
+            }
+        };
         let seq = p.next_seq;
         p.next_seq += 1;
         let id = p.id;
@@ -248,9 +290,7 @@ impl Worker {
         let mut packaged = Packaged::new(kind, ts as u32, body, chunk);
         // The TS muxer writes PAT/PMT before every video keyframe and at
         // every segment start: a TS viewer may start at either.
-        packaged.ts_start =
-            ts_bytes.is_some() && (ts_start || (keyframe && kind == TagKind::Video));
-        packaged.ts = ts_bytes;
+        packaged.set_ts(pieces);
         let item = Arc::new(packaged);
         self.counters.rebases += rebased;
         if let Some(head) = head {
@@ -278,24 +318,28 @@ impl Worker {
     }
 
     /// A track of a frame source (a TS PMT entry with its configuration)
-    /// appeared or changed. The first video and the first audio track are
-    /// published (FLV carries one of each); others are left out with a log
-    /// line.
+    /// appeared or changed. Every track goes to the segmented packager;
+    /// the first video and the first audio track also to FLV (which carries
+    /// one of each).
     pub(super) fn publish_source_track(&mut self, p: &mut Publisher, track: Track) {
         let fm = p.frame_mux.get_or_insert_with(|| FrameMux {
+            all: Vec::new(),
             tracks: Vec::new(),
             muxer: None,
             announced: Vec::new(),
         });
+        match fm.all.iter_mut().find(|t| t.id == track.id) {
+            Some(t) if *t == track => return,
+            Some(t) => *t = track.clone(),
+            None => fm.all.push(track.clone()),
+        }
+        p.packager.on_track(track.clone());
         let kind = track.kind();
         if let Some(t) = fm.tracks.iter_mut().find(|t| t.id == track.id) {
-            if *t == track {
-                return;
-            }
             *t = track;
         } else if fm.tracks.iter().any(|t| t.kind() == kind) {
-            tracing::info!(
-                "stream {}: track {} ({}) not published: one {} track per stream for now",
+            tracing::debug!(
+                "stream {}: track {} ({}) not in FLV/RTMP (one {} track there); in TS renditions and CMAF",
                 p.name,
                 track.id,
                 track.codec,
@@ -334,63 +378,140 @@ impl Worker {
         };
     }
 
-    /// A frame of a frame source (timebase of its track): written as an FLV
-    /// tag body (the one copy of its payload) and published like an RTMP
-    /// publisher's tag. Frames of tracks that are not published, or before
-    /// their track's configuration, are dropped.
+    /// A frame of a frame source (timebase of its track): moved onto the
+    /// stream's timeline (one rebasing offset for every track), packaged
+    /// once by the segmented packager, and published as an item — with its
+    /// FLV tag body (the one copy of its payload for FLV) if FLV carries its
+    /// track, else for TS viewers only. Frames before their track's
+    /// configuration are dropped.
     pub(super) fn publish_source_frame(&mut self, p: &mut Publisher, frame: &Frame) {
+        let Some(fm) = p.frame_mux.as_ref() else {
+            return;
+        };
+        let Some(timebase) = fm
+            .all
+            .iter()
+            .find(|t| t.id == frame.track)
+            .map(|t| t.timebase)
+        else {
+            return;
+        };
+        let video = fm
+            .all
+            .iter()
+            .any(|t| t.id == frame.track && t.kind() == MediaKind::Video);
+        let kind = if video {
+            TagKind::Video
+        } else {
+            TagKind::Audio
+        };
+        // The stream's timeline: one offset (ms) for every track, applied
+        // in each track's timebase.
+        let dts_ms = spate_packager::media::rescale(frame.dts, timebase, 1000);
+        let before = p.rebaser.rebases;
+        let ts = p.rebaser.map(dts_ms);
+        let rebased = p.rebaser.rebases - before;
+        if rebased > 0 {
+            tracing::info!(
+                "stream {}: source timestamp jumped to {dts_ms} ms; output continues at {ts} ms",
+                p.name
+            );
+            p.packager.discontinuity();
+            self.counters.rebases += rebased;
+        }
+        let offset = spate_packager::media::rescale(ts - dts_ms, 1000, timebase);
+        let mut frame = frame.clone();
+        frame.dts += offset;
+        frame.pts += offset;
+        let o = p.packager.on_frame(&frame, wall_clock_ms());
+        let packed = Packed {
+            ts: o.ts,
+            views: o.view.into_iter().collect(),
+        };
+        let ts_ms = ts.clamp(0, i64::from(u32::MAX)) as u32;
         let Some(fm) = p.frame_mux.as_mut() else {
             return;
         };
-        let Some(track) = fm.tracks.iter().find(|t| t.id == frame.track) else {
+        let flv = fm
+            .tracks
+            .iter()
+            .any(|t| t.id == frame.track)
+            .then_some(())
+            .and(fm.muxer.as_ref());
+        let Some(muxer) = flv else {
+            self.publish_ts_only(p, kind, ts_ms, packed);
             return;
         };
-        let Some(muxer) = fm.muxer.as_ref() else {
-            return;
-        };
-        let video = track.kind() == MediaKind::Video;
         let flv_id = if video {
             spate_packager::flv::VIDEO_TRACK
         } else {
             spate_packager::flv::AUDIO_TRACK
         };
         // The muxer's tracks keep the source's timebase; only the id is
-        // FLV's.
-        let mut frame = frame.clone();
-        let dts_ms = spate_packager::media::rescale(frame.dts, track.timebase, 1000);
+        // FLV's. Its tag timestamps are the rebased ones.
         frame.track = flv_id;
-        let kind = if video {
-            TagKind::Video
-        } else {
-            TagKind::Audio
-        };
-        let ts = dts_ms.clamp(0, i64::from(u32::MAX)) as u32;
-        let mut tags = Vec::new();
+        frame.dts -= offset;
+        frame.pts -= offset;
+        let mut header = None;
         if !fm.announced.contains(&flv_id) {
             let mut out = BytesMut::new();
-            if muxer.write_sequence_header(flv_id, ts, &mut out).is_ok() && out.len() > 15 {
+            if muxer.write_sequence_header(flv_id, ts_ms, &mut out).is_ok() && out.len() > 15 {
                 // write_sequence_header writes a whole tag: header (11),
                 // body, PreviousTagSize (4).
                 let body = out.freeze().slice(11..);
-                let body = body.slice(..body.len() - 4);
-                tags.push(body);
+                header = Some(body.slice(..body.len() - 4));
             }
             fm.announced.push(flv_id);
         }
         let mut out = BytesMut::with_capacity(frame.payload.len() + 32);
-        match muxer.write_frame_copy(&frame, &mut out) {
+        let body = match muxer.write_frame_copy(&frame, &mut out) {
             Ok(()) if out.len() > 15 => {
                 let body = out.freeze().slice(11..);
-                tags.push(body.slice(..body.len() - 4));
+                Some(body.slice(..body.len() - 4))
             }
-            Ok(()) => {}
+            Ok(()) => None,
             Err(e) => {
                 self.counters.source_errors += 1;
-                tracing::debug!("stream {}: frame not published: {e}", p.name);
+                tracing::debug!("stream {}: frame not in FLV: {e}", p.name);
+                None
             }
+        };
+        if let Some(h) = header {
+            self.publish_flv_tag(p, kind, ts_ms, h, Some(Packed::default()));
         }
-        for body in tags {
-            self.publish_tag(p, kind, ts, body);
+        match body {
+            Some(body) => self.publish_flv_tag(p, kind, ts_ms, body, Some(packed)),
+            None => self.publish_ts_only(p, kind, ts_ms, packed),
         }
+    }
+
+    /// An item only TS viewers get: a frame source's frame of a track FLV
+    /// does not carry (or could not write).
+    fn publish_ts_only(&mut self, p: &mut Publisher, kind: TagKind, ts_ms: u32, packed: Packed) {
+        let id = p.id;
+        for view in packed.views {
+            self.counters.segments += 1;
+            self.broadcast(|| LiveMsg::Segments {
+                id,
+                view: view.clone(),
+            });
+        }
+        if packed.ts.is_empty() {
+            return;
+        }
+        let mut packaged = Packaged::ts_only(kind, ts_ms);
+        packaged.set_ts(packed.ts);
+        let item = Arc::new(packaged);
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        self.broadcast(|| LiveMsg::Item {
+            id,
+            item: LiveItem {
+                seq,
+                dts_ms: i64::from(ts_ms),
+                keyframe: false,
+                value: item.clone(),
+            },
+        });
     }
 }
