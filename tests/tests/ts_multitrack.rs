@@ -193,6 +193,28 @@ fn multi_bitrate_ts_shows_every_track_and_video_selection_picks_the_rendition() 
         assert_probe(s.dir(), &media, Some(size), true);
     }
 
+    // `index.m3u8?video=` lists the chosen rendition alone.
+    let one = playlist(&s, &format!("{master_url}?video=1")).expect("selected master");
+    assert_eq!(one.variants.len(), 1, "{}", one.text);
+    assert_eq!(
+        one.variants[0].resolution.as_deref(),
+        Some("320x180"),
+        "{}",
+        one.text
+    );
+    assert_probe(
+        s.dir(),
+        &resolve_url(&master_url, &one.variants[0].uri),
+        Some((320, 180)),
+        true,
+    );
+    let r = curl(
+        s.dir(),
+        &["--max-time", "5"],
+        &format!("{master_url}?video=9"),
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+
     // HLS (fMP4): both video variants in one audio group with both audio
     // tracks (AAC the default, MP3 the other, distinct names).
     let cmaf_url = s.url(&format!("/cmaf/{NAME}/index.m3u8"));

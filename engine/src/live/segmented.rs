@@ -84,6 +84,9 @@ pub struct SegmentedView {
 pub struct TsRenditionView {
     /// `media.m3u8` (`None` before its first segment).
     pub media: Option<Bytes>,
+    /// A multivariant playlist listing this rendition alone (what
+    /// `index.m3u8?video=…` answers).
+    pub master: Option<Bytes>,
     /// `<seq>.ts`, by sequence number.
     pub segments: Vec<(u64, SegmentBytes)>,
     /// Track ids it carries: its video track (if any) and its audio track.
@@ -905,6 +908,7 @@ impl StreamPackager {
             let listed = !r.playlist.is_empty();
             view.ts_renditions.push(TsRenditionView {
                 media: listed.then(|| Bytes::from(r.playlist.render(false))),
+                master: None,
                 segments: r
                     .segments
                     .iter()
@@ -917,7 +921,7 @@ impl StreamPackager {
                 continue;
             }
             let v = r.video.and_then(track);
-            variants.push(Variant {
+            let variant = Variant {
                 uri: if i == 0 {
                     "media.m3u8".into()
                 } else {
@@ -934,7 +938,16 @@ impl StreamPackager {
                 resolution: v.and_then(resolution_of),
                 frame_rate: v.and_then(frame_rate_of),
                 audio_group: None,
-            });
+            };
+            if let Some(last) = view.ts_renditions.last_mut() {
+                // `index.m3u8?video=…`: a multivariant playlist of this
+                // rendition alone.
+                last.master = Some(Bytes::from(hls::master_playlist(
+                    std::slice::from_ref(&variant),
+                    &[],
+                )));
+            }
+            variants.push(variant);
         }
         if !variants.is_empty() {
             variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));

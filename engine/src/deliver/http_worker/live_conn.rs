@@ -369,7 +369,7 @@ impl Worker {
     }
 
     /// 404 with a message saying why.
-    fn respond_not_found(
+    pub(super) fn respond_not_found(
         &mut self,
         slot: u32,
         generation: u32,

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `/<stream>.flv` | HTTP-FLV, progressive |
 //! | `/<stream>.ts` | MPEG-TS, progressive (the same packets as the HLS segments) |
-//! | `/hls/<stream>/index.m3u8` | HLS multivariant playlist (TS) |
+//! | `/hls/<stream>/index.m3u8` | HLS multivariant playlist (TS; `?video=`/`?audio=`: one rendition) |
 //! | `/hls/<stream>/media.m3u8`, `/hls/<stream>/<n>.ts` | media playlist, segments (rendition 0) |
 //! | `/hls/<stream>/<r>/media.m3u8`, `/hls/<stream>/<r>/<n>.ts` | the same, rendition `r` ≥ 1 |
 //! | `/cmaf/<stream>/index.m3u8` | HLS multivariant playlist (fMP4/CMAF) |
@@ -170,7 +170,31 @@ impl Worker {
         };
         let playlist_cc = playlist_cache_control(view.playlist_max_age);
         const M3U8: &str = "application/vnd.apple.mpegurl";
+        let selects = req.query.as_deref().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv.starts_with("video=") || kv.starts_with("audio="))
+        });
         let found = match target {
+            Target::HlsMaster if selects => {
+                // One rendition's multivariant playlist (its media playlist
+                // and segments stay where they are).
+                match view.select_ts_rendition(req.query.as_deref()) {
+                    Ok(r) => view
+                        .ts_renditions
+                        .get(r)
+                        .and_then(|r| r.master.clone())
+                        .map(|b| (BodySrc::Bytes(b), M3U8)),
+                    Err(why) => {
+                        self.respond_not_found(
+                            slot,
+                            generation,
+                            req,
+                            &format!("{stream}: {why}\n"),
+                        );
+                        return true;
+                    }
+                }
+            }
             Target::HlsMaster => view.hls_master.clone().map(|b| (BodySrc::Bytes(b), M3U8)),
             Target::HlsMedia(r) => view.hls_media(r).map(|b| (BodySrc::Bytes(b.clone()), M3U8)),
             Target::CmafMaster => view.cmaf_master.clone().map(|b| (BodySrc::Bytes(b), M3U8)),
