@@ -37,6 +37,7 @@ use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
 mod exec_sources;
+mod http_sources;
 mod live_conn;
 mod live_routes;
 mod publisher;
@@ -373,6 +374,11 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         mesh: setup.mesh,
         sources: sources::sources_for(&setup.config, setup.index, setup.config.worker_count()),
         source_timeout: Duration::from_secs_f64(setup.config.live.source_timeout),
+        http: http_sources::pull_sources_for(
+            &setup.config,
+            setup.index,
+            setup.config.worker_count(),
+        ),
         exec: Box::new(exec_sources::ExecSources::new(
             &setup.config,
             setup.index,
@@ -468,6 +474,8 @@ struct Worker {
     sources: Vec<sources::Source>,
     /// `[live] source_timeout`.
     source_timeout: Duration,
+    /// `http://` pull sources this worker runs.
+    http: Vec<http_sources::PullSource>,
     /// `ts-exec:` sources this worker runs, on-demand streams, parked
     /// requests.
     exec: Box<exec_sources::ExecSources>,
@@ -489,7 +497,8 @@ impl Worker {
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every entry built in this module points only at memory
         // owned by the worker (boxed timespec, eventfd buffer, OpenHow, the
-        // boxed read buffer of each ts-exec source), by a
+        // boxed read buffer of each ts-exec source, the boxed address,
+        // request and receive buffer of each http:// source), by a
         // connection's boxed Work (paths, heads, iovecs, msghdr) or by a
         // file mapping held through an Rc in that Work. None of these is
         // freed or moved before the operation's completion is processed:
@@ -631,6 +640,7 @@ impl Worker {
             LIVE_SEND => self.on_live_send(t, res),
             sources::SRC_RECV => self.on_source_recv(t, res, flags),
             exec_sources::EXEC_READ => self.on_exec_read(t, res),
+            http_sources::HTTP_SRC => self.on_http_src(t, res),
             udp_push::PUSH_SEND => self.on_push_send(t, res),
             k => tracing::error!("worker {}: completion of unknown kind {k}", self.index),
         }
@@ -1432,6 +1442,7 @@ impl Worker {
         self.live_tick();
         self.sources_tick();
         self.exec_tick();
+        self.http_tick();
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {
@@ -1486,6 +1497,7 @@ impl Worker {
         );
         self.close_sources();
         self.close_exec_sources();
+        self.close_http_sources();
         // Stop accepting: cancel the multishot accept and close the
         // listener, so new connections are refused by the kernel.
         for which in 0..2u32 {

@@ -8,6 +8,7 @@
 //! | `tsudp://:PORT`, `tsudp://ADDR:PORT` | MPEG-TS over UDP, unicast |
 //! | `tsrtp://...` | the same, each datagram RTP-wrapped (RFC 2250 / SMPTE 2022) |
 //! | `ts-exec:COMMAND LINE` | MPEG-TS on the standard output of a command Spate runs ([`exec`]) |
+//! | `http://HOST[:PORT]/PATH` | MPEG-TS pulled from an HTTP response body (e.g. another server's `/<s>.ts`) |
 //!
 //! Options (query): `iface=NAME` or `iface=ADDR` (the interface a multicast
 //! group is joined on; default: the kernel's choice by route), `source=ADDR`
@@ -29,6 +30,125 @@ pub enum SourceUrl {
     TsUdp(UdpSource),
     /// MPEG-TS read from a command's standard output.
     TsExec(ExecSource),
+    /// MPEG-TS pulled over HTTP (the body of a `GET`).
+    TsHttp(HttpSource),
+}
+
+/// An `http://` source: where to connect and what to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSource {
+    /// The URL as configured (logs show it).
+    pub url: String,
+    /// Host as written, without brackets (a name, an IPv4 or IPv6 literal).
+    pub host: String,
+    /// Port (80 when the URL has none).
+    pub port: u16,
+    /// The `Host:` header value (`host`, `[v6]`, with `:port` unless 80).
+    pub authority: String,
+    /// Request target: path and query (`/` when the URL has none).
+    pub path: String,
+}
+
+impl HttpSource {
+    /// Parse `http://HOST[:PORT][/PATH][?QUERY]`; the error says what is
+    /// wrong. No credentials, no fragment; HOST is a name, an IPv4 literal
+    /// or a bracketed IPv6 literal.
+    pub fn parse(url: &str) -> Result<HttpSource, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?}: expected http://HOST[:PORT]/PATH"))?;
+        let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (auth, path) = rest.split_at(cut);
+        if auth.contains('@') {
+            return Err(format!("{url:?}: credentials in the URL are not supported"));
+        }
+        if path.contains('#') {
+            return Err(format!("{url:?}: a fragment (#...) is not supported"));
+        }
+        if path.bytes().any(|b| b <= b' ' || b == 0x7F) {
+            return Err(format!("{url:?}: spaces or control characters in the path"));
+        }
+        let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unterminated [IPv6 literal]"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{url:?}: {h:?} is not an IPv6 address"));
+            }
+            match after {
+                "" => (h, None),
+                p => (
+                    h,
+                    Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("{url:?}: expected :PORT after the IPv6 literal")
+                    })?),
+                ),
+            }
+        } else {
+            match auth.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (auth, None),
+            }
+        };
+        if host.is_empty()
+            || !auth.starts_with('[')
+                && !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!("{url:?}: bad host {host:?}"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse()
+                .ok()
+                .filter(|&p: &u16| p != 0)
+                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
+        };
+        let shown = if auth.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let authority = if port == 80 {
+            shown
+        } else {
+            format!("{shown}:{port}")
+        };
+        let path = match path {
+            "" => "/".to_string(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_string(),
+        };
+        Ok(HttpSource {
+            url: url.to_string(),
+            host: host.to_string(),
+            port,
+            authority,
+            path,
+        })
+    }
+
+    /// The address when the host is an IP literal (no resolution needed).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+
+    /// Where a redirect's `Location` points: an absolute `http://` URL, or
+    /// an absolute path on the same host.
+    pub fn redirect(&self, location: &str) -> Result<HttpSource, String> {
+        if location.starts_with('/') && !location.starts_with("//") {
+            let mut next = self.clone();
+            next.path = location.to_string();
+            next.url = format!("http://{}{location}", self.authority);
+            return Ok(next);
+        }
+        HttpSource::parse(location)
+    }
 }
 
 /// A `ts-exec:` source: the command Spate runs (no shell) and reads MPEG-TS
@@ -122,6 +242,7 @@ impl std::fmt::Display for SourceUrl {
             SourceUrl::TsUdp(u) => {
                 write!(f, "{}://{}", if u.rtp { "tsrtp" } else { "tsudp" }, u.addr)
             }
+            SourceUrl::TsHttp(h) => write!(f, "{}", h.url),
             SourceUrl::TsExec(e) => {
                 // Log lines carry this: long command lines are cut.
                 const SHOWN: usize = 60;
@@ -151,13 +272,21 @@ impl SourceUrl {
                 argv,
             }));
         }
+        if url.starts_with("http://") {
+            return HttpSource::parse(url).map(SourceUrl::TsHttp);
+        }
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("{url:?}: expected scheme://..."))?;
         let rtp = match scheme {
             "tsudp" | "udp" => false,
             "tsrtp" | "rtp" => true,
-            "http" | "https" | "srt" => {
+            "https" => {
+                return Err(format!(
+                    "{url:?}: https sources are not supported (no TLS client); use http://"
+                ));
+            }
+            "srt" => {
                 return Err(format!("{url:?}: {scheme} sources are not supported yet"));
             }
             s => return Err(format!("{url:?}: unknown source scheme {s:?}")),
@@ -359,7 +488,16 @@ mod tests {
             ("tsudp://:5?foo=1", "unknown option"),
             ("tsudp://1.2.3.4:5?source=1.1.1.1", "multicast"),
             ("gopher://x:1", "unknown source scheme"),
-            ("http://x/a.ts", "not supported yet"),
+            ("https://x/a.ts", "not supported"),
+            ("srt://x:1", "not supported yet"),
+            ("http://u:p@x/a.ts", "credentials"),
+            ("http://x:0/a.ts", "bad port"),
+            ("http://x:99999/a.ts", "bad port"),
+            ("http:///a.ts", "bad host"),
+            ("http://[::1/a.ts", "unterminated"),
+            ("http://[zz]/a.ts", "not an IPv6"),
+            ("http://x/a b.ts", "spaces"),
+            ("http://x/a.ts#f", "fragment"),
             ("ts-exec:", "no command"),
             ("ts-exec:  ", "no command"),
             ("ts-exec:ffmpeg -vf \"scale", "unterminated"),
@@ -367,6 +505,35 @@ mod tests {
             let e = SourceUrl::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn http_sources_parse() {
+        let SourceUrl::TsHttp(h) = SourceUrl::parse("http://127.0.0.1:8080/live+o.ts").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((h.host.as_str(), h.port), ("127.0.0.1", 8080));
+        assert_eq!(h.authority, "127.0.0.1:8080");
+        assert_eq!(h.path, "/live+o.ts");
+        assert_eq!(h.literal(), Some("127.0.0.1:8080".parse().unwrap()));
+        let h = HttpSource::parse("http://origin.example").unwrap();
+        assert_eq!((h.port, h.path.as_str()), (80, "/"));
+        assert_eq!(h.authority, "origin.example");
+        assert_eq!(h.literal(), None);
+        let h = HttpSource::parse("http://[::1]:81?x=1").unwrap();
+        assert_eq!((h.host.as_str(), h.path.as_str()), ("::1", "/?x=1"));
+        assert_eq!(h.authority, "[::1]:81");
+        assert_eq!(h.literal(), Some("[::1]:81".parse().unwrap()));
+        let r = h.redirect("/other.ts").unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.path.as_str()),
+            ("http://[::1]:81/other.ts", "/other.ts")
+        );
+        let r = h.redirect("http://10.0.0.1/b.ts").unwrap();
+        assert_eq!(r.literal(), Some("10.0.0.1:80".parse().unwrap()));
+        assert!(h.redirect("https://x/").is_err());
+        assert!(h.redirect("//x/y").is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Stream sources on a worker: MPEG-TS over UDP (unicast or multicast,
 //! plain or RTP-wrapped), received through the ring; and the part every TS
 //! source shares ([`TsIngest`]: demuxer → publisher, online/offline, bad
-//! input reports), used by `ts-exec:` sources too (`exec_sources.rs`).
+//! input reports), used by `ts-exec:` sources (`exec_sources.rs`) and
+//! `http://` pull sources (`http_sources.rs`) too.
 //!
 //! Follow one datagram: the source's UDP socket has a multishot receive
 //! armed with buffer selection (the same provided-buffer ring as the
@@ -103,6 +104,8 @@ pub(super) enum IngestRef {
     Udp(usize),
     /// `Worker::exec.sources[i]`.
     Exec(usize),
+    /// `Worker::http[i]`.
+    Http(usize),
 }
 
 /// The sources of `config` that worker `index` of `workers` runs: each
@@ -224,6 +227,7 @@ impl Worker {
         match r {
             IngestRef::Udp(i) => &mut self.sources[i].ing,
             IngestRef::Exec(i) => &mut self.exec.sources[i].ing,
+            IngestRef::Http(i) => &mut self.http[i].ing,
         }
     }
 
