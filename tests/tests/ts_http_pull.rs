@@ -5,6 +5,8 @@
 //! offline and comes back when it does. Bad origins (a 404, garbage, a 200
 //! with a garbage body, one that never answers) are each logged with the
 //! source's name, retried with a doubling backoff, and disturb nothing else.
+//! Redirects are followed and a chunked body (a proxy of the test's own
+//! re-framing the origin's) decodes as cleanly.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -267,4 +269,120 @@ fn bad_origins_are_logged_and_retried_while_another_stream_plays() {
         .wait_exit(Duration::from_secs(30))
         .expect("spate exits");
     assert!(status.success(), "{status:?}\n{}", edge.stderr());
+}
+
+/// Serve the origin's `path` again, re-framed as a chunked body (one chunk
+/// per read from the origin).
+fn chunking_proxy(origin: u16, path: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = conn;
+                read_request(&mut c);
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", origin)) else {
+                    return;
+                };
+                let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                if up.write_all(req.as_bytes()).is_err() {
+                    return;
+                }
+                // Skip the origin's head.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match up.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                if !head.starts_with(b"HTTP/1.1 200") {
+                    let _ = c.write_all(&head);
+                    return;
+                }
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let mut buf = [0u8; 7000];
+                loop {
+                    let n = match up.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = c.write_all(b"0\r\n\r\n");
+                            return;
+                        }
+                        Ok(n) => n,
+                    };
+                    let mut chunk = format!("{n:x};x=y\r\n").into_bytes();
+                    chunk.extend_from_slice(&buf[..n]);
+                    chunk.extend_from_slice(b"\r\n");
+                    if c.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn redirects_and_chunked_bodies_are_followed() {
+    let origin = Spate::builder()
+        .label("pull_chunked_origin")
+        .stream("live", &[])
+        .start();
+    let _publisher = publish(origin.dir(), &origin.rtmp_url("live", "live+o"), &stream());
+    assert!(
+        wait_until(Duration::from_secs(20), || origin
+            .stderr()
+            .contains("publishing live+o")),
+        "the origin did not go live:\n{}",
+        origin.stderr()
+    );
+    let proxy = chunking_proxy(origin.port(), "/live+o.ts");
+    // Two redirects (absolute URLs, the second to another port); relative
+    // ones are in the engine's unit tests.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let redirector = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let answer = if req.starts_with("GET /first ") {
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{redirector}/second\r\nContent-Length: 0\r\n\r\n"
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{proxy}/live+o.ts\r\nContent-Length: 0\r\n\r\n"
+                )
+            };
+            let _ = c.write_all(answer.as_bytes());
+        }
+    });
+    let source = format!("\"http://127.0.0.1:{redirector}/first\"");
+    let edge = Spate::builder()
+        .label("pull_chunked_edge")
+        .live("source_timeout", "2.0")
+        .stream("chunked", &[("source", &source)])
+        .start();
+    wait_live(&edge, "chunked");
+    let master = edge.url("/hls/chunked/index.m3u8");
+    assert_probe(edge.dir(), &master, Some((W, H)), true);
+    decode_for(edge.dir(), &master, 6, Duration::from_secs(60)).assert_clean(3.0);
+    let log = edge.stderr();
+    let lines = log_lines_of(&log, "chunked");
+    for want in [
+        "HTTP 302 from 127.0.0.1:",
+        "redirected to http://127.0.0.1:",
+        "HTTP 307 from",
+        "HTTP 200, chunked body",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(want)),
+            "no log line with {want:?}:\n{log}"
+        );
+    }
+    assert!(!log.contains("bad chunked body"), "{log}");
 }
