@@ -6,7 +6,7 @@
 //! with a garbage body, one that never answers) are each logged with the
 //! source's name, retried with a doubling backoff, and disturb nothing else.
 //! Redirects are followed and a chunked body (a proxy of the test's own
-//! re-framing the origin's) decodes as cleanly.
+//! re-framing the origin's) decodes as cleanly; a host name is resolved.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -362,12 +362,23 @@ fn redirects_and_chunked_bodies_are_followed() {
         }
     });
     let source = format!("\"http://127.0.0.1:{redirector}/first\"");
+    // A host name: resolved off the loop.
+    let by_name = format!("\"http://localhost:{}/live+o.ts\"", origin.port());
     let edge = Spate::builder()
         .label("pull_chunked_edge")
         .live("source_timeout", "2.0")
         .stream("chunked", &[("source", &source)])
+        .stream("byname", &[("source", &by_name)])
         .start();
     wait_live(&edge, "chunked");
+    wait_live(&edge, "byname");
+    assert!(
+        log_lines_of(&edge.stderr(), "byname")
+            .iter()
+            .any(|l| l.contains("HTTP 200, close-delimited body")),
+        "{}",
+        edge.stderr()
+    );
     let master = edge.url("/hls/chunked/index.m3u8");
     assert_probe(edge.dir(), &master, Some((W, H)), true);
     decode_for(edge.dir(), &master, 6, Duration::from_secs(60)).assert_clean(3.0);

@@ -5,7 +5,8 @@
 //! Follow one connection: the source's owner (one worker, chosen by the
 //! stream name like a UDP source's) takes the address (an IP literal at
 //! once; a host name is resolved by a short-lived `spate-resolve` thread,
-//! never on the loop, and the result picked up on the next tick) → a
+//! never on the loop, the result picked up on the next tick, and its
+//! addresses, up to 8, tried in turn when a connect fails) → a
 //! nonblocking TCP socket (socket2) and an `IORING_OP_CONNECT` → one `SEND`
 //! of `GET PATH HTTP/1.1` (`Host`, `User-Agent: spate/…`, `Connection:
 //! close`) → `RECV`s of up to 64 KiB into a buffer the source owns, one in
@@ -62,6 +63,8 @@ pub const MAX_REDIRECTS: u8 = 3;
 const READ_BUF: usize = 64 * 1024;
 /// Longest chunk-size line of a chunked body.
 const MAX_CHUNK_LINE: usize = 1024;
+/// Addresses of a name tried, in the resolver's order.
+const MAX_ADDRS: usize = 8;
 /// Headers parsed in a response head.
 const MAX_HEADERS: usize = 64;
 
@@ -92,7 +95,7 @@ enum Phase {
     /// Waiting; connects at this instant.
     Backoff(Instant),
     /// A `spate-resolve` thread looks the host up.
-    Resolving(Receiver<Result<SocketAddr, String>>),
+    Resolving(Receiver<Result<Vec<SocketAddr>, String>>),
     Connecting,
     Sending,
     Head,
@@ -114,6 +117,8 @@ pub(super) struct PullSource {
     run: u32,
     sock: Option<Socket>,
     peer: Option<SocketAddr>,
+    /// A name's other addresses, tried in turn when a connect fails.
+    more_addrs: Vec<SocketAddr>,
     /// The address being connected to: the kernel reads it while the
     /// connect is in flight.
     addr: Box<Option<SockAddr>>,
@@ -163,6 +168,7 @@ pub(super) fn pull_sources_for(
             run: 0,
             sock: None,
             peer: None,
+            more_addrs: Vec::new(),
             addr: Box::new(None),
             req: Box::default(),
             sent: 0,
@@ -345,10 +351,14 @@ impl Worker {
                     continue;
                 }
                 Phase::Resolving(rx) => match rx.try_recv() {
-                    Ok(Ok(addr)) => {
-                        self.http_connect(i, addr);
+                    Ok(Ok(mut addrs)) if !addrs.is_empty() => {
+                        let first = addrs.remove(0);
+                        addrs.reverse();
+                        self.http[i].more_addrs = addrs;
+                        self.http_connect(i, first);
                         continue;
                     }
+                    Ok(Ok(_)) => format!("cannot resolve {:?}: no address", s.target.host),
                     Ok(Err(e)) => format!("cannot resolve {:?}: {e}", s.target.host),
                     Err(TryRecvError::Disconnected) => {
                         format!("cannot resolve {:?}: the resolver ended", s.target.host)
@@ -400,6 +410,7 @@ impl Worker {
         s.body_at = None;
         s.received = 0;
         s.went_live = false;
+        s.more_addrs.clear();
         if fresh {
             s.target = s.url.clone();
             s.redirects = 0;
@@ -417,8 +428,8 @@ impl Worker {
             .spawn(move || {
                 let r = (host.as_str(), port)
                     .to_socket_addrs()
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()));
+                    .map(|a| a.take(MAX_ADDRS).collect())
+                    .map_err(|e| e.to_string());
                 let _ = tx.send(r);
             });
         match spawned {
@@ -501,6 +512,16 @@ impl Worker {
             OP_CONNECT => {
                 if res < 0 {
                     let peer = s.peer.map(|p| p.to_string()).unwrap_or_default();
+                    if let Some(next) = s.more_addrs.pop() {
+                        tracing::info!(
+                            "{}: cannot connect to {peer}: {}; trying {next}",
+                            s.ing.label,
+                            err(res)
+                        );
+                        s.sock = None;
+                        self.http_connect(i, next);
+                        return;
+                    }
                     return self.http_fail(i, format!("cannot connect to {peer}: {}", err(res)));
                 }
                 s.req = format!(
