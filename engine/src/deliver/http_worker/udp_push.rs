@@ -45,11 +45,18 @@ const MAX_IN_FLIGHT: usize = 64;
 const START_DELAY: Duration = Duration::from_millis(100);
 const PCR_HZ: f64 = 27_000_000.0;
 
+/// TS bytes of one item, consumed 188 bytes at a time from `start`.
 #[derive(Debug)]
-struct Queued {
-    packet: Bytes,
-    /// Send time, once known (PCR packets and those between two PCRs).
-    at: Option<Instant>,
+struct Chunk {
+    bytes: Bytes,
+    /// Packets of `bytes` already sent.
+    start: usize,
+}
+
+impl Chunk {
+    fn packets(&self) -> usize {
+        self.bytes.len() / 188 - self.start
+    }
 }
 
 /// A datagram in flight: the iovecs point into `hold`.
@@ -70,12 +77,25 @@ pub(super) struct Push {
     sock: Option<Socket>,
     cursor: Option<ViewerCursor>,
     synced: bool,
-    queue: VecDeque<Queued>,
-    /// Index in `queue` of the last packet with a known time (a PCR packet).
-    timed_until: Option<usize>,
+    /// Queued TS, whole items (no per-packet bookkeeping).
+    queue: VecDeque<Chunk>,
+    /// Packet numbers (counted since the push started) of the first queued
+    /// packet and of the one after the last.
+    head: u64,
+    tail: u64,
+    /// Timing points: (packet number of a PCR packet, its send time),
+    /// oldest first; trimmed so that the second is past `head`.
+    pcrs: VecDeque<(u64, Instant)>,
+    /// (PCR, send time) that PCR times are computed from.
     anchor: Option<(u64, Instant)>,
-    last_pcr: Option<(u64, Instant, usize)>,
+    /// The last PCR value seen (jumps re-anchor).
+    last_pcr: Option<u64>,
     in_flight: Vec<Option<Box<Datagram>>>,
+    in_flight_count: usize,
+    /// Datagram boxes to reuse (boxed: a datagram in flight must not move,
+    /// the kernel reads its msghdr and iovecs).
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Datagram>>,
     rtp_seq: u16,
     /// Counters: datagrams sent, re-anchors, packets dropped, send errors.
     pub(super) sent: u64,
@@ -95,10 +115,14 @@ impl Push {
             cursor: None,
             synced: false,
             queue: VecDeque::new(),
-            timed_until: None,
+            head: 0,
+            tail: 0,
+            pcrs: VecDeque::new(),
             anchor: None,
             last_pcr: None,
             in_flight: Vec::new(),
+            in_flight_count: 0,
+            spare: Vec::new(),
             rtp_seq: 0,
             sent: 0,
             reanchors: 0,
@@ -108,22 +132,27 @@ impl Push {
         }
     }
 
-    /// Queue a chunk of TS packets, timing PCR packets and the packets
-    /// since the previous PCR.
+    /// Forget everything queued and the clock (start again at a keyframe).
+    fn reset(&mut self) {
+        self.queue.clear();
+        self.head = self.tail;
+        self.pcrs.clear();
+        self.anchor = None;
+        self.last_pcr = None;
+    }
+
+    /// Queue an item's TS packets; each PCR packet becomes a timing point.
     fn enqueue(&mut self, ts: &Bytes, now: Instant) {
-        let mut off = 0;
-        while off + 188 <= ts.len() {
-            let packet = ts.slice(off..off + 188);
-            off += 188;
-            let pcr = packet_pcr(&packet);
-            self.queue.push_back(Queued { packet, at: None });
-            let idx = self.queue.len() - 1;
-            let Some(pcr) = pcr else { continue };
+        let n = ts.len() / 188;
+        if n == 0 {
+            return;
+        }
+        for i in 0..n {
+            let Some(pcr) = packet_pcr(&ts[i * 188..(i + 1) * 188]) else {
+                continue;
+            };
             let at = match (self.anchor, self.last_pcr) {
-                (Some((p0, t0)), Some((last, last_at, _)))
-                    if pcr > last && pcr - last < PCR_HZ as u64 =>
-                {
-                    let _ = last_at;
+                (Some((p0, t0)), Some(last)) if pcr > last && pcr - last < PCR_HZ as u64 => {
                     t0 + Duration::from_secs_f64((pcr - p0) as f64 / PCR_HZ)
                 }
                 _ => {
@@ -136,47 +165,85 @@ impl Push {
                     t0
                 }
             };
-            // Spread the packets since the previous PCR packet evenly.
-            let (from, from_at) = match self.last_pcr {
-                Some((_, t, i)) if i < idx => (i, t),
-                _ => (idx, at),
-            };
-            let span = (idx - from).max(1) as f64;
-            for k in from + 1..=idx {
-                let frac = (k - from) as f64 / span;
-                let t = from_at + at.saturating_duration_since(from_at).mul_f64(frac);
-                self.queue[k].at = Some(t);
-            }
-            // Packets before the first PCR go with it.
-            for q in self.queue.iter_mut().take(idx) {
-                if q.at.is_none() {
-                    q.at = Some(at);
-                }
-            }
-            self.queue[idx].at = Some(at);
-            self.last_pcr = Some((pcr, at, idx));
-            self.timed_until = Some(idx);
+            self.last_pcr = Some(pcr);
+            self.pcrs.push_back((self.tail + i as u64, at));
         }
-        if self.queue.len() > MAX_QUEUED {
-            let n = self.queue.len() - MAX_QUEUED / 2;
-            self.queue.drain(..n);
-            self.dropped += n as u64;
-            self.anchor = None;
-            self.last_pcr = None;
-            self.timed_until = None;
+        self.queue.push_back(Chunk {
+            bytes: ts.clone(),
+            start: 0,
+        });
+        self.tail += n as u64;
+        if self.tail - self.head > MAX_QUEUED as u64 {
+            let dropped = self.tail - self.head;
+            self.reset();
+            self.dropped += dropped;
         }
+    }
+
+    /// Packets that may go in the next datagram (those up to the newest
+    /// timing point, at most a datagram's worth).
+    fn timed_packets(&self) -> u64 {
+        let Some(&(last, _)) = self.pcrs.back() else {
+            return 0;
+        };
+        (last + 1)
+            .saturating_sub(self.head)
+            .min(PACKETS_PER_DATAGRAM as u64)
+    }
+
+    /// Send time of packet `g` (>= head): between the timing points around
+    /// it, evenly; packets before the first point go with it.
+    fn time_of(&self, g: u64) -> Option<Instant> {
+        let &(g0, t0) = self.pcrs.front()?;
+        if g <= g0 {
+            return Some(t0);
+        }
+        let &(g1, t1) = self.pcrs.get(1)?;
+        let frac = (g - g0) as f64 / (g1 - g0).max(1) as f64;
+        Some(t0 + t1.saturating_duration_since(t0).mul_f64(frac.min(1.0)))
     }
 
     /// When the next datagram is due.
     fn next_due(&self) -> Option<Instant> {
-        if self.in_flight.iter().flatten().count() >= MAX_IN_FLIGHT {
+        if self.in_flight_count >= MAX_IN_FLIGHT || self.head == self.tail {
             return None;
         }
-        let timed = self.timed_until?;
-        if timed + 1 < PACKETS_PER_DATAGRAM.min(self.queue.len()) {
+        let want = (self.tail - self.head).min(PACKETS_PER_DATAGRAM as u64);
+        if self.timed_packets() < want {
             return None;
         }
-        self.queue.front().and_then(|q| q.at)
+        self.time_of(self.head)
+    }
+
+    /// Take the next `n` packets as iovec pieces into `hold`.
+    fn take(&mut self, n: u64, hold: &mut Vec<Bytes>) {
+        let mut left = n as usize;
+        while left > 0 {
+            let Some(c) = self.queue.front_mut() else {
+                break;
+            };
+            let k = c.packets().min(left);
+            hold.push(c.bytes.slice(c.start * 188..(c.start + k) * 188));
+            c.start += k;
+            left -= k;
+            if c.packets() == 0 {
+                self.queue.pop_front();
+            }
+        }
+        self.head += n - left as u64;
+        while self.pcrs.len() >= 2 && self.pcrs[1].0 <= self.head {
+            self.pcrs.pop_front();
+        }
+    }
+
+    /// Move every time by `shift` (the loop fell far behind).
+    fn delay(&mut self, shift: Duration) {
+        for p in self.pcrs.iter_mut() {
+            p.1 += shift;
+        }
+        if let Some((pcr, t)) = self.anchor {
+            self.anchor = Some((pcr, t + shift));
+        }
     }
 }
 
@@ -237,7 +304,7 @@ impl Worker {
                 );
             }
             p.stopped = true;
-            p.queue.clear();
+            p.reset();
         }
         self.compact_pushes();
     }
@@ -294,10 +361,7 @@ impl Worker {
                         // the newest keyframe.
                         lost = true;
                         p.synced = false;
-                        p.queue.clear();
-                        p.anchor = None;
-                        p.last_pcr = None;
-                        p.timed_until = None;
+                        p.reset();
                         p.reanchors += 1;
                         break;
                     }
@@ -324,43 +388,27 @@ impl Worker {
                     break;
                 }
                 if now.duration_since(due) > Duration::from_millis(500) {
-                    // Far behind (the loop was starved): re-anchor rather
-                    // than burst.
+                    // Far behind (the loop was starved): shift the clock
+                    // rather than burst.
                     p.reanchors += 1;
-                    let shift = now.duration_since(due);
-                    for q in p.queue.iter_mut() {
-                        if let Some(t) = q.at.as_mut() {
-                            *t += shift;
-                        }
-                    }
-                    if let Some((pcr, t)) = p.anchor {
-                        p.anchor = Some((pcr, t + shift));
-                    }
-                    if let Some((pcr, t, i)) = p.last_pcr {
-                        p.last_pcr = Some((pcr, t + shift, i));
-                    }
+                    p.delay(now.duration_since(due));
                     continue;
                 }
-                let n = PACKETS_PER_DATAGRAM
-                    .min(p.queue.len())
-                    .min(p.timed_until.map_or(0, |t| t + 1));
-                let mut d = Box::new(Datagram {
-                    rtp_head: [0; 12],
-                    iov: [libc::iovec {
-                        iov_base: std::ptr::null_mut(),
-                        iov_len: 0,
-                    }; PACKETS_PER_DATAGRAM + 1],
-                    // SAFETY: msghdr is plain old data; all-zero is valid.
-                    msg: unsafe { std::mem::zeroed() },
-                    hold: Vec::with_capacity(n),
+                let n = p.timed_packets();
+                let mut d = p.spare.pop().unwrap_or_else(|| {
+                    Box::new(Datagram {
+                        rtp_head: [0; 12],
+                        iov: [libc::iovec {
+                            iov_base: std::ptr::null_mut(),
+                            iov_len: 0,
+                        }; PACKETS_PER_DATAGRAM + 1],
+                        // SAFETY: msghdr is plain old data; all-zero is valid.
+                        msg: unsafe { std::mem::zeroed() },
+                        hold: Vec::with_capacity(3),
+                    })
                 });
-                for q in p.queue.drain(..n) {
-                    d.hold.push(q.packet);
-                }
-                p.timed_until = p.timed_until.and_then(|t| t.checked_sub(n));
-                if let Some((pcr, t, i)) = p.last_pcr {
-                    p.last_pcr = i.checked_sub(n).map(|i| (pcr, t, i));
-                }
+                d.hold.clear();
+                p.take(n, &mut d.hold);
                 let mut k = 0;
                 if p.target.rtp {
                     let ts90 = p.anchor.map_or(0, |(pcr, t0)| {
@@ -400,6 +448,7 @@ impl Worker {
                     .build()
                     .user_data(Token::new(PUSH_SEND, pi as u32, slot as u32).0);
                 p.in_flight[slot] = Some(d);
+                p.in_flight_count += 1;
                 p.sent += 1;
                 entries.push(e);
             }
@@ -420,8 +469,12 @@ impl Worker {
         let Some(p) = self.pushes.get_mut(pi) else {
             return;
         };
-        if let Some(s) = p.in_flight.get_mut(slot) {
-            *s = None;
+        if let Some(mut d) = p.in_flight.get_mut(slot).and_then(Option::take) {
+            p.in_flight_count -= 1;
+            d.hold.clear();
+            if p.spare.len() < MAX_IN_FLIGHT {
+                p.spare.push(d);
+            }
         }
         if res < 0 {
             p.send_errors += 1;
@@ -478,7 +531,13 @@ mod tests {
         }
         chunk.extend_from_slice(&pcr_packet(27_000_000 + 270_000)); // +10 ms
         p.enqueue(&Bytes::from(chunk), now);
-        let times: Vec<Instant> = p.queue.iter().map(|q| q.at.unwrap()).collect();
+        let times: Vec<Instant> = (0..11).map(|g| p.time_of(g).unwrap()).collect();
+        assert_eq!(p.timed_packets(), 7);
+        let mut hold = Vec::new();
+        p.take(7, &mut hold);
+        assert_eq!(hold.iter().map(|b| b.len()).sum::<usize>(), 7 * 188);
+        assert_eq!(p.head, 7);
+        assert_eq!(p.timed_packets(), 4);
         assert_eq!(times.len(), 11);
         let first = times[0];
         assert_eq!(times[10] - first, Duration::from_millis(10));
