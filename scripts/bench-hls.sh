@@ -7,6 +7,7 @@
 #   scripts/bench-hls.sh                          # RUNS=3 DURATION=30 NS="5000 10000 14000" (~18 min)
 #   RUNS=1 DURATION=10 NS="100 1000" SERVERS="spate" scripts/bench-hls.sh
 #   FIND_MAX=1 LOAD=0 scripts/bench-hls.sh        # one --find-max ramp per server instead
+#   SPATE_FILE_SEND=splice scripts/bench-hls.sh   # spate's [http] file_send (send, splice, send_zc)
 #
 # Servers, both started fresh for every measurement on 127.0.0.1, 2 workers:
 #   spate  release binary; [server] workers = 2; [http] port; [rtmp] port;
@@ -85,6 +86,7 @@ workers = 2
 [http]
 port = $HTTP_PORT
 root = "$WORK/www"
+file_send = "${SPATE_FILE_SEND:-send}"
 
 [rtmp]
 port = $RTMP_PORT
