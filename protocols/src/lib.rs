@@ -19,11 +19,4 @@
 
 pub mod http;
 
-/// The one place tests get a real `Instant` to count from: `std` offers no
-/// other way to make one. Library code never reads the clock; every session
-/// takes `now` from its caller.
-#[cfg(test)]
-pub(crate) fn test_epoch() -> std::time::Instant {
-    std::time::Instant::now()
-}
 pub mod rtmp;

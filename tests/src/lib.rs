@@ -67,6 +67,13 @@ pub use venv::{venv_dir, venv_python};
 
 /// Poll `cond` every 50 ms until it returns true or `timeout` passes; returns
 /// whether it became true.
+/// A real `Instant` for unit tests of the pure crates to count from: `std`
+/// has no way to make one without reading the clock, and `protocols` and
+/// `packager` never read it themselves, not even in tests.
+pub fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     loop {

@@ -265,7 +265,7 @@ fn chunks<'a>(data: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
 /// Run the chunks through a session, answering every request at once.
 /// Returns the requests and whether the session ended with `Close`.
 fn run(chunks: &[&[u8]], limits: &Limits, eof: bool) -> (Vec<(Request, Vec<u8>)>, Vec<Output>) {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, limits);
     let mut requests = Vec::new();
     let mut ends = Vec::new();

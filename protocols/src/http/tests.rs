@@ -6,7 +6,7 @@ use super::{HttpError, Limits, Method, Output, RangeSpec, Request, ServerSession
 
 /// Where each test's timeline starts.
 fn t0() -> Instant {
-    crate::test_epoch()
+    spate_tests::test_epoch()
 }
 
 fn limits() -> Limits {

@@ -194,7 +194,7 @@ proptest! {
 
     #[test]
     fn arbitrary_handshake_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4000)) {
-        let now = crate::test_epoch();
+        let now = spate_tests::test_epoch();
         let mut s = ServerSession::new(now, Limits::default());
         s.handle_input(now, &data);
         while s.poll_output().is_some() {}

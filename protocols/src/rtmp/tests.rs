@@ -50,7 +50,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn with_limits(limits: Limits) -> Self {
-        let now = crate::test_epoch();
+        let now = spate_tests::test_epoch();
         let mut c = Self {
             session: ServerSession::new(now, limits),
             now,
@@ -233,7 +233,7 @@ fn transmitted(outs: &[Output]) -> Vec<u8> {
 
 #[test]
 fn plain_handshake_echoes_c1() {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, Limits::default());
     let c0c1 = plain_c0c1();
     s.handle_input(now, &c0c1);
@@ -248,7 +248,7 @@ fn plain_handshake_echoes_c1() {
 
 #[test]
 fn handshake_byte_at_a_time_then_chunks_in_same_read() {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, Limits::default());
     let c0c1 = plain_c0c1();
     for (i, b) in c0c1.iter().enumerate() {
@@ -285,7 +285,7 @@ fn handshake_byte_at_a_time_then_chunks_in_same_read() {
 }
 
 fn check_digest_response(scheme: u8) {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, Limits::default());
     let (c0c1, client_digest) = digest_c0c1(scheme, 7 + u64::from(scheme));
     s.handle_input(now, &c0c1);
@@ -330,7 +330,7 @@ fn hmac_matches_rfc4231_case_2() {
 
 #[test]
 fn non_digest_c1_with_version_gets_plain_answer() {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, Limits::default());
     let mut c = plain_c0c1();
     c[5] = 9; // a version, but no valid digest
@@ -342,7 +342,7 @@ fn non_digest_c1_with_version_gets_plain_answer() {
 
 #[test]
 fn wrong_version_closes() {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     for v in [0u8, 6, 0x47] {
         let mut s = ServerSession::new(now, Limits::default());
         s.handle_input(now, &[v, 1, 2, 3]);
@@ -1196,7 +1196,7 @@ fn limits_validate() {
 
 #[test]
 fn idle_session_is_small() {
-    let s = ServerSession::new(crate::test_epoch(), Limits::default());
+    let s = ServerSession::new(spate_tests::test_epoch(), Limits::default());
     assert!(
         std::mem::size_of_val(&s) < 512,
         "{}",
@@ -1225,7 +1225,7 @@ const FFMPEG_PLAY: &[u8] = include_bytes!("fixtures/ffmpeg5.1-play.c2s");
 
 /// Replay a recording in pieces of `piece` bytes, answering publish/play.
 fn replay(bytes: &[u8], piece: usize) -> (Vec<Event>, Option<Option<RtmpError>>, bool) {
-    let now = crate::test_epoch();
+    let now = spate_tests::test_epoch();
     let mut s = ServerSession::new(now, Limits::default());
     let mut events = Vec::new();
     let mut closed = None;
