@@ -420,6 +420,13 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
     w.counters
 }
 
+/// FNV-1a, 64 bits: which worker owns a source or a push, and validators.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn effective_table_size(wanted: u32) -> u32 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -314,12 +314,7 @@ fn etag_of(path: &str, src: &BodySrc) -> String {
         BodySrc::Segment(s) => (path.as_bytes(), s.len()),
         BodySrc::File(f) => (path.as_bytes(), f.len as usize),
     };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("\"{len:x}-{h:016x}\"")
+    format!("\"{len:x}-{:016x}\"", super::fnv1a(data))
 }
 
 #[cfg(test)]

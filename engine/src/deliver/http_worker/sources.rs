@@ -133,10 +133,7 @@ pub(super) fn sources_for(
 
 /// The worker that runs the source of stream `name` (a hash of the name).
 pub(super) fn owner_of(name: &str, workers: usize) -> usize {
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (h % workers.max(1) as u64) as usize
+    (super::fnv1a(name.as_bytes()) % workers.max(1) as u64) as usize
 }
 
 impl Worker {

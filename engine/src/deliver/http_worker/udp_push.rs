@@ -256,14 +256,8 @@ impl Worker {
             .push_rules
             .iter()
             .filter(|(pattern, url, _)| {
-                push_matches(pattern, name) && {
-                    let h = format!("{name} {url}")
-                        .bytes()
-                        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                        });
-                    (h % workers as u64) as usize == self.index
-                }
+                push_matches(pattern, name)
+                    && super::sources::owner_of(&format!("{name} {url}"), workers) == self.index
             })
             .map(|(_, url, t)| (url.clone(), t.clone()))
             .collect();
