@@ -67,6 +67,122 @@ pub struct Config {
     /// `base`) sent as MPEG-TS over UDP to a target while it is live.
     #[serde(default, rename = "push")]
     pub pushes: Vec<PushConfig>,
+    /// The JSON API and metrics listener.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Limits of the trigger runner.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
+    /// Triggers (`[[trigger]]`): MistServer's event names, a handler each.
+    #[serde(default, rename = "trigger")]
+    pub trigger_list: Vec<TriggerConfig>,
+    /// Access control without triggers: publish keys, signed play tokens.
+    #[serde(default)]
+    pub access: AccessConfig,
+}
+
+/// `[api]`: the control listener (JSON API, `/metrics`, `/healthz`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Run the API listener at all.
+    pub enabled: bool,
+    /// Address it binds to (loopback by default: MistServer's habit).
+    pub bind: IpAddr,
+    /// TCP port (4242, MistServer's).
+    pub port: u16,
+    /// Bearer token non-loopback (and non-trusted) clients must send as
+    /// `Authorization: Bearer <token>`; empty = such clients are refused.
+    pub token: String,
+    /// Addresses (or CIDR networks, `10.0.0.0/8`) trusted like loopback: no
+    /// token needed.
+    pub trusted: Vec<String>,
+    /// Largest request body, bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Most API connections served at once (more wait in the backlog).
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 4242,
+            token: String::new(),
+            trusted: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_connections: 16,
+        }
+    }
+}
+
+/// `[triggers]`: limits of the trigger runner (shared by all triggers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggersConfig {
+    /// Handlers (processes or HTTP requests) running at once.
+    pub max_concurrent: usize,
+    /// Trigger calls waiting for a free runner; past it, a call gets its
+    /// default response at once (counted).
+    pub max_queued: usize,
+    /// Largest handler response kept, bytes; a longer one is a failure
+    /// (the default applies).
+    pub max_response_bytes: usize,
+}
+
+impl Default for TriggersConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 8,
+            max_queued: 1024,
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[[trigger]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// MistServer's trigger name: `RTMP_PUSH_REWRITE`, `STREAM_BUFFER`, ...
+    pub on: String,
+    /// An executable path (payload on stdin, response on stdout; run without
+    /// a shell) or an `http://` URL (payload POSTed, `X-Trigger: NAME`).
+    pub handler: String,
+    /// Arguments for an executable handler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Only for these streams (names or bases; empty = all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<String>,
+    /// Wait for the handler's answer (blocking triggers); `None` = the
+    /// trigger's own default (blocking where MistServer's is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
+    /// Seconds the handler may take.
+    #[serde(default = "default_trigger_timeout")]
+    pub timeout: f64,
+    /// Response used when the handler fails, times out or is not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+fn default_trigger_timeout() -> f64 {
+    5.0
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Secret of signed play tokens (`?token=`, HMAC-SHA256 with an
+    /// expiry); empty = tokens cannot be checked, so streams that require
+    /// them refuse every viewer.
+    pub play_secret: String,
+    /// Publish keys: RTMP key -> the stream name it publishes
+    /// (`abc123 = "live+alice"`).
+    pub publish_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// `[[push]]`
@@ -216,6 +332,13 @@ pub struct StreamConfig {
     /// on_demand_idle`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub always_on: bool,
+    /// Publishing needs a key from `[access] publish_keys` (publishing by
+    /// the bare stream name is refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_publish_key: bool,
+    /// Playing needs a signed token (`?token=`, see `[access] play_secret`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_play_token: bool,
 }
 
 /// `[server]`
@@ -491,6 +614,36 @@ impl Config {
         }
         if self.http.root.as_os_str().is_empty() {
             return Err(bad("http.root", "must not be empty"));
+        }
+        if self.api.enabled {
+            if self.api.port == 0 {
+                return Err(bad("api.port", "must be 1..=65535"));
+            }
+            if self.api.port == self.http.port
+                || (self.rtmp.enabled && self.api.port == self.rtmp.port)
+            {
+                return Err(bad("api.port", "must differ from http.port and rtmp.port"));
+            }
+        }
+        if !(1..=100 << 20).contains(&self.api.max_body_bytes) {
+            return Err(bad("api.max_body_bytes", "must be 1..=104857600"));
+        }
+        if !(1..=1024).contains(&self.api.max_connections) {
+            return Err(bad("api.max_connections", "must be 1..=1024"));
+        }
+        if !(1..=1024).contains(&self.triggers.max_concurrent) {
+            return Err(bad("triggers.max_concurrent", "must be 1..=1024"));
+        }
+        if self.triggers.max_response_bytes < 16 {
+            return Err(bad("triggers.max_response_bytes", "must be at least 16"));
+        }
+        for t in &self.trigger_list {
+            if !t.timeout.is_finite() || !(0.01..=600.0).contains(&t.timeout) {
+                return Err(bad("trigger.timeout", "must be 0.01..=600"));
+            }
+            if t.handler.trim().is_empty() {
+                return Err(bad("trigger.handler", "must not be empty"));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,9 @@
 //! - [`deliver`]: the HTTP worker and static files.
 //! - [`server`]: starting and stopping the workers.
 //! - [`config`]: the TOML configuration.
+//! - [`control`]: the control plane (API, triggers, metrics, reload).
 pub mod config;
+pub mod control;
 pub mod deliver;
 pub mod ingest;
 pub mod live;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
+use crate::control::ControlPlane;
 use crate::deliver::http_worker::{self, Counters, WorkerMsg, WorkerSetup};
 use crate::net::listener::{ListenError, reuseport_listeners};
-use crate::runtime::mesh::{Mesh, MeshEndpoint};
+use crate::runtime::mesh::Mesh;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ pub enum StartError {
 /// A running server: its workers and the control endpoint of the mesh.
 #[derive(Debug)]
 pub struct Server {
-    control: MeshEndpoint<WorkerMsg>,
+    control: Arc<ControlPlane>,
     workers: Vec<JoinHandle<Counters>>,
     /// The `spate-exec` thread (runs `ts-exec:` commands), if any stream
     /// needs it; stopped after the workers.
@@ -128,7 +129,7 @@ impl Server {
         }
         drop(ready_tx);
         let mut server = Self {
-            control,
+            control: Arc::new(ControlPlane::new(control)),
             workers,
             exec,
             http_addr,
@@ -149,6 +150,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The control end of the mesh (API, reload).
+    pub fn control(&self) -> Arc<ControlPlane> {
+        self.control.clone()
+    }
+
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.workers.len()
@@ -158,18 +164,7 @@ impl Server {
     /// responses (up to `server.shutdown_timeout`) and exits. Returns the
     /// merged counters.
     pub fn stop(&mut self) -> Counters {
-        for to in 0..self.control.workers() {
-            let mut msg = WorkerMsg::Shutdown;
-            loop {
-                match self.control.send(to, msg) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        msg = back;
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                }
-            }
-        }
+        self.control.send_all(|| WorkerMsg::Shutdown);
         let mut total = Counters::default();
         for h in self.workers.drain(..) {
             match h.join() {

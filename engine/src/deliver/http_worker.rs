@@ -36,6 +36,7 @@ use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
+mod control_msgs;
 mod exec_sources;
 mod http_sources;
 mod live_conn;
@@ -54,6 +55,8 @@ pub enum WorkerMsg {
     /// An on-demand stream (`ts-exec:` source) has viewers or requests on
     /// the sending core: its owner keeps (or starts) the command.
     SourceWanted(Arc<str>),
+    /// From the control plane (API, reload).
+    Control(crate::control::ControlRequest),
 }
 
 /// Everything a worker thread needs, built by the control thread.
@@ -169,6 +172,60 @@ struct Conn {
     work: Option<Box<Work>>,
     /// RTMP connections and live viewers (HTTP-FLV included).
     live: Option<Box<live_conn::LiveConn>>,
+    /// The peer's address (for logs, sessions, triggers, access rules).
+    peer: std::net::SocketAddr,
+    /// When the connection was accepted.
+    since: Instant,
+}
+
+/// Accepts kept in flight per listener. Single-shot accepts (each with its
+/// own address buffer) rather than one multishot accept, so every
+/// connection's peer address is known: a direct descriptor cannot be asked
+/// with `getpeername`.
+const ACCEPTS_PER_LISTENER: usize = 8;
+
+/// The address buffer of one in-flight accept.
+#[derive(Debug)]
+struct AcceptSlot {
+    armed: bool,
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl AcceptSlot {
+    fn new() -> Self {
+        Self {
+            armed: false,
+            // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+            addr: unsafe { std::mem::zeroed() },
+            len: 0,
+        }
+    }
+
+    /// The address the kernel wrote (unspecified if it is not IPv4/IPv6).
+    fn peer(&self) -> std::net::SocketAddr {
+        use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+        match i32::from(self.addr.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote a sockaddr_in (family AF_INET)
+                // into this storage, which is large and aligned enough.
+                let a = unsafe { &*(&self.addr as *const _ as *const libc::sockaddr_in) };
+                SocketAddr::from((
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                ))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, a sockaddr_in6 for AF_INET6.
+                let a = unsafe { &*(&self.addr as *const _ as *const libc::sockaddr_in6) };
+                SocketAddr::from((
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                ))
+            }
+            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -403,15 +460,16 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         ),
         tick: Box::new(types::Timespec::from(TICK_EVERY)),
         wake_buf: Box::new(0),
-        accept_armed: [false; 2],
+        accepts: Box::new(std::array::from_fn(|_| {
+            std::array::from_fn(|_| AcceptSlot::new())
+        })),
         accept_retry: false,
         shutdown_at: None,
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
         ring,
     };
-    w.arm_accept(0);
-    w.arm_accept(1);
+    w.rearm_accepts();
     w.arm_tick();
     w.arm_wake();
     w.open_sources();
@@ -493,7 +551,8 @@ struct Worker {
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
-    accept_armed: [bool; 2],
+    /// In-flight accepts: `ACCEPTS_PER_LISTENER` per listener (HTTP, RTMP).
+    accepts: Box<[[AcceptSlot; ACCEPTS_PER_LISTENER]; 2]>,
     accept_retry: bool,
     shutdown_at: Option<Instant>,
     now: Cell<Instant>,
@@ -504,6 +563,7 @@ impl Worker {
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every entry built in this module points only at memory
         // owned by the worker (boxed timespec, eventfd buffer, OpenHow, the
+        // boxed address buffers of the accepts, the
         // boxed read buffer of each ts-exec source, the boxed address,
         // request and receive buffer of each http:// source), by a
         // connection's boxed Work (paths, heads, iovecs, msghdr) or by a
@@ -517,17 +577,30 @@ impl Worker {
         format!("w{}/c{}.{}", self.index, slot, generation)
     }
 
-    /// Arm the multishot accept of listener `which` (0 HTTP, 1 RTMP).
-    fn arm_accept(&mut self, which: usize) {
+    /// A connection's peer address and when it was accepted.
+    fn conn_peer(&self, slot: u32, generation: u32) -> Option<(std::net::SocketAddr, Instant)> {
+        self.conns.get(slot, generation).map(|c| (c.peer, c.since))
+    }
+
+    /// Arm accept `k` of listener `which` (0 HTTP, 1 RTMP): into a direct
+    /// descriptor, with the peer's address written into the slot's buffer.
+    fn arm_accept(&mut self, which: usize, k: usize) {
         let Some(l) = &self.listeners[which] else {
             return;
         };
-        let e = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
-            .allocate_file_index(true)
-            .build()
-            .user_data(Token::new(ACCEPT, which as u32, 0).0);
+        let fd = l.as_raw_fd();
+        let a = &mut self.accepts[which][k];
+        a.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        a.armed = true;
+        let e = opcode::Accept::new(
+            types::Fd(fd),
+            (&mut a.addr as *mut libc::sockaddr_storage).cast(),
+            &mut a.len,
+        )
+        .file_index(Some(types::DestinationSlot::auto_target()))
+        .build()
+        .user_data(Token::new(ACCEPT, (which * ACCEPTS_PER_LISTENER + k) as u32, 0).0);
         self.push(e);
-        self.accept_armed[which] = true;
     }
 
     fn rearm_accepts(&mut self) {
@@ -535,8 +608,10 @@ impl Worker {
             return;
         }
         for which in 0..2 {
-            if !self.accept_armed[which] {
-                self.arm_accept(which);
+            for k in 0..ACCEPTS_PER_LISTENER {
+                if !self.accepts[which][k].armed {
+                    self.arm_accept(which, k);
+                }
             }
         }
     }
@@ -613,7 +688,7 @@ impl Worker {
             t.slot()
         );
         match t.kind() {
-            ACCEPT => self.on_accept(t.slot() as usize, res, flags),
+            ACCEPT => self.on_accept(t.slot() as usize, res),
             TICK => {
                 self.on_tick();
                 self.arm_tick();
@@ -626,6 +701,7 @@ impl Worker {
                         WorkerMsg::Shutdown => self.begin_shutdown(),
                         WorkerMsg::Live(msg) => self.on_live_msg(msg),
                         WorkerMsg::SourceWanted(name) => self.on_source_wanted(&name),
+                        WorkerMsg::Control(req) => self.on_control(req),
                     }
                 }
                 self.drain_exec_events();
@@ -653,11 +729,12 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, which: usize, res: i32, flags: u32) {
-        let which = which.min(1);
-        if !ring::more(flags) {
-            self.accept_armed[which] = false;
-        }
+    fn on_accept(&mut self, slot: usize, res: i32) {
+        let (which, k) = (
+            (slot / ACCEPTS_PER_LISTENER).min(1),
+            slot % ACCEPTS_PER_LISTENER,
+        );
+        self.accepts[which][k].armed = false;
         if res < 0 {
             let err = -res;
             if err == libc::ENFILE || err == libc::EMFILE {
@@ -682,8 +759,9 @@ impl Worker {
             }
             return;
         }
-        if !self.accept_armed[which] && self.shutdown_at.is_none() {
-            self.arm_accept(which);
+        let peer = self.accepts[which][k].peer();
+        if self.shutdown_at.is_none() {
+            self.arm_accept(which, k);
         }
         let fd = res as u32;
         self.counters.accepted += 1;
@@ -705,6 +783,8 @@ impl Worker {
             deadline: None,
             work: None,
             live: (which == 1).then(|| live_conn::LiveConn::rtmp(now, &self.rtmp_limits)),
+            peer,
+            since: now,
         });
         self.arm_recv(slot, generation);
     }
@@ -1505,10 +1585,10 @@ impl Worker {
         self.close_sources();
         self.close_exec_sources();
         self.close_http_sources();
-        // Stop accepting: cancel the multishot accept and close the
-        // listener, so new connections are refused by the kernel.
-        for which in 0..2u32 {
-            let cancel = opcode::AsyncCancel::new(Token::new(ACCEPT, which, 0).0)
+        // Stop accepting: cancel the accepts in flight and close the
+        // listeners, so new connections are refused by the kernel.
+        for slot in 0..(2 * ACCEPTS_PER_LISTENER) as u32 {
+            let cancel = opcode::AsyncCancel::new(Token::new(ACCEPT, slot, 0).0)
                 .build()
                 .user_data(Token::new(CLOSE, 0, 0).0);
             self.push(cancel);

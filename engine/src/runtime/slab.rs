@@ -68,6 +68,17 @@ impl<T> Slab<T> {
     }
 
     /// The value at `slot` if its generation matches.
+    pub fn get(&self, slot: u32, generation: u32) -> Option<&T> {
+        match self.entries.get(slot as usize) {
+            Some(Entry::Occupied {
+                generation: g,
+                value,
+            }) if *g == generation => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value at `slot` if its generation matches, mutably.
     pub fn get_mut(&mut self, slot: u32, generation: u32) -> Option<&mut T> {
         match self.entries.get_mut(slot as usize) {
             Some(Entry::Occupied {

@@ -472,7 +472,10 @@ impl Worker {
     fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
         let now = self.now.get();
         let name = self.registry.rtmp_name(app, key);
-        let conn = self.conn_id(slot, generation);
+        let mut conn = self.conn_id(slot, generation);
+        if let Some((peer, _)) = self.conn_peer(slot, generation) {
+            conn = format!("{conn} from {peer}");
+        }
         match self.begin_publish(&name, &conn) {
             Ok(publisher) => {
                 if let Some(l) = self.live_mut(slot, generation) {
