@@ -19,6 +19,7 @@ APT_NEEDS=(
   "chromium:chromium"
   "node:nodejs"
   "npm:npm"
+  "php:php-cli"     # a MistServer-style trigger handler in PHP (tests/tests/control_triggers.rs)
 )
 # npm and PyPI packages, when tests need them, are installed here too, never
 # downloaded by the tests. NPM_PROJECTS: directories with a committed
@@ -33,6 +34,7 @@ NPM_PROJECTS=(
 PIP_NEEDS=(
   "m3u8==6.0.0"    # HLS playlist parser (tests/src/playlist.rs)
   "mpegdash==0.4.1" # DASH MPD parser (tests/src/playlist.rs)
+  "prometheus_client==0.21.1" # Prometheus text-format parser (tests/tests/control_api.rs)
 )
 VENV=target/test-venv
 SYSTEM_PYTHON=/usr/bin/python3
