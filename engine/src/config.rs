@@ -468,6 +468,11 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// Validate a configuration built in code (the API's edits).
+    pub fn revalidate(&self) -> Result<(), ConfigError> {
+        self.validate("new configuration")
+    }
+
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")

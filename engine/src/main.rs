@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .init();
 
     let signals = block_signals();
-    let mut server = match Server::start(config.clone()) {
+    let mut server = match Server::start_from(config.clone(), cli.config.clone()) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -66,9 +66,10 @@ fn main() -> ExitCode {
             continue;
         }
         match sig {
-            libc::SIGHUP => {
-                tracing::info!("SIGHUP: configuration reload is not implemented yet; ignored")
-            }
+            libc::SIGHUP => match server.config_store().reload() {
+                Ok(summary) => tracing::info!("SIGHUP: configuration reloaded: {summary}"),
+                Err(e) => tracing::error!("SIGHUP: reload refused, configuration unchanged: {e}"),
+            },
             _ => {
                 tracing::info!(
                     "signal {sig}: stopping (in-flight responses get {} s)",

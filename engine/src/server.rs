@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
-use crate::control::ControlPlane;
+use crate::control::{ConfigStore, ControlPlane};
 use crate::deliver::http_worker::{self, Counters, WorkerMsg, WorkerSetup};
 use crate::net::listener::{ListenError, reuseport_listeners};
 use crate::runtime::mesh::Mesh;
@@ -37,6 +37,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     control: Arc<ControlPlane>,
+    store: Arc<ConfigStore>,
     workers: Vec<JoinHandle<Counters>>,
     /// The `spate-exec` thread (runs `ts-exec:` commands), if any stream
     /// needs it; stopped after the workers.
@@ -49,6 +50,15 @@ impl Server {
     /// Open the root and listeners, start one pinned worker per configured
     /// core, and return once every worker is accepting.
     pub fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_from(config, None)
+    }
+
+    /// [`Server::start`], remembering the file the configuration came from
+    /// (re-read on reload; `None` = the embedded default).
+    pub fn start_from(
+        config: Config,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<Self, StartError> {
         let config = Arc::new(config);
         let root_path = &config.http.root;
         let root = File::options()
@@ -128,8 +138,16 @@ impl Server {
             workers.push(h);
         }
         drop(ready_tx);
+        let control = Arc::new(ControlPlane::new(control));
+        let store = Arc::new(ConfigStore::new(
+            path,
+            config.clone(),
+            control.clone(),
+            registry.clone(),
+        ));
         let mut server = Self {
-            control: Arc::new(ControlPlane::new(control)),
+            control,
+            store,
             workers,
             exec,
             http_addr,
@@ -153,6 +171,11 @@ impl Server {
     /// The control end of the mesh (API, reload).
     pub fn control(&self) -> Arc<ControlPlane> {
         self.control.clone()
+    }
+
+    /// The configuration in force, and reloading it.
+    pub fn config_store(&self) -> Arc<ConfigStore> {
+        self.store.clone()
     }
 
     /// Number of workers.

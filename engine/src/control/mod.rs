@@ -12,6 +12,11 @@ use crate::config::Config;
 use crate::deliver::http_worker::{Counters, WorkerMsg};
 use crate::runtime::mesh::MeshEndpoint;
 
+mod config_store;
+pub mod reload;
+
+pub use config_store::ConfigStore;
+
 /// What the control plane asks of a worker.
 #[derive(Debug)]
 pub enum ControlRequest {

