@@ -27,6 +27,8 @@ pub struct SpateBuilder {
     live: Vec<(String, String)>,
     streams: Vec<Vec<(String, String)>>,
     pushes: Vec<(String, String)>,
+    api: Vec<(String, String)>,
+    extra: String,
     large_file: bool,
     label: String,
 }
@@ -70,6 +72,8 @@ impl SpateBuilder {
             live: Vec::new(),
             streams: Vec::new(),
             pushes: Vec::new(),
+            api: Vec::new(),
+            extra: String::new(),
             large_file: false,
             label: "srv".into(),
         };
@@ -133,6 +137,23 @@ impl SpateBuilder {
         self
     }
 
+    /// Set an `[api]` key (TOML literal value). `port` is filled in by
+    /// [`start`](Self::start) with a free port unless set here (the
+    /// engine's default, 4242, cannot be shared by parallel tests).
+    pub fn api(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.api, key, value);
+        self
+    }
+
+    /// Append TOML text as it is (`[[trigger]]` tables, `[access]`, ...),
+    /// after everything else.
+    pub fn extra_toml(mut self, text: &str) -> Self {
+        self.extra.push_str("\n");
+        self.extra.push_str(text);
+        self.extra.push('\n');
+        self
+    }
+
     /// Also create the 5 MiB [`fixtures::LARGE_FILE`].
     pub fn with_large_file(mut self) -> Self {
         self.large_file = true;
@@ -156,12 +177,24 @@ impl SpateBuilder {
             .any(|(k, v)| k == "enabled" && v.trim() == "false")
     }
 
-    /// The config file text for HTTP `port`, `rtmp_port` (unless `[rtmp]
-    /// port` was set) and `root`.
-    pub fn config_text(&self, port: u16, rtmp_port: u16, root: &Path) -> String {
+    /// `[api] enabled` unless set to false.
+    fn api_enabled(&self) -> bool {
+        !self
+            .api
+            .iter()
+            .any(|(k, v)| k == "enabled" && v.trim() == "false")
+    }
+
+    /// The config file text for HTTP `port`, `rtmp_port` and `api_port`
+    /// (unless set) and `root`.
+    pub fn config_text(&self, port: u16, rtmp_port: u16, api_port: u16, root: &Path) -> String {
         let mut rtmp = self.rtmp.clone();
         if !rtmp.iter().any(|(k, _)| k == "port") {
             rtmp.insert(0, ("port".into(), rtmp_port.to_string()));
+        }
+        let mut api = self.api.clone();
+        if !api.iter().any(|(k, _)| k == "port") {
+            api.insert(0, ("port".into(), api_port.to_string()));
         }
         let mut http = self.http.clone();
         if !http.iter().any(|(k, _)| k == "port") {
@@ -176,6 +209,7 @@ impl SpateBuilder {
             ("http", &http),
             ("log", &self.log),
             ("rtmp", &rtmp),
+            ("api", &api),
         ] {
             text.push_str(&format!("\n[{name}]\n"));
             for (k, v) in kvs {
@@ -201,6 +235,7 @@ impl SpateBuilder {
                 toml_string(target)
             ));
         }
+        text.push_str(&self.extra);
         text
     }
 
@@ -226,8 +261,15 @@ impl SpateBuilder {
                 Some((_, v)) => v.parse().expect("rtmp port is a number"),
                 None => crate::free_port(),
             };
-            std::fs::write(&config_path, self.config_text(port, rtmp_port, &root))
-                .expect("write config");
+            let api_port = match self.api.iter().find(|(k, _)| k == "port") {
+                Some((_, v)) => v.parse().expect("api port is a number"),
+                None => crate::free_port(),
+            };
+            std::fs::write(
+                &config_path,
+                self.config_text(port, rtmp_port, api_port, &root),
+            )
+            .expect("write config");
             let stderr_path = dir.path().join(format!("spate-{attempt}.stderr"));
             let stdout_path = dir.path().join(format!("spate-{attempt}.stdout"));
             let mut child = Command::new(spate_bin())
@@ -249,6 +291,7 @@ impl SpateBuilder {
                     Ok(())
                 }
             });
+            let api_enabled = self.api_enabled();
             match listening {
                 Ok(()) => {
                     return Spate {
@@ -256,6 +299,7 @@ impl SpateBuilder {
                         exit: None,
                         port,
                         rtmp_port: rtmp_enabled.then_some(rtmp_port),
+                        api_port: api_enabled.then_some(api_port),
                         root,
                         config_path,
                         stderr_path,
@@ -317,6 +361,7 @@ pub struct Spate {
     exit: Option<ExitStatus>,
     port: u16,
     rtmp_port: Option<u16>,
+    api_port: Option<u16>,
     root: PathBuf,
     config_path: PathBuf,
     stderr_path: PathBuf,
@@ -349,6 +394,17 @@ impl Spate {
     pub fn rtmp_port(&self) -> u16 {
         self.rtmp_port
             .expect("this server was started with [rtmp] enabled = false")
+    }
+
+    /// The API port. Panics if the API was disabled.
+    pub fn api_port(&self) -> u16 {
+        self.api_port
+            .expect("this server was started with [api] enabled = false")
+    }
+
+    /// 127.0.0.1:api_port (the JSON API, `/metrics`, `/healthz`).
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.api_port()))
     }
 
     /// 127.0.0.1:rtmp_port.
