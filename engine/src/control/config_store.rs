@@ -57,7 +57,7 @@ impl ConfigStore {
         match parsed {
             Ok(c) => self.apply(c),
             Err(e) => {
-                let e = e.to_string();
+                let e = one_line(&e.to_string());
                 *self.last_error.lock().expect("config lock") = Some(e.clone());
                 Err(e)
             }
@@ -70,18 +70,41 @@ impl ConfigStore {
         let new = match new.revalidate() {
             Ok(()) => Arc::new(new),
             Err(e) => {
-                let e = e.to_string();
+                let e = one_line(&e.to_string());
                 *self.last_error.lock().expect("config lock") = Some(e.clone());
                 return Err(e);
             }
         };
         let mut cur = self.current.lock().expect("config lock");
         let summary = super::reload::summarize(&cur, &new);
+        let restart = super::reload::needs_restart(&cur, &new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                "reload: {} changed; the running values stay until a restart",
+                restart.join(", ")
+            );
+        }
         self.registry.reconfigure(&new);
         self.control
             .send_all(|| WorkerMsg::Control(ControlRequest::Reload(new.clone())));
         *cur = new;
         *self.last_error.lock().expect("config lock") = None;
         Ok(summary)
+    }
+}
+
+/// toml's errors quote the offending line over several lines; a log line or
+/// an API answer wants one: the first line (file, line, column) and the last
+/// (what is wrong: "unknown field `x`, expected one of ...").
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, .., last] => format!("{first}: {last}"),
     }
 }

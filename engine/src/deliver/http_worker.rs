@@ -42,6 +42,7 @@ mod http_sources;
 mod live_conn;
 mod live_routes;
 mod publisher;
+mod reload;
 mod sources;
 mod udp_push;
 
@@ -453,6 +454,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
             })
             .collect(),
         pushes: Vec::new(),
+        config: setup.config.clone(),
         open_how: Box::new(
             types::OpenHow::new()
                 .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
@@ -544,6 +546,8 @@ struct Worker {
     /// `ts-exec:` sources this worker runs, on-demand streams, parked
     /// requests.
     exec: Box<exec_sources::ExecSources>,
+    /// The configuration in force (replaced by a reload).
+    config: Arc<Config>,
     /// `[[push]]` rules: (stream pattern, target URL, parsed target).
     push_rules: Vec<(String, String, crate::deliver::push::PushTarget)>,
     /// Pushes running on this core.

@@ -451,9 +451,26 @@ pub struct Resume {
 pub struct Registry {
     claims: Mutex<HashMap<String, Claim>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// What publishes are checked against; replaced on reload.
+    rules: std::sync::RwLock<Arc<RegistryRules>>,
+}
+
+/// The parts of the configuration the registry decides with.
+#[derive(Debug)]
+struct RegistryRules {
     live: LiveConfig,
     streams: Vec<crate::config::StreamConfig>,
     naming: RtmpNaming,
+}
+
+impl RegistryRules {
+    fn of(config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            live: config.live.clone(),
+            streams: config.streams.clone(),
+            naming: config.rtmp.stream_name,
+        })
+    }
 }
 
 impl Registry {
@@ -462,19 +479,23 @@ impl Registry {
         Self {
             claims: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
-            live: config.live.clone(),
-            streams: config.streams.clone(),
-            naming: config.rtmp.stream_name,
+            rules: std::sync::RwLock::new(RegistryRules::of(config)),
         }
     }
 
     /// Take a reloaded configuration: stream settings and naming apply to
     /// publishes from now on (streams already live keep theirs).
-    pub fn reconfigure(&self, _config: &Config) {}
+    pub fn reconfigure(&self, config: &Config) {
+        *self.rules.write().expect("registry rules lock") = RegistryRules::of(config);
+    }
+
+    fn rules(&self) -> Arc<RegistryRules> {
+        self.rules.read().expect("registry rules lock").clone()
+    }
 
     /// The stream name an RTMP `app` + `key` map to.
     pub fn rtmp_name(&self, app: &str, key: &str) -> String {
-        match self.naming {
+        match self.rules().naming {
             RtmpNaming::Key => key.to_string(),
             RtmpNaming::AppKey => format!("{app}+{key}"),
         }
@@ -498,32 +519,33 @@ impl Registry {
         {
             return Err(PublishRefusal::BadName);
         }
-        let cfg = self.streams.iter().find(|s| s.name == base);
-        if cfg.is_none() && !self.live.accept_unknown_streams {
+        let rules = self.rules();
+        let cfg = rules.streams.iter().find(|s| s.name == base);
+        if cfg.is_none() && !rules.live.accept_unknown_streams {
             return Err(PublishRefusal::Unknown);
         }
         let buffer = cfg
             .and_then(|c| c.buffer_seconds)
-            .unwrap_or(self.live.buffer_seconds);
+            .unwrap_or(rules.live.buffer_seconds);
         let grace = cfg
             .and_then(|c| c.reconnect_grace)
-            .unwrap_or(self.live.reconnect_grace);
+            .unwrap_or(rules.live.reconnect_grace);
         let segment = cfg
             .and_then(|c| c.segment_duration)
-            .unwrap_or(self.live.segment_duration);
+            .unwrap_or(rules.live.segment_duration);
         Ok(StreamSettings {
             limits: WindowLimits {
                 window_ms: (buffer * 1000.0) as i64,
-                max_items: self.live.max_buffer_frames,
+                max_items: rules.live.max_buffer_frames,
             },
             grace_ms: (grace * 1000.0) as u64,
-            skip_lag_ms: (self.live.viewer_skip_lag * 1000.0) as i64,
+            skip_lag_ms: (rules.live.viewer_skip_lag * 1000.0) as i64,
             segmented: SegmentedSettings {
                 target_us: (segment * 1_000_000.0) as i64,
-                window: self.live.playlist_segments,
-                grace_ms: (self.live.segment_grace * 1000.0) as i64,
-                arena_bytes: self.live.segment_arena_mib << 20,
-                max_arenas: self.live.segment_max_arenas,
+                window: rules.live.playlist_segments,
+                grace_ms: (rules.live.segment_grace * 1000.0) as i64,
+                arena_bytes: rules.live.segment_arena_mib << 20,
+                max_arenas: rules.live.segment_max_arenas,
             },
         })
     }

@@ -745,6 +745,37 @@ impl Worker {
         s.phase = Phase::Backoff(now + delay);
     }
 
+    /// A reload: stop the `http://` sources `config` no longer has for this
+    /// worker, start the new ones; unchanged ones keep their connection.
+    pub(super) fn reload_http_sources(&mut self, config: &crate::config::Config) {
+        let wanted = pull_sources_for(config, self.index, self.mesh.workers());
+        let same = |a: &PullSource, b: &PullSource| a.ing.name == b.ing.name && a.url == b.url;
+        for i in 0..self.http.len() {
+            if matches!(self.http[i].phase, Phase::Stopped)
+                || wanted.iter().any(|w| same(w, &self.http[i]))
+            {
+                continue;
+            }
+            tracing::info!("{}: removed by a reload; closing", self.http[i].ing.label);
+            self.http_close_conn(i);
+            self.http[i].phase = Phase::Stopped;
+            if let Some(p) = self.http[i].ing.publisher.take() {
+                let label = self.http[i].ing.label.clone();
+                self.finish_publish(p, &label);
+            }
+        }
+        for w in wanted {
+            let present = self
+                .http
+                .iter()
+                .any(|s| !matches!(s.phase, Phase::Stopped) && same(s, &w));
+            if !present {
+                tracing::info!("{}: added by a reload", w.ing.label);
+                self.http.push(w);
+            }
+        }
+    }
+
     /// Shutdown: close every connection, end publishing.
     pub(super) fn close_http_sources(&mut self) {
         for i in 0..self.http.len() {

@@ -180,6 +180,11 @@ impl LiveConn {
         })
     }
 
+    /// The stream this connection publishes, if it does.
+    pub(super) fn publisher_name(&self) -> Option<&str> {
+        self.publisher.as_deref().map(|p| &*p.name)
+    }
+
     /// Bytes received from the peer.
     pub(super) fn input(&mut self, now: Instant, data: &[u8]) {
         if let Some(s) = self.rtmp.as_deref_mut() {

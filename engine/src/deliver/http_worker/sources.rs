@@ -43,6 +43,9 @@ pub(super) struct Source {
     sock: Option<socket2::Socket>,
     armed: bool,
     reopen_at: Option<Instant>,
+    /// Removed by a reload: closed, never reopened. The slot stays (its
+    /// index names it in completions still in flight).
+    retired: bool,
     ing: TsIngest,
 }
 
@@ -54,6 +57,7 @@ impl Source {
             sock: None,
             armed: false,
             reopen_at: None,
+            retired: false,
             ing: TsIngest::new(name, label),
         }
     }
@@ -144,6 +148,9 @@ impl Worker {
         let bgid = self.bufs.group();
         for i in 0..self.sources.len() {
             let s = &mut self.sources[i];
+            if s.retired {
+                continue;
+            }
             if s.sock.is_none() && s.reopen_at.is_none_or(|t| now >= t) {
                 match ingest::open_udp(&s.url) {
                     Ok(sock) => {
@@ -188,6 +195,12 @@ impl Worker {
         }
         if !more {
             self.sources[i].armed = false;
+        }
+        if self.sources[i].retired {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
         }
         if res > 0 {
             let b = bid.expect("a receive with data names its buffer");
@@ -338,6 +351,55 @@ impl Worker {
         }
         if self.shutdown_at.is_none() {
             self.open_sources();
+        }
+    }
+
+    /// A reload: stop the UDP sources `config` no longer has for this
+    /// worker (their streams go into the reconnect grace, then end) and
+    /// start the new ones. Unchanged sources are not touched.
+    pub(super) fn reload_udp_sources(&mut self, config: &crate::config::Config) {
+        let wanted = sources_for(config, self.index, self.mesh.workers());
+        for i in 0..self.sources.len() {
+            let s = &self.sources[i];
+            if s.retired
+                || wanted
+                    .iter()
+                    .any(|w| w.ing.name == s.ing.name && w.url == s.url)
+            {
+                continue;
+            }
+            self.retire_source(i);
+        }
+        for w in wanted {
+            let present = self
+                .sources
+                .iter()
+                .any(|s| !s.retired && s.ing.name == w.ing.name && s.url == w.url);
+            if !present {
+                tracing::info!("{}: added by a reload", w.ing.label);
+                self.sources.push(w);
+            }
+        }
+        self.open_sources();
+    }
+
+    /// Close source `i` for good (a reload removed it).
+    fn retire_source(&mut self, i: usize) {
+        tracing::info!(
+            "{}: removed by a reload; closing",
+            self.sources[i].ing.label
+        );
+        if let Some(p) = self.sources[i].ing.publisher.take() {
+            let label = self.sources[i].ing.label.clone();
+            self.finish_publish(p, &label);
+        }
+        let s = &mut self.sources[i];
+        s.retired = true;
+        if s.sock.take().is_some() {
+            let e = opcode::AsyncCancel::new(Token::new(SRC_RECV, i as u32, 0).0)
+                .build()
+                .user_data(Token::new(super::CLOSE, 0, 0).0);
+            self.push(e);
         }
     }
 

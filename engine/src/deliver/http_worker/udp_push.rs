@@ -285,6 +285,48 @@ impl Worker {
         }
     }
 
+    /// A reload: take `config`'s `[[push]]` rules; pushes no rule covers
+    /// any more stop, and new rules start for the streams live now.
+    pub(super) fn reload_push_rules(&mut self, config: &crate::config::Config) {
+        self.push_rules = config
+            .pushes
+            .iter()
+            .filter_map(|p| {
+                PushTarget::parse(&p.target)
+                    .ok()
+                    .map(|t| (p.stream.clone(), p.target.clone(), t))
+            })
+            .collect();
+        for i in 0..self.pushes.len() {
+            let p = &self.pushes[i];
+            if p.stopped {
+                continue;
+            }
+            let name = self.live.streams.get(&p.stream).map(|s| s.name.clone());
+            let covered = name.is_some_and(|name| {
+                self.push_rules
+                    .iter()
+                    .any(|(pattern, _, t)| *t == p.target && push_matches(pattern, &name))
+            });
+            if !covered {
+                let p = &mut self.pushes[i];
+                tracing::info!("{}: stopped (its rule was removed by a reload)", p.label);
+                p.stopped = true;
+                p.reset();
+            }
+        }
+        self.compact_pushes();
+        let live: Vec<(StreamId, std::sync::Arc<str>)> = self
+            .live
+            .streams
+            .iter()
+            .map(|(&id, s)| (id, s.name.clone()))
+            .collect();
+        for (id, name) in live {
+            self.pushes_on_start(id, &name);
+        }
+    }
+
     /// A stream ended: stop its pushes (they go once their sends are back).
     pub(super) fn pushes_on_end(&mut self, id: StreamId) {
         for p in self.pushes.iter_mut().filter(|p| p.stream == id) {
