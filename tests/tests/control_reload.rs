@@ -61,8 +61,7 @@ fn reload(s: &Spate, edit: impl FnOnce(String) -> String, expect: &str) {
     let last = s
         .stderr()
         .lines()
-        .filter(|l| l.contains("SIGHUP:"))
-        .last()
+        .rfind(|l| l.contains("SIGHUP:"))
         .unwrap_or_default()
         .to_string();
     assert!(
@@ -199,8 +198,7 @@ fn a_bad_config_file_is_refused_and_the_running_one_stays() {
     let line = s
         .stderr()
         .lines()
-        .filter(|l| l.contains("reload refused"))
-        .last()
+        .rfind(|l| l.contains("reload refused"))
         .unwrap_or_default()
         .to_string();
     assert!(
