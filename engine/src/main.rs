@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    abort_on_worker_panic();
     let signals = block_signals();
     let mut server = match Server::start_from(config.clone(), cli.config.clone()) {
         Ok(s) => s,
@@ -115,4 +116,25 @@ fn block_signals() -> libc::sigset_t {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         set
     }
+}
+
+/// A worker that panics must not unwind: dropping its ring and buffers while
+/// the kernel may still write into them (receives, provided buffers) is
+/// memory corruption, and a dead worker's listener would keep taking
+/// connections nobody serves. So a panic on a worker thread logs, then
+/// aborts the process (a supervisor restarts it); other threads (API,
+/// triggers, exec) unwind as usual.
+fn abort_on_worker_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        if thread.name().is_some_and(|n| n.starts_with("spate-w")) {
+            tracing::error!(
+                "{}: {info}; aborting (a worker cannot unwind safely past its ring)",
+                thread.name().unwrap_or("worker")
+            );
+            std::process::abort();
+        }
+    }));
 }
