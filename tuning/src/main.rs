@@ -1,14 +1,24 @@
-//! `spate-tune`: checks the host settings an edge box running Spate needs.
+//! `spate-tune`: checks (and fixes) the host settings an edge box running
+//! Spate needs. docs/tuning.md explains every check.
 //!
-//! `spate-tune check` reads them and prints one line per setting with what
-//! Spate wants and whether the host has it; it exits 1 when a required
-//! setting is missing. Applying settings arrives with the host-doctor issue.
+//! - `spate-tune check`: one line per setting (ok / FAIL / warn / info),
+//!   with what the host has, what Spate wants, why, and the fix. Exit status
+//!   0 when the host is ready (no required check failed), 1 when it is not.
+//! - `spate-tune apply --dry-run|--yes [--persist]`: write the sysctls and
+//!   sysfs knobs that fix failed checks (`--dry-run` only says what it
+//!   would write), optionally persist the sysctls in
+//!   /etc/sysctl.d/90-spate.conf, and print the systemd drop-in for the
+//!   limits a process cannot raise itself. Exit status as for `check`,
+//!   after the writes.
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use spate_tuning::apply;
+use spate_tuning::check::{self, Check, Host, Level, Options};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Check host settings for Spate")]
+#[command(version, about = "Check and tune an edge host for Spate")]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -16,147 +26,157 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Read the host's settings and report (default).
-    Check,
+    /// Read the host's settings and report (the default).
+    Check(Common),
+    /// Fix what `check` reports.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        /// Only print what would be written.
+        #[arg(long, conflicts_with = "yes", required_unless_present = "yes")]
+        dry_run: bool,
+        /// Write it.
+        #[arg(long)]
+        yes: bool,
+        /// Also write the sysctls to <root>/etc/sysctl.d/90-spate.conf.
+        #[arg(long)]
+        persist: bool,
+    },
 }
 
-/// One checked setting.
-#[derive(Debug)]
-struct Check {
-    name: &'static str,
-    have: String,
-    want: &'static str,
-    ok: bool,
-    required: bool,
+#[derive(Debug, Args, Default)]
+struct Common {
+    /// Read (and write) the host's files under this directory instead of /
+    /// (a fixture tree; the io_uring probe is then not run).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Workers Spate will run (0 = one per online CPU).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Do not probe this kernel's io_uring.
+    #[arg(long)]
+    no_probe: bool,
 }
 
-fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+fn run_checks(c: &Common) -> (Host, Vec<Check>) {
+    let host = Host::new(&c.root);
+    let probe = (!c.no_probe && c.root == std::path::Path::new("/")).then(spate_tuning::probe::run);
+    let checks = check::checks(
+        &host,
+        &Options {
+            workers: c.workers,
+            probe,
+        },
+    );
+    (host, checks)
 }
 
-fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    let ma: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mi: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (ma, mi) >= (major, minor)
-}
-
-fn nofile() -> Option<(u64, u64)> {
-    let limits = read("/proc/self/limits")?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut nums = line
-        .split_whitespace()
-        .filter_map(|w| w.parse::<u64>().ok());
-    Some((nums.next()?, nums.next()?))
-}
-
-fn checks() -> Vec<Check> {
-    let mut out = Vec::new();
-    let release = read("/proc/sys/kernel/osrelease").unwrap_or_default();
-    out.push(Check {
-        name: "kernel",
-        ok: kernel_at_least(&release, 6, 1),
-        have: release,
-        want: ">= 6.1 (multishot accept/recv, buffer rings, send_zc)",
-        required: true,
-    });
-    let disabled = read("/proc/sys/kernel/io_uring_disabled").unwrap_or_else(|| "0".into());
-    out.push(Check {
-        name: "kernel.io_uring_disabled",
-        ok: disabled == "0",
-        have: disabled,
-        want: "0",
-        required: true,
-    });
-    if let Some((soft, hard)) = nofile() {
-        out.push(Check {
-            name: "open files (soft, hard)",
-            ok: soft >= 16384,
-            have: format!("{soft}, {hard}"),
-            want: ">= 16384 soft: caps each worker's direct-descriptor table",
-            required: false,
-        });
-    }
-    let somax = read("/proc/sys/net/core/somaxconn").unwrap_or_default();
-    out.push(Check {
-        name: "net.core.somaxconn",
-        ok: somax.parse::<u64>().is_ok_and(|v| v >= 4096),
-        have: somax,
-        want: ">= 4096 (listen backlog)",
-        required: false,
-    });
-    let pipe = read("/proc/sys/fs/pipe-max-size").unwrap_or_default();
-    out.push(Check {
-        name: "fs.pipe-max-size",
-        ok: pipe.parse::<u64>().is_ok_and(|v| v >= 1 << 20),
-        have: pipe,
-        want: ">= 1048576 (file_send = \"splice\")",
-        required: false,
-    });
-    let ports = read("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let span = {
-        let v: Vec<u64> = ports
-            .split_whitespace()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        if v.len() == 2 {
-            v[1].saturating_sub(v[0])
-        } else {
-            0
+fn report(checks: &[Check]) {
+    for c in checks {
+        let mark = match (c.ok, c.level) {
+            (_, Level::Info) => "info",
+            (true, _) => "ok  ",
+            (false, Level::Required) => "FAIL",
+            (false, Level::Recommended) => "warn",
+        };
+        println!("{mark} {:<40} {} (want {})", c.name, c.have, c.want);
+        if !c.ok {
+            println!("       why: {}", c.why);
+            for f in &c.fixes {
+                let how = match f {
+                    check::Fix::Write { key, value, .. } => format!("set {key} = {value}"),
+                    check::Fix::Systemd(l) => format!("systemd: {l}"),
+                    check::Fix::Manual(m) => m.clone(),
+                };
+                println!("       fix: {how}");
+            }
         }
-    };
-    out.push(Check {
-        name: "net.ipv4.ip_local_port_range",
-        ok: span >= 28000,
-        have: ports.replace('\t', " "),
-        want: ">= 28000 ports (outgoing connections: pulls, pushes, load tests)",
-        required: false,
-    });
-    out
+    }
+}
+
+fn verdict(checks: &[Check]) -> ExitCode {
+    let warn = checks
+        .iter()
+        .filter(|c| !c.ok && c.level == Level::Recommended)
+        .count();
+    if check::ready(checks) {
+        println!("host is ready for Spate ({warn} recommendations)");
+        ExitCode::SUCCESS
+    } else {
+        let fail = checks
+            .iter()
+            .filter(|c| !c.ok && c.level == Level::Required)
+            .count();
+        println!("host is NOT ready for Spate: {fail} required checks failed");
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd.unwrap_or(Cmd::Check) {
-        Cmd::Check => {
+    match cli.cmd.unwrap_or(Cmd::Check(Common::default_root())) {
+        Cmd::Check(c) => {
+            let (_, checks) = run_checks(&c);
+            report(&checks);
+            verdict(&checks)
+        }
+        Cmd::Apply {
+            common,
+            dry_run,
+            yes: _,
+            persist,
+        } => {
+            let (host, checks) = run_checks(&common);
+            let plan = apply::plan(&checks);
+            if plan.writes.is_empty() {
+                println!("nothing to write");
+            }
             let mut failed = false;
-            for c in checks() {
-                let mark = match (c.ok, c.required) {
-                    (true, _) => "ok  ",
-                    (false, true) => {
+            for r in apply::write(&host, &plan, dry_run) {
+                match r {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
                         failed = true;
-                        "FAIL"
+                        eprintln!("spate-tune: {e}");
                     }
-                    (false, false) => "warn",
-                };
-                println!("{mark} {:<32} {:<24} want {}", c.name, c.have, c.want);
+                }
             }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
+            if persist {
+                let path = host.path("/etc/sysctl.d/90-spate.conf");
+                if dry_run {
+                    println!(
+                        "would write {}:\n{}",
+                        path.display(),
+                        apply::sysctl_conf(&plan)
+                    );
+                } else if let Err(e) = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, apply::sysctl_conf(&plan)))
+                {
+                    failed = true;
+                    eprintln!("spate-tune: cannot write {}: {e}", path.display());
+                } else {
+                    println!("wrote {}", path.display());
+                }
             }
+            println!("\n{}", apply::dropin(&plan));
+            for m in &plan.manual {
+                println!("by hand: {m}");
+            }
+            let (_, after) = run_checks(&common);
+            let code = verdict(if dry_run { &checks } else { &after });
+            if failed { ExitCode::FAILURE } else { code }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_versions_compare() {
-        assert!(kernel_at_least("6.1.0-18-amd64", 6, 1));
-        assert!(kernel_at_least("6.18.44-fc", 6, 1));
-        assert!(!kernel_at_least("5.19.0", 6, 1));
-        assert!(!kernel_at_least("garbage", 6, 1));
-    }
-
-    #[test]
-    fn checks_read_this_host() {
-        let c = checks();
-        assert!(c.iter().any(|c| c.name == "kernel" && !c.have.is_empty()));
+impl Common {
+    fn default_root() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            workers: 0,
+            no_probe: false,
+        }
     }
 }
