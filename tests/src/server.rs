@@ -462,6 +462,36 @@ impl Spate {
         self.child.id()
     }
 
+    /// Wait until `GET /NAME.flv` answers 200 with an FLV header and a video
+    /// keyframe. Panics (with the publisher's stderr) if the publisher exits
+    /// first or `timeout` passes.
+    pub fn wait_flv_live(&self, name: &str, publisher: &mut crate::ChildGuard, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("never tried");
+        while Instant::now() < deadline {
+            if let Some(status) = publisher.try_exit() {
+                panic!(
+                    "publisher of {name} exited ({status}) before the stream was live:\n{}",
+                    publisher.stderr()
+                );
+            }
+            let v = crate::FlvViewer::start(self.addr(), &format!("/{name}.flv"));
+            crate::wait_until(Duration::from_secs(3), || {
+                let l = v.log();
+                l.ended.is_some()
+                    || (l.status != 0 && l.status != 200)
+                    || l.video().any(|r| r.tag.keyframe && !r.tag.config)
+            });
+            let log = v.stop();
+            if log.status == 200 && log.video().any(|r| r.tag.keyframe && !r.tag.config) {
+                return;
+            }
+            last = log.summary();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("/{name}.flv not live within {timeout:?}; last attempt: {last}");
+    }
+
     /// Send a signal (e.g. `libc::SIGTERM`).
     pub fn signal(&self, sig: i32) {
         if self.exit.is_some() {

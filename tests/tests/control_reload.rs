@@ -7,39 +7,11 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    ChildGuard, FlvViewer, Spate, SpateBuilder, TestStream, ViewerLog, free_port, publish,
-    wait_until,
+    FlvViewer, Spate, SpateBuilder, TestStream, ViewerLog, free_port, publish, wait_until,
 };
 
 fn live_server(label: &str) -> SpateBuilder {
     Spate::builder().label(label).stream("live", &[])
-}
-
-/// Wait until `/NAME.flv` serves a video keyframe; panics (with the
-/// publisher's stderr) if the publisher exits first or `timeout` passes.
-fn wait_live(s: &Spate, name: &str, publisher: &mut ChildGuard, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never tried");
-    while Instant::now() < deadline {
-        if let Some(status) = publisher.try_exit() {
-            panic!(
-                "publisher of {name} exited ({status}) before the stream was live:\n{}",
-                publisher.stderr()
-            );
-        }
-        let v = FlvViewer::start(s.addr(), &format!("/{name}.flv"));
-        wait_until(Duration::from_secs(3), || {
-            let l = v.log();
-            l.ended.is_some() || l.video().any(|r| r.tag.keyframe && !r.tag.config)
-        });
-        let log = v.stop();
-        if log.status == 200 && log.video().any(|r| r.tag.keyframe && !r.tag.config) {
-            return;
-        }
-        last = log.summary();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("/{name}.flv not live within {timeout:?}; last attempt: {last}");
 }
 
 /// Rewrite the server's config file with `edit` applied, send SIGHUP, and
@@ -111,7 +83,7 @@ fn reload_adds_a_stream_while_a_viewer_of_another_keeps_decoding() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut live, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut live, Duration::from_secs(20));
     let viewer = FlvViewer::start(s.addr(), "/live.flv");
     assert!(
         wait_until(Duration::from_secs(10), || viewer.log().video().count()
@@ -156,7 +128,7 @@ fn reload_adds_a_stream_while_a_viewer_of_another_keeps_decoding() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "news", &mut news, Duration::from_secs(20));
+    s.wait_flv_live("news", &mut news, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
 
     let log = viewer.stop();
@@ -188,7 +160,7 @@ fn a_bad_config_file_is_refused_and_the_running_one_stays() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut live, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut live, Duration::from_secs(20));
     let viewer = FlvViewer::start(s.addr(), "/live.flv");
     reload(
         &s,
@@ -233,7 +205,7 @@ fn reload_starts_and_stops_a_push_of_a_live_stream() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut live, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut live, Duration::from_secs(20));
     let port = free_port();
     let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind UDP receiver");
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -289,8 +261,8 @@ fn reload_removing_a_stream_disconnects_its_publisher() {
     let s = live_server("reload_remove").stream("news", &[]).start();
     let mut live = publish(s.dir(), &s.rtmp_url("live", "live"), &TestStream::default());
     let mut news = publish(s.dir(), &s.rtmp_url("live", "news"), &TestStream::default());
-    wait_live(&s, "live", &mut live, Duration::from_secs(20));
-    wait_live(&s, "news", &mut news, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut live, Duration::from_secs(20));
+    s.wait_flv_live("news", &mut news, Duration::from_secs(20));
     let viewer = FlvViewer::start(s.addr(), "/live.flv");
     reload(
         &s,

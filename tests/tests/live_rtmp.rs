@@ -20,36 +20,6 @@ fn live_server(label: &str) -> SpateBuilder {
     Spate::builder().label(label).stream("live", &[])
 }
 
-/// Wait until `GET /NAME.flv` answers 200 with an FLV header and a video
-/// keyframe. Panics (with the publisher's stderr) if the publisher exits
-/// first or `timeout` passes.
-fn wait_live(s: &Spate, name: &str, publisher: &mut ChildGuard, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never tried");
-    while Instant::now() < deadline {
-        if let Some(status) = publisher.try_exit() {
-            panic!(
-                "publisher of {name} exited ({status}) before the stream was live:\n{}",
-                publisher.stderr()
-            );
-        }
-        let v = FlvViewer::start(s.addr(), &format!("/{name}.flv"));
-        wait_until(Duration::from_secs(3), || {
-            let l = v.log();
-            l.ended.is_some()
-                || (l.status != 0 && l.status != 200)
-                || l.video().any(|r| r.tag.keyframe && !r.tag.config)
-        });
-        let log = v.stop();
-        if log.status == 200 && log.video().any(|r| r.tag.keyframe && !r.tag.config) {
-            return;
-        }
-        last = log.summary();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("/{name}.flv not live within {timeout:?}; last attempt: {last}");
-}
-
 /// Media timestamps never go back by more than `slack_ms` below the largest
 /// seen so far.
 fn assert_monotonic(log: &ViewerLog, slack_ms: u32, what: &str) {
@@ -112,7 +82,7 @@ fn publish_h264_aac_and_play_over_rtmp_and_http_flv() {
             ..TestStream::sized(640, 360)
         },
     );
-    wait_live(&s, "live", &mut publisher, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut publisher, Duration::from_secs(20));
 
     let v = FlvViewer::start(s.addr(), "/live.flv");
     let rtmp = s.rtmp_url("live", "live");
@@ -176,8 +146,8 @@ fn wildcard_streams_published_at_once_stay_separate() {
             ..TestStream::sized(320, 240)
         },
     );
-    wait_live(&s, "live+a", &mut a, Duration::from_secs(20));
-    wait_live(&s, "live+b", &mut b, Duration::from_secs(20));
+    s.wait_flv_live("live+a", &mut a, Duration::from_secs(20));
+    s.wait_flv_live("live+b", &mut b, Duration::from_secs(20));
     assert_h264_aac(&s, &s.flv_url("live+a"), 640, 360);
     assert_h264_aac(&s, &s.flv_url("live+b"), 320, 240);
     assert_h264_aac(&s, &s.rtmp_url("live", "live+b"), 320, 240);
@@ -227,7 +197,7 @@ fn unknown_stream_names_are_refused_and_idle_streams_are_404() {
         .live("accept_unknown_streams", "true")
         .start();
     let mut p = publish(s.dir(), &s.rtmp_url("x", "other"), &stream);
-    wait_live(&s, "other", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("other", &mut p, Duration::from_secs(20));
 }
 
 #[test]
@@ -241,7 +211,7 @@ fn second_publisher_is_refused_while_the_first_keeps_flowing() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut first, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut first, Duration::from_secs(20));
     let viewer = FlvViewer::start(s.addr(), "/live.flv");
     assert!(
         wait_until(Duration::from_secs(10), || viewer.log().video().count()
@@ -301,7 +271,7 @@ fn publisher_reconnecting_within_the_grace_keeps_viewers() {
         ..TestStream::default()
     };
     let mut first = publish(s.dir(), &s.rtmp_url("live", "live"), &stream);
-    wait_live(&s, "live", &mut first, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut first, Duration::from_secs(20));
 
     let viewer = FlvViewer::start(s.addr(), "/live.flv");
     // ffmpeg decoding across the gap; -progress reports how much it decoded.
@@ -428,7 +398,7 @@ fn twenty_http_flv_viewers_all_receive_the_stream() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut p, Duration::from_secs(20));
     let viewers: Vec<FlvViewer> = (0..20)
         .map(|_| FlvViewer::start(s.addr(), "/live.flv"))
         .collect();
@@ -489,7 +459,7 @@ fn viewer_that_stops_reading_is_dropped_while_others_keep_up() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut p, Duration::from_secs(20));
 
     let good = FlvViewer::start(s.addr(), "/live.flv");
     let mut stalled = connect_small_window(s.addr(), 4096).expect("connect");
@@ -649,7 +619,7 @@ fn garbage_and_stalled_handshakes_are_closed_and_the_server_keeps_serving() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut p, Duration::from_secs(20));
     assert_h264_aac(&s, &s.flv_url("live"), 320, 240);
 }
 
@@ -677,7 +647,7 @@ fn mpegts_js_in_headless_chromium_plays_http_flv() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live", &mut p, Duration::from_secs(20));
     let page = s.url("/player.html?src=/live.flv");
     let out = run_node_script(
         s.dir(),
