@@ -174,9 +174,40 @@ struct Conn {
     /// RTMP connections and live viewers (HTTP-FLV included).
     live: Option<Box<live_conn::LiveConn>>,
     /// The peer's address (for logs, sessions, triggers, access rules).
-    peer: std::net::SocketAddr,
-    /// When the connection was accepted.
-    since: Instant,
+    peer: PeerAddr,
+    /// When the connection was accepted: seconds since the worker started
+    /// (kept to 4 bytes: an idle connection is this struct and nothing
+    /// else).
+    since_s: u32,
+}
+
+/// A peer address in 18 bytes (IPv4 as IPv4-mapped IPv6) instead of
+/// `SocketAddr`'s 32.
+#[derive(Debug, Clone, Copy)]
+struct PeerAddr {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl PeerAddr {
+    fn new(a: std::net::SocketAddr) -> Self {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            std::net::IpAddr::V6(v6) => v6,
+        };
+        Self {
+            ip: ip.octets(),
+            port: a.port(),
+        }
+    }
+
+    fn get(self) -> std::net::SocketAddr {
+        let v6 = std::net::Ipv6Addr::from(self.ip);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::from((v4, self.port)),
+            None => std::net::SocketAddr::from((v6, self.port)),
+        }
+    }
 }
 
 /// Accepts kept in flight per listener. Single-shot accepts (each with its
@@ -467,6 +498,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         })),
         accept_retry: false,
         shutdown_at: None,
+        epoch: Instant::now(),
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
         ring,
@@ -559,6 +591,8 @@ struct Worker {
     accepts: Box<[[AcceptSlot; ACCEPTS_PER_LISTENER]; 2]>,
     accept_retry: bool,
     shutdown_at: Option<Instant>,
+    /// When this worker started (connections' `since_s` count from it).
+    epoch: Instant,
     now: Cell<Instant>,
     counters: Counters,
 }
@@ -583,7 +617,12 @@ impl Worker {
 
     /// A connection's peer address and when it was accepted.
     fn conn_peer(&self, slot: u32, generation: u32) -> Option<(std::net::SocketAddr, Instant)> {
-        self.conns.get(slot, generation).map(|c| (c.peer, c.since))
+        self.conns.get(slot, generation).map(|c| {
+            (
+                c.peer.get(),
+                self.epoch + Duration::from_secs(u64::from(c.since_s)),
+            )
+        })
     }
 
     /// Arm accept `k` of listener `which` (0 HTTP, 1 RTMP): into a direct
@@ -787,8 +826,8 @@ impl Worker {
             deadline: None,
             work: None,
             live: (which == 1).then(|| live_conn::LiveConn::rtmp(now, &self.rtmp_limits)),
-            peer,
-            since: now,
+            peer: PeerAddr::new(peer),
+            since_s: now.saturating_duration_since(self.epoch).as_secs() as u32,
         });
         self.arm_recv(slot, generation);
     }
