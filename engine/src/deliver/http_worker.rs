@@ -36,9 +36,11 @@ use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
+mod access;
 mod control_msgs;
 mod exec_sources;
 mod http_sources;
+mod json_sources;
 mod live_conn;
 mod live_routes;
 mod publisher;
@@ -122,6 +124,9 @@ pub struct Counters {
     pub source_errors: u64,
     /// UDP pushes: sockets that could not be opened, failed sends.
     pub push_errors: u64,
+    /// Plays refused by the access rules (missing, bad or expired play
+    /// token).
+    pub access_denied: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -467,6 +472,10 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         shutdown_at: None,
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
+        access: Box::new(crate::control::access::AccessRules::from_config(
+            &setup.config,
+        )),
+        json_sources: json_sources::SourceUrls::from_config(&setup.config),
         ring,
     };
     w.rearm_accepts();
@@ -557,6 +566,10 @@ struct Worker {
     shutdown_at: Option<Instant>,
     now: Cell<Instant>,
     counters: Counters,
+    /// Publish keys and play tokens (`[access]`, rebuilt on reload).
+    access: Box<crate::control::access::AccessRules>,
+    /// What `/json_<stream>.js` URLs are made of.
+    json_sources: json_sources::SourceUrls,
 }
 
 impl Worker {

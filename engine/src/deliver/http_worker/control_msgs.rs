@@ -15,7 +15,7 @@ impl Worker {
             ControlRequest::Kick { reply, .. } => {
                 let _ = reply.send(0);
             }
-            ControlRequest::Reload(_config) => {}
+            ControlRequest::Reload(config) => self.reload_access(&config),
         }
     }
 }
