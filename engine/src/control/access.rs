@@ -440,6 +440,25 @@ mod tests {
     }
 
     #[test]
+    fn bad_publish_keys_are_refused_without_showing_the_key() {
+        for (keys, want) in [
+            ("{ abc123 = \"live+\" }", "ab…(6 chars)"),
+            ("{ abc123 = \"a+b+c\" }", "ab…(6 chars)"),
+            ("{ \"\" = \"live\" }", "1..=200"),
+            ("{ \"a/b\" = \"live\" }", "without"),
+        ] {
+            let text = format!("[access]\npublish_keys = {keys}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains("access.publish_keys") && e.contains(want),
+                "{keys}: {e}"
+            );
+            assert!(!e.contains("abc123"), "{e}");
+        }
+        assert!(Config::parse("[access]\npublish_keys = { k = \"news\" }\n", "t").is_ok());
+    }
+
+    #[test]
     fn token_param_and_masking() {
         assert_eq!(token_param("a=1&token=5.ff&token=6"), Some("5.ff"));
         assert_eq!(token_param("token="), None);
