@@ -111,7 +111,7 @@ fn main() -> ExitCode {
     tracing::info!(
         "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies; \
          live: {} publishes refused, {} rtmp errors, {} viewer skips, {} viewers dropped, \
-         {} mesh drops, {} timestamp rebases",
+         {} mesh drops, {} timestamp rebases; {} plays denied",
         c.accepted,
         c.requests,
         c.rejected,
@@ -122,7 +122,8 @@ fn main() -> ExitCode {
         c.viewer_skips,
         c.viewers_dropped,
         c.mesh_drops,
-        c.rebases
+        c.rebases,
+        c.access_denied
     );
     ExitCode::SUCCESS
 }

@@ -22,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    ChildGuard, FlvViewer, Json, Spate, TestStream, curl, decode_for, ffmpeg_bin, ffprobe_streams,
-    publish, run_spate, wait_until,
+    ChildGuard, FlvViewer, Json, Player, Spate, TestStream, curl, decode_for, ffmpeg_bin,
+    ffprobe_streams, play_in_chromium, publish, run_spate, wait_until,
 };
 
 const SECRET: &str = "s3cret-for-tests";
@@ -196,7 +196,7 @@ fn publish_keys_name_the_stream_and_keyed_streams_refuse_their_bare_name() {
 #[test]
 fn play_tokens_guard_every_play_path() {
     let name = "live+tok";
-    let s = Spate::builder()
+    let mut s = Spate::builder()
         .label("access_play_tokens")
         .stream("live", &[("require_play_token", "true")])
         .stream("open", &[])
@@ -324,7 +324,17 @@ fn play_tokens_guard_every_play_path() {
     let mut o = publish(s.dir(), &s.rtmp_url("live", "open"), &stream_of(20));
     wait_live(&s, "open", "", &mut o);
 
+    // Every refusal above was counted: 6 bad tokens × 5 URLs, the expired
+    // FLV, the bare segment, 2 RTMP plays.
+    drop(o);
+    drop(p);
+    s.signal(libc::SIGTERM);
+    assert!(
+        s.wait_exit(Duration::from_secs(15)).is_some(),
+        "spate did not stop"
+    );
     let log = s.stderr();
+    assert!(log.contains("; 34 plays denied"), "access_denied: {log}");
     assert!(log.contains("denied: play token expired"), "{log}");
     assert!(
         log.contains("rtmp play of live+tok denied: no play token"),
@@ -510,5 +520,42 @@ fn json_sources_list_the_outputs_that_carry_the_codecs() {
                 "{bare}"
             );
         }
+    }
+}
+
+#[test]
+fn hls_js_and_dash_js_play_a_token_protected_stream() {
+    let name = "live+web";
+    let s = Spate::builder()
+        .label("access_browsers")
+        .stream("live", &[("require_play_token", "true")])
+        .extra_toml(&format!("[access]\nplay_secret = \"{SECRET}\"\n"))
+        .start();
+    let token = mint(&s, name, "600");
+    let q = format!("?token={token}");
+    let mut p = publish(s.dir(), &s.rtmp_url("live", name), &stream_of(90));
+    wait_live(&s, name, &q, &mut p);
+    wait_200(&s, &format!("/cmaf/{name}/index.mpd{q}"));
+    for (player, src) in [
+        (Player::HlsJs, format!("/cmaf/{name}/index.m3u8{q}")),
+        (Player::HlsJs, format!("/hls/{name}/index.m3u8{q}")),
+        (Player::DashJs, format!("/cmaf/{name}/index.mpd{q}")),
+    ] {
+        let pb = play_in_chromium(
+            s.dir(),
+            &s.url(""),
+            player,
+            &src,
+            5.0,
+            Duration::from_secs(60),
+        );
+        pb.assert_played(5.0);
+        assert!(
+            pb.requests
+                .iter()
+                .all(|r| !r.starts_with("403") && !r.contains(" 403 ")),
+            "{src}: a request was refused: {:#?}",
+            pb.requests
+        );
     }
 }
