@@ -198,6 +198,7 @@ fn play_tokens_guard_every_play_path() {
     let name = "live+tok";
     let mut s = Spate::builder()
         .label("access_play_tokens")
+        .http("access_log", "true")
         .stream("live", &[("require_play_token", "true")])
         .stream("open", &[])
         .extra_toml(&format!("[access]\nplay_secret = \"{SECRET}\"\n"))
@@ -340,6 +341,8 @@ fn play_tokens_guard_every_play_path() {
         log.contains("rtmp play of live+tok denied: no play token"),
         "{log}"
     );
+    // Not even the access log shows tokens.
+    assert!(log.contains("index.m3u8?token=… 200"), "no access log: {log}");
     assert!(!log.contains(h), "a token's signature is in the log");
 }
 

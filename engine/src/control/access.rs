@@ -142,6 +142,28 @@ pub fn token_param(query: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A request target for logs: the value of every `token=` parameter of its
+/// query replaced by `…` (tokens are credentials until they expire).
+pub fn redact_token(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    if !query.split('&').any(|kv| kv.starts_with("token=")) {
+        return target.into();
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with("token=") {
+                "token=…"
+            } else {
+                kv
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
+}
+
 /// Whether `token` only has the characters a token is made of (so it can be
 /// copied into URLs and JSON as is).
 pub fn token_chars_ok(token: &str) -> bool {
@@ -466,5 +488,8 @@ mod tests {
         assert!(token_chars_ok("123.abcDEF"));
         assert!(!token_chars_ok("1\"2"));
         assert_eq!(masked("abc123"), "ab…(6 chars)");
+        assert_eq!(redact_token("/a.flv?x=1&token=5.ff"), "/a.flv?x=1&token=…");
+        assert_eq!(redact_token("/a.flv?xtoken=1"), "/a.flv?xtoken=1");
+        assert_eq!(redact_token("/a.flv"), "/a.flv");
     }
 }

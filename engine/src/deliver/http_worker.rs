@@ -1002,8 +1002,10 @@ impl Worker {
     }
 
     fn log_line(&self, req: &Request) -> Option<Box<str>> {
-        self.access_log
-            .then(|| format!("{:?} {}", req.method, req.target).into_boxed_str())
+        self.access_log.then(|| {
+            let target = crate::control::access::redact_token(&req.target);
+            format!("{:?} {target}", req.method).into_boxed_str()
+        })
     }
 
     fn respond_status(&mut self, slot: u32, generation: u32, req: &Request, status: u16) {
