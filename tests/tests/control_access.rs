@@ -342,7 +342,10 @@ fn play_tokens_guard_every_play_path() {
         "{log}"
     );
     // Not even the access log shows tokens.
-    assert!(log.contains("index.m3u8?token=… 200"), "no access log: {log}");
+    assert!(
+        log.contains("index.m3u8?token=… 200"),
+        "no access log: {log}"
+    );
     assert!(!log.contains(h), "a token's signature is in the log");
 }
 
@@ -561,4 +564,32 @@ fn hls_js_and_dash_js_play_a_token_protected_stream() {
             pb.requests
         );
     }
+}
+
+#[test]
+fn a_reload_replaces_the_publish_keys() {
+    let s = Spate::builder()
+        .label("access_reload")
+        .stream("live", &[("require_publish_key", "true")])
+        .extra_toml("[access]\npublish_keys = { oldkey1 = \"live+alice\" }\n")
+        .start();
+    let text = std::fs::read_to_string(s.config_path()).unwrap();
+    assert!(text.contains("oldkey1"), "{text}");
+    std::fs::write(s.config_path(), text.replace("oldkey1", "newkey2")).unwrap();
+    s.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .stderr()
+            .contains("configuration reloaded")),
+        "no reload: {}",
+        s.stderr()
+    );
+    let mut old = publish(s.dir(), &s.rtmp_url("live", "oldkey1"), &stream_of(30));
+    let status = old.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|st| !st.success()),
+        "publishing with a removed key should fail: {status:?}"
+    );
+    let mut p = publish(s.dir(), &s.rtmp_url("live", "newkey2"), &stream_of(30));
+    wait_live(&s, "live+alice", "", &mut p);
 }
