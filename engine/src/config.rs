@@ -176,12 +176,13 @@ fn default_trigger_timeout() -> f64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
-    /// Secret of signed play tokens (`?token=`, HMAC-SHA256 with an
-    /// expiry); empty = tokens cannot be checked, so streams that require
-    /// them refuse every viewer.
+    /// Secret of signed play tokens (`?token=<expiry>.<hex HMAC-SHA256 of
+    /// "<stream>\n<expiry>">`, docs/access.md); empty = tokens cannot be
+    /// checked, so streams that require them refuse every viewer.
     pub play_secret: String,
     /// Publish keys: RTMP key -> the stream name it publishes
-    /// (`abc123 = "live+alice"`).
+    /// (`abc123 = "live+alice"`). A key is matched before the naming rule
+    /// of `[rtmp] stream_name`, whatever the app.
     pub publish_keys: std::collections::BTreeMap<String, String>,
 }
 
@@ -641,6 +642,24 @@ impl Config {
         }
         if self.triggers.max_response_bytes < 16 {
             return Err(bad("triggers.max_response_bytes", "must be at least 16"));
+        }
+        for (key, stream) in &self.access.publish_keys {
+            if key.is_empty() || key.len() > 200 || key.contains(['?', '/']) {
+                return Err(bad(
+                    "access.publish_keys",
+                    "a key must be 1..=200 characters without '?' or '/'",
+                ));
+            }
+            let (b, w) = stream.split_once('+').unwrap_or((stream, "x"));
+            if !valid_base_name(b) || !valid_base_name(w) {
+                return Err(bad(
+                    "access.publish_keys",
+                    &format!(
+                        "key {}: {stream:?} is not a stream name (base or base+wildcard)",
+                        crate::control::access::masked(key)
+                    ),
+                ));
+            }
         }
         for t in &self.trigger_list {
             if !t.timeout.is_finite() || !(0.01..=600.0).contains(&t.timeout) {

@@ -16,6 +16,18 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print a play token for STREAM (signed with `[access] play_secret`
+    /// of the configuration) and exit; see docs/access.md.
+    #[arg(long, value_name = "STREAM")]
+    mint_token: Option<String>,
+    /// Seconds the minted token stays valid (with --mint-token).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        requires = "mint_token"
+    )]
+    ttl: u64,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,22 @@ fn main() -> ExitCode {
     };
     if cli.print_config {
         print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(stream) = &cli.mint_token {
+        if config.access.play_secret.is_empty() {
+            eprintln!("spate: --mint-token: the configuration has no [access] play_secret");
+            return ExitCode::from(2);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let token = spate_engine::control::access::mint_token(
+            config.access.play_secret.as_bytes(),
+            stream,
+            now.saturating_add(cli.ttl),
+        );
+        println!("{token}");
         return ExitCode::SUCCESS;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -84,7 +112,7 @@ fn main() -> ExitCode {
     tracing::info!(
         "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies; \
          live: {} publishes refused, {} rtmp errors, {} viewer skips, {} viewers dropped, \
-         {} mesh drops, {} timestamp rebases",
+         {} mesh drops, {} timestamp rebases; {} plays denied",
         c.accepted,
         c.requests,
         c.rejected,
@@ -95,7 +123,8 @@ fn main() -> ExitCode {
         c.viewer_skips,
         c.viewers_dropped,
         c.mesh_drops,
-        c.rebases
+        c.rebases,
+        c.access_denied
     );
     ExitCode::SUCCESS
 }

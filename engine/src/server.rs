@@ -206,6 +206,7 @@ impl Server {
                     total.mesh_drops += c.mesh_drops;
                     total.publish_refused += c.publish_refused;
                     total.rebases += c.rebases;
+                    total.access_denied += c.access_denied;
                 }
                 Err(_) => tracing::error!("a worker panicked"),
             }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::deliver::http_worker::{Counters, WorkerMsg};
 use crate::runtime::mesh::MeshEndpoint;
 
+pub mod access;
 mod config_store;
 pub mod reload;
 

@@ -36,9 +36,11 @@ use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
 use crate::runtime::slab::Slab;
 
+mod access;
 mod control_msgs;
 mod exec_sources;
 mod http_sources;
+mod json_sources;
 mod live_conn;
 mod live_routes;
 mod publisher;
@@ -123,6 +125,9 @@ pub struct Counters {
     pub source_errors: u64,
     /// UDP pushes: sockets that could not be opened, failed sends.
     pub push_errors: u64,
+    /// Plays refused by the access rules (missing, bad or expired play
+    /// token).
+    pub access_denied: u64,
 }
 
 const ACCEPT: u8 = 1;
@@ -501,6 +506,10 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         epoch: Instant::now(),
         now: Cell::new(Instant::now()),
         counters: Counters::default(),
+        access: Box::new(crate::control::access::AccessRules::from_config(
+            &setup.config,
+        )),
+        json_sources: json_sources::SourceUrls::from_config(&setup.config),
         ring,
     };
     w.rearm_accepts();
@@ -595,6 +604,10 @@ struct Worker {
     epoch: Instant,
     now: Cell<Instant>,
     counters: Counters,
+    /// Publish keys and play tokens (`[access]`, rebuilt on reload).
+    access: Box<crate::control::access::AccessRules>,
+    /// What `/json_<stream>.js` URLs are made of.
+    json_sources: json_sources::SourceUrls,
 }
 
 impl Worker {
@@ -1032,8 +1045,10 @@ impl Worker {
     }
 
     fn log_line(&self, req: &Request) -> Option<Box<str>> {
-        self.access_log
-            .then(|| format!("{:?} {}", req.method, req.target).into_boxed_str())
+        self.access_log.then(|| {
+            let target = crate::control::access::redact_token(&req.target);
+            format!("{:?} {target}", req.method).into_boxed_str()
+        })
     }
 
     fn respond_status(&mut self, slot: u32, generation: u32, req: &Request, status: u16) {

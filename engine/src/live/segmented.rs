@@ -77,6 +77,10 @@ pub struct SegmentedView {
     pub cmaf_tracks: Vec<CmafTrackView>,
     /// `Cache-Control: max-age` of playlists, seconds (≤ half a target).
     pub playlist_max_age: u32,
+    /// Every track of the stream as the packager knows it (codec, its
+    /// configuration and what parsing it revealed): what `/json_<s>.js`
+    /// describes.
+    pub tracks: Vec<Track>,
 }
 
 /// One TS rendition's files.
@@ -861,6 +865,7 @@ impl StreamPackager {
         let target_s = (self.settings.target_us / 1_000_000).max(1);
         let mut view = SegmentedView {
             playlist_max_age: (target_s / 2) as u32,
+            tracks: self.tracks.clone(),
             ..Default::default()
         };
         let resolution_of = |t: &Track| Some((t.info.width?, t.info.height?));

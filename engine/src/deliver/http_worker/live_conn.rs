@@ -157,14 +157,14 @@ pub(super) struct LiveViewer {
 /// The live part of a connection.
 #[derive(Debug)]
 pub(super) struct LiveConn {
-    rtmp: Option<Box<rtmp::ServerSession>>,
+    pub(super) rtmp: Option<Box<rtmp::ServerSession>>,
     /// RTMP control/command bytes waiting to be sent, in order.
     txq: VecDeque<Bytes>,
     out: Outbox,
     viewer: Option<LiveViewer>,
     publisher: Option<Box<super::publisher::Publisher>>,
     /// Close once everything queued is sent.
-    close_when_sent: bool,
+    pub(super) close_when_sent: bool,
 }
 
 impl LiveConn {
@@ -445,7 +445,9 @@ impl Worker {
                     l.close_when_sent = true;
                 }
             }
-            rtmp::Event::Play { app, name, .. } => self.on_play(slot, generation, &app, &name),
+            rtmp::Event::Play {
+                app, name, query, ..
+            } => self.on_rtmp_play(slot, generation, &app, &name, query.as_deref()),
             rtmp::Event::StopPlay { .. } => {
                 self.stop_viewing(slot, generation);
                 if let Some(l) = self.live_mut(slot, generation) {
@@ -476,12 +478,12 @@ impl Worker {
 
     fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
         let now = self.now.get();
-        let name = self.registry.rtmp_name(app, key);
         let mut conn = self.conn_id(slot, generation);
         if let Some((peer, _)) = self.conn_peer(slot, generation) {
             conn = format!("{conn} from {peer}");
         }
-        match self.begin_publish(&name, &conn) {
+        let named = self.publish_stream_name(app, key, &conn);
+        match named.and_then(|name| self.begin_publish(&name, &conn)) {
             Ok(publisher) => {
                 if let Some(l) = self.live_mut(slot, generation) {
                     if let Some(s) = l.rtmp.as_deref_mut() {

@@ -127,6 +127,11 @@ impl Worker {
             );
             return true;
         }
+        if self.route_json_sources(slot, generation, req)
+            || self.deny_http_play(slot, generation, req)
+        {
+            return true;
+        }
         if let Some(name) = path.strip_prefix('/').filter(|p| !p.contains('/')) {
             let progressive = if let Some(n) = name.strip_suffix(".flv") {
                 Some((n, ViewerFormat::Flv))
@@ -220,6 +225,7 @@ impl Worker {
             self.respond_status(slot, generation, req, 404);
             return true;
         };
+        let src = self.tokenized(stream, req, src, content_type);
         let immutable = matches!(src, BodySrc::Segment(_)) || path.ends_with("/init.mp4");
         let (cc, etag) = if immutable {
             // The URL names these bytes forever (segment numbers are unique

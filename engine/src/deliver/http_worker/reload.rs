@@ -16,6 +16,7 @@ use crate::config::Config;
 impl Worker {
     pub(super) fn apply_config(&mut self, new: Arc<Config>) {
         let old = std::mem::replace(&mut self.config, new.clone());
+        self.reload_access(&new);
         self.reload_push_rules(&new);
         self.reload_udp_sources(&new);
         self.reload_http_sources(&new);
