@@ -14,6 +14,7 @@ use crate::runtime::mesh::MeshEndpoint;
 
 mod config_store;
 pub mod reload;
+pub mod triggers;
 
 pub use config_store::ConfigStore;
 

@@ -180,6 +180,27 @@ impl LiveConn {
         })
     }
 
+    /// The RTMP session, if this is an RTMP connection.
+    pub(super) fn rtmp_session(&self) -> Option<&rtmp::ServerSession> {
+        self.rtmp.as_deref()
+    }
+
+    /// Refuse the pending publish (onStatus error), close once sent.
+    pub(super) fn refuse_publish(&mut self, code: &str, description: &str) {
+        if let Some(s) = self.rtmp.as_deref_mut() {
+            s.reject_publish(code, description);
+        }
+        self.close_when_sent = true;
+    }
+
+    /// Refuse the pending play (onStatus error), close once sent.
+    pub(super) fn refuse_play(&mut self, code: &str, description: &str) {
+        if let Some(s) = self.rtmp.as_deref_mut() {
+            s.reject_play(code, description);
+        }
+        self.close_when_sent = true;
+    }
+
     /// Bytes received from the peer.
     pub(super) fn input(&mut self, now: Instant, data: &[u8]) {
         if let Some(s) = self.rtmp.as_deref_mut() {
@@ -469,9 +490,15 @@ impl Worker {
         self.conns.get_mut(slot, generation)?.live.as_deref_mut()
     }
 
-    fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+    pub(super) fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+        if self.trigger_publish_rewrite(slot, generation, app, key) {
+            return;
+        }
         let now = self.now.get();
         let name = self.registry.rtmp_name(app, key);
+        let Some(name) = self.trigger_publish_checks(slot, generation, app, key, name) else {
+            return;
+        };
         let mut conn = self.conn_id(slot, generation);
         if let Some((peer, _)) = self.conn_peer(slot, generation) {
             conn = format!("{conn} from {peer}");
@@ -532,6 +559,9 @@ impl Worker {
 
     pub(super) fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
         let name = self.registry.rtmp_name(app, key);
+        let Some(name) = self.trigger_play_gate(slot, generation, app, key, name) else {
+            return;
+        };
         let id = self.live.by_name.get(name.as_str()).copied();
         if id.is_none() && self.demand_rtmp_play(slot, generation, app, key, &name) {
             return;
@@ -583,6 +613,7 @@ impl Worker {
 
     /// The connection is closing: leave its stream, end its publish.
     pub(super) fn live_on_close(&mut self, slot: u32, generation: u32) {
+        self.trigger_conn_closed(slot, generation);
         self.stop_viewing(slot, generation);
         self.end_publish(slot, generation);
     }
@@ -715,6 +746,9 @@ impl Worker {
     /// A live send completed.
     pub(super) fn on_live_send(&mut self, t: Token, res: i32) {
         let (slot, generation) = (t.slot(), t.generation());
+        if res > 0 {
+            self.trigger_sent(slot, generation, res as usize);
+        }
         let Some(c) = self.conns.get_mut(slot, generation) else {
             return;
         };
@@ -725,6 +759,7 @@ impl Worker {
                 l.out.advance(res as usize);
             }
         }
+
         if c.phase == Phase::Closing {
             self.maybe_free(slot, generation);
             return;
@@ -784,6 +819,7 @@ impl Worker {
             if self.registry.expire(&name, id, now) {
                 tracing::info!("stream {name} ended (no publisher within the grace)");
                 self.broadcast(|| LiveMsg::End { id });
+                self.trigger_stream_ended(&name);
             }
         }
     }

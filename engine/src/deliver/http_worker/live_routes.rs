@@ -133,6 +133,21 @@ impl Worker {
             } else {
                 name.strip_suffix(".ts").map(|n| (n, ViewerFormat::Ts))
             };
+            if let Some((n, format)) = progressive
+                && self.trigger_viewer_gate(
+                    slot,
+                    generation,
+                    req,
+                    n,
+                    if format == ViewerFormat::Flv {
+                        "FLV"
+                    } else {
+                        "HTTPTS"
+                    },
+                )
+            {
+                return true;
+            }
             if let Some((n, _)) = progressive
                 && self.demand_request(slot, generation, req, n, false)
             {
@@ -155,6 +170,17 @@ impl Worker {
             self.respond_status(slot, generation, req, 404);
             return true;
         };
+        let connector = match target {
+            Target::HlsMaster | Target::HlsMedia(_) => Some("HLS"),
+            Target::CmafMaster | Target::TrackPlaylist(_) => Some("CMAF"),
+            Target::Mpd => Some("DASH"),
+            _ => None,
+        };
+        if let Some(connector) = connector
+            && self.trigger_viewer_gate(slot, generation, req, stream, connector)
+        {
+            return true;
+        }
         if self.demand_request(slot, generation, req, stream, true) {
             return true;
         }

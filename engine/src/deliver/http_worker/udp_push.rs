@@ -103,6 +103,9 @@ pub(super) struct Push {
     pub(super) dropped: u64,
     pub(super) send_errors: u64,
     stopped: bool,
+    /// Stream name and target URL (for triggers).
+    name: String,
+    url: String,
 }
 
 impl Push {
@@ -129,6 +132,8 @@ impl Push {
             dropped: 0,
             send_errors: 0,
             stopped: false,
+            name: name.to_string(),
+            url: url.to_string(),
         }
     }
 
@@ -274,6 +279,7 @@ impl Worker {
                 Ok(s) => {
                     tracing::info!("{}: started", p.label);
                     p.sock = Some(s);
+                    self.trigger_push_started(name, &url);
                 }
                 Err(e) => {
                     self.counters.push_errors += 1;
@@ -287,6 +293,15 @@ impl Worker {
 
     /// A stream ended: stop its pushes (they go once their sends are back).
     pub(super) fn pushes_on_end(&mut self, id: StreamId) {
+        let ended: Vec<(String, String, u64)> = self
+            .pushes
+            .iter()
+            .filter(|p| p.stream == id && !p.stopped)
+            .map(|p| (p.name.clone(), p.url.clone(), p.sent))
+            .collect();
+        for (name, url, sent) in ended {
+            self.trigger_push_ended(&name, &url, sent);
+        }
         for p in self.pushes.iter_mut().filter(|p| p.stream == id) {
             if !p.stopped {
                 tracing::info!(
