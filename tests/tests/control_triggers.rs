@@ -485,3 +485,74 @@ fn a_flood_of_viewers_never_runs_more_than_max_concurrent_handlers() {
         "flood took only {took:?}"
     );
 }
+
+#[test]
+fn conn_play_over_http_to_a_php_server_refuses_rtmp_players_and_admits_flv_viewers() {
+    let dir = ScratchDir::new("trig-http");
+    let calls = dir.path().join("calls");
+    // The handler is a PHP page served by php's own web server: the
+    // payload is the POST body, the trigger name in X-Trigger.
+    std::fs::write(
+        dir.path().join("hook.php"),
+        format!(
+            r#"<?php
+$payload = file_get_contents("php://input");
+$trigger = $_SERVER["HTTP_X_TRIGGER"] ?? "";
+file_put_contents({calls:?}, $_SERVER["REQUEST_METHOD"] . " " . $trigger . "\n" . $payload . "\n---\n", FILE_APPEND);
+$lines = explode("\n", $payload);
+echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "true";
+"#,
+            calls = calls.display().to_string()
+        ),
+    )
+    .expect("hook.php");
+    let port = spate_tests::free_port();
+    let mut cmd = std::process::Command::new("php");
+    cmd.args(["-S", &format!("127.0.0.1:{port}"), "-t"])
+        .arg(dir.path());
+    let _php = ChildGuard::spawn(cmd, dir.path(), "php-server");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "php -S did not start"
+    );
+    let s = server("trig_http")
+        .extra_toml(&trigger(
+            "CONN_PLAY",
+            &format!("http://127.0.0.1:{port}/hook.php"),
+            "",
+        ))
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+show"),
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+show", &mut p, Duration::from_secs(20));
+    // RTMP play: refused with an RTMP error, ffprobe fails.
+    let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("live", "live+show"));
+    assert!(probed.is_err(), "RTMP play was not refused: {probed:?}");
+    assert!(
+        s.stderr()
+            .contains("CONN_PLAY refused viewer of live+show (RTMP)"),
+        "{}",
+        s.stderr()
+    );
+    // HTTP-FLV: admitted (the FLV viewer above already was).
+    assert_eq!(status_of(&s, "/live+show.flv"), 200, "{}", s.stderr());
+    let got = entries(&calls);
+    let rtmp: Vec<&String> = got.iter().filter(|e| e.contains("\nRTMP\n")).collect();
+    assert!(!rtmp.is_empty(), "{got:?}");
+    let lines: Vec<&str> = rtmp[0].lines().collect();
+    assert_eq!(lines[0], "POST CONN_PLAY");
+    assert_eq!(lines[1], "live+show");
+    assert_eq!(lines[2], "127.0.0.1");
+    assert_eq!(lines[3], "RTMP");
+    assert_eq!(lines[4], s.rtmp_url("live", "live+show"));
+}

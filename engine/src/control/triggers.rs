@@ -1518,4 +1518,143 @@ mod tests {
         let e = c.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("trigger.handler"), "{e}");
     }
+
+    fn runner(toml: &str) -> Triggers {
+        let c = Config::parse(toml, "t.toml").expect("config");
+        Triggers::start(&c, Vec::new()).expect("runner").0
+    }
+
+    fn sh(on: &str, script: &str, extra: &str) -> String {
+        format!(
+            "[[trigger]]\non = \"{on}\"\nhandler = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn failures_apply_the_default_and_are_counted() {
+        let mut toml = String::new();
+        toml += &sh(
+            "USER_NEW",
+            "sleep 5; echo true",
+            "streams = [\"hang\"]\ntimeout = 0.3\ndefault = \"false\"",
+        );
+        toml += &sh(
+            "USER_NEW",
+            "echo banana",
+            "streams = [\"junk\"]\ndefault = \"true\"",
+        );
+        toml += &sh(
+            "USER_NEW",
+            "head -c 100000 /dev/zero | tr '\\0' y",
+            "streams = [\"big\"]\ndefault = \"false\"",
+        );
+        toml += &sh(
+            "USER_NEW",
+            "echo true; exit 3",
+            "streams = [\"fails\"]\ndefault = \"false\"",
+        );
+        toml += &sh(
+            "USER_NEW",
+            "cat > /dev/null; echo yes",
+            "streams = [\"good\"]",
+        );
+        toml += "[triggers]\nmax_response_bytes = 1000\n";
+        let t = runner(&toml);
+        let call = |s: &str| t.call_blocking(Trigger::UserNew, s, "payload\nlines");
+        let started = Instant::now();
+        assert_eq!(call("hang"), Some(Some("false".into())));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(call("junk"), Some(Some("true".into())));
+        assert_eq!(call("big"), Some(Some("false".into())));
+        assert_eq!(call("fails"), Some(Some("false".into())));
+        assert_eq!(call("good"), Some(Some("yes".into())));
+        assert_eq!(call("unconfigured"), None);
+        let mut m = String::new();
+        t.write_metrics(&mut m);
+        for reason in ["timeout", "garbage", "too_large", "exit"] {
+            let line = format!(
+                "spate_trigger_failures_total{{trigger=\"USER_NEW\",reason=\"{reason}\"}} 1"
+            );
+            assert!(m.contains(&line), "{line} missing:\n{m}");
+        }
+        assert!(
+            m.contains("spate_trigger_calls_total{trigger=\"USER_NEW\"} 5"),
+            "{m}"
+        );
+        assert!(
+            m.contains("spate_trigger_latency_seconds_count{trigger=\"USER_NEW\"} 5"),
+            "{m}"
+        );
+        assert!(m.contains("spate_trigger_queue_depth 0"), "{m}");
+        t.stop();
+    }
+
+    #[test]
+    fn http_handlers_get_a_post_with_x_trigger() {
+        use std::io::{BufRead, BufReader};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept");
+            let mut r = BufReader::new(s);
+            let mut head = Vec::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).expect("line");
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().expect("length");
+                }
+                head.push(line);
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).expect("body");
+            let mut s = r.into_inner();
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n19\r\nrtmp://h/live/live+alice\n\r\n0\r\n\r\n")
+                .expect("answer");
+            (head, String::from_utf8(body).expect("utf8"))
+        });
+        let t = runner(&format!(
+            "[[trigger]]\non = \"RTMP_PUSH_REWRITE\"\nhandler = \"http://127.0.0.1:{port}/hook\"\n"
+        ));
+        let r = t.call_blocking(
+            Trigger::RtmpPushRewrite,
+            "",
+            "rtmp://h/live/abc123\n10.0.0.1",
+        );
+        assert_eq!(r, Some(Some("rtmp://h/live/live+alice".into())));
+        let (head, body) = server.join().expect("server");
+        assert!(head[0].starts_with("POST /hook HTTP/1.1"), "{head:?}");
+        assert!(
+            head.iter()
+                .any(|h| h.trim() == "X-Trigger: RTMP_PUSH_REWRITE"),
+            "{head:?}"
+        );
+        assert_eq!(body, "rtmp://h/live/abc123\n10.0.0.1");
+        // Nobody listening: the http failure falls back (no default: None).
+        drop(t);
+        let t = runner(&format!(
+            "[[trigger]]\non = \"USER_NEW\"\nhandler = \"http://127.0.0.1:{port}/gone\"\ntimeout = 1.0\n"
+        ));
+        assert_eq!(t.call_blocking(Trigger::UserNew, "s", "x"), Some(None));
+    }
+
+    #[test]
+    fn unknown_trigger_names_are_refused() {
+        let e = Config::parse(
+            "[[trigger]]\non = \"STREAM_BOGUS\"\nhandler = \"/bin/true\"\n",
+            "t.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("trigger.on"), "{e}");
+    }
 }
