@@ -556,3 +556,75 @@ echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "tru
     assert_eq!(lines[3], "RTMP");
     assert_eq!(lines[4], s.rtmp_url("live", "live+show"));
 }
+
+#[test]
+fn push_out_start_redirects_a_push_and_push_end_reports_it() {
+    let dir = ScratchDir::new("trig-push");
+    let configured = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let redirected = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for s in [&configured, &redirected] {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+    }
+    let configured_url = format!("tsudp://{}", configured.local_addr().expect("addr"));
+    let redirected_url = format!("tsudp://{}", redirected.local_addr().expect("addr"));
+    let (start, start_log) = recorder(dir.path(), "start", &redirected_url);
+    let (end, end_log) = recorder(dir.path(), "end", "");
+    let s = Spate::builder()
+        .label("trig_push")
+        .stream("live", &[("reconnect_grace", "0.5")])
+        .push("live+", &configured_url)
+        .extra_toml(&trigger("PUSH_OUT_START", &start.display().to_string(), ""))
+        .extra_toml(&trigger("PUSH_END", &end.display().to_string(), ""))
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+out"),
+        &TestStream {
+            seconds: 6,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+out", &mut p, Duration::from_secs(20));
+    let mut buf = [0u8; 2048];
+    let got_redirected = wait_until(Duration::from_secs(10), || {
+        redirected
+            .recv(&mut buf)
+            .is_ok_and(|n| n >= 188 && buf[0] == 0x47)
+    });
+    assert!(
+        got_redirected,
+        "no TS at the redirected target\n{}",
+        s.stderr()
+    );
+    assert!(
+        configured.recv(&mut buf).is_err(),
+        "the configured target got datagrams although PUSH_OUT_START redirected the push"
+    );
+    let starts = entries(&start_log);
+    assert_eq!(
+        starts.first().map(|e| e.lines().collect::<Vec<_>>()),
+        Some(vec![
+            "ARGV: PUSH_OUT_START",
+            "live+out",
+            configured_url.as_str()
+        ]),
+        "{starts:?}"
+    );
+    // The stream ends (publisher gone, grace over): PUSH_END.
+    p.wait_exit(Duration::from_secs(20))
+        .expect("publisher ends");
+    assert!(
+        wait_until(Duration::from_secs(10), || !entries(&end_log).is_empty()),
+        "no PUSH_END\n{}",
+        s.stderr()
+    );
+    let e = entries(&end_log);
+    let lines: Vec<&str> = e[0].lines().collect();
+    assert_eq!(lines[0], "ARGV: PUSH_END");
+    assert!(lines[1].parse::<u64>().is_ok(), "push id {:?}", lines[1]);
+    assert_eq!(lines[2], "live+out");
+    assert_eq!(lines[3], configured_url, "target before the trigger");
+    assert_eq!(lines[4], redirected_url, "target as used");
+    assert_eq!(lines.len(), 7, "{lines:?}");
+}

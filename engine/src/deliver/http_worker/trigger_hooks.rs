@@ -108,6 +108,11 @@ enum Pending {
         name: String,
     },
     Viewer(ViewerGate, usize),
+    PushOut {
+        id: StreamId,
+        name: String,
+        target: String,
+    },
 }
 
 /// A decision being replayed through `on_publish` / `route_live` /
@@ -316,6 +321,7 @@ impl Worker {
                     self.publish_decided(slot, generation, &app, &key, name);
                 }
             }
+            Pending::PushOut { id, name, target } => self.push_out_answer(id, name, target, r),
             Pending::Viewer(mut v, stage) => {
                 if !self.viewer_apply(&mut v, VIEWER_STAGES[stage], r) {
                     self.viewer_refused(v);
@@ -1026,23 +1032,80 @@ impl Worker {
         });
     }
 
-    /// A `[[push]]` started (fired, not waited for).
-    pub(super) fn trigger_push_started(&mut self, name: &str, target: &str) {
-        if self.trig.link.is_none() {
-            return;
+    /// A `[[push]]` of stream `id` is about to start: PUSH_OUT_START.
+    /// `true` = start it now; `false` = the trigger holds it (started with
+    /// the answer's target later, or aborted).
+    pub(super) fn trigger_push_out_start(
+        &mut self,
+        id: StreamId,
+        name: &str,
+        target: &str,
+    ) -> bool {
+        if !self.trig_wants(Trigger::PushOutStart, name) {
+            return true;
         }
         self.trig.pushes_started += 1;
-        self.trig_fire(Trigger::PushOutStart, name, || format!("{name}\n{target}"));
+        let (token, call) = self.trig_call(
+            Trigger::PushOutStart,
+            name,
+            || format!("{name}\n{target}"),
+            None,
+        );
+        match call {
+            Call::NotConfigured => true,
+            Call::Answered(r) => {
+                self.push_out_answer(id, name.to_string(), target.to_string(), r);
+                false
+            }
+            Call::Pending => {
+                self.trig.pending.insert(
+                    token,
+                    Pending::PushOut {
+                        id,
+                        name: name.to_string(),
+                        target: target.to_string(),
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    fn push_out_answer(&mut self, id: StreamId, name: String, target: String, r: Response) {
+        // No answer and no default: keep the configured target.
+        let url = r.unwrap_or_else(|| target.clone());
+        if url.is_empty() {
+            tracing::info!("push of {name} to {target}: PUSH_OUT_START aborted it");
+            return;
+        }
+        if !self.live.streams.contains_key(&id) {
+            return;
+        }
+        match crate::deliver::push::PushTarget::parse(&url) {
+            Ok(t) => self.push_start(id, &name, &url, &target, t),
+            Err(e) => {
+                self.counters.push_errors += 1;
+                tracing::warn!(
+                    "push of {name}: PUSH_OUT_START answered {url:?}, not a push target: {e}"
+                );
+            }
+        }
     }
 
     /// A `[[push]]` ended.
-    pub(super) fn trigger_push_ended(&mut self, name: &str, target: &str, sent: u64) {
+    pub(super) fn trigger_push_ended(
+        &mut self,
+        name: &str,
+        configured: &str,
+        used: &str,
+        sent: u64,
+    ) {
         if self.trig.link.is_none() {
             return;
         }
         let id = self.trig.pushes_started;
         self.trig_fire(Trigger::PushEnd, name, || {
-            format!("{id}\n{name}\n{target}\n{target}\n[]\n{{\"datagrams\":{sent}}}")
+            format!("{id}\n{name}\n{configured}\n{used}\n[]\n{{\"datagrams\":{sent}}}")
         });
     }
 }

@@ -103,9 +103,10 @@ pub(super) struct Push {
     pub(super) dropped: u64,
     pub(super) send_errors: u64,
     stopped: bool,
-    /// Stream name and target URL (for triggers).
+    /// Stream name, target URL as used and as configured (for triggers).
     name: String,
     url: String,
+    configured: String,
 }
 
 impl Push {
@@ -134,6 +135,7 @@ impl Push {
             stopped: false,
             name: name.to_string(),
             url: url.to_string(),
+            configured: url.to_string(),
         }
     }
 
@@ -267,40 +269,56 @@ impl Worker {
             .map(|(_, url, t)| (url.clone(), t.clone()))
             .collect();
         for (url, target) in rules {
-            if self
-                .pushes
-                .iter()
-                .any(|p| p.stream == id && p.target == target && !p.stopped)
-            {
-                continue;
+            // PUSH_OUT_START may hold the push back (blocking) and change
+            // its target: then `push_start` is called with its answer.
+            if self.trigger_push_out_start(id, name, &url) {
+                self.push_start(id, name, &url, &url, target);
             }
-            let mut p = Push::new(id, name, &url, target);
-            match p.target.open() {
-                Ok(s) => {
-                    tracing::info!("{}: started", p.label);
-                    p.sock = Some(s);
-                    self.trigger_push_started(name, &url);
-                }
-                Err(e) => {
-                    self.counters.push_errors += 1;
-                    tracing::warn!("{}: cannot open: {e}", p.label);
-                    continue;
-                }
-            }
-            self.pushes.push(p);
         }
+    }
+
+    /// Start one push of stream `id` to `target` (unless it runs already).
+    pub(super) fn push_start(
+        &mut self,
+        id: StreamId,
+        name: &str,
+        url: &str,
+        configured: &str,
+        target: PushTarget,
+    ) {
+        if self
+            .pushes
+            .iter()
+            .any(|p| p.stream == id && p.target == target && !p.stopped)
+        {
+            return;
+        }
+        let mut p = Push::new(id, name, url, target);
+        p.configured = configured.to_string();
+        match p.target.open() {
+            Ok(s) => {
+                tracing::info!("{}: started", p.label);
+                p.sock = Some(s);
+            }
+            Err(e) => {
+                self.counters.push_errors += 1;
+                tracing::warn!("{}: cannot open: {e}", p.label);
+                return;
+            }
+        }
+        self.pushes.push(p);
     }
 
     /// A stream ended: stop its pushes (they go once their sends are back).
     pub(super) fn pushes_on_end(&mut self, id: StreamId) {
-        let ended: Vec<(String, String, u64)> = self
+        let ended: Vec<(String, String, String, u64)> = self
             .pushes
             .iter()
             .filter(|p| p.stream == id && !p.stopped)
-            .map(|p| (p.name.clone(), p.url.clone(), p.sent))
+            .map(|p| (p.name.clone(), p.configured.clone(), p.url.clone(), p.sent))
             .collect();
-        for (name, url, sent) in ended {
-            self.trigger_push_ended(&name, &url, sent);
+        for (name, configured, url, sent) in ended {
+            self.trigger_push_ended(&name, &configured, &url, sent);
         }
         for p in self.pushes.iter_mut().filter(|p| p.stream == id) {
             if !p.stopped {
