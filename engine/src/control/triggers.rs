@@ -880,9 +880,9 @@ fn run_handler(
     let deadline = Instant::now() + h.timeout;
     match &h.kind {
         HandlerKind::Exec(argv) => run_exec(shared, h, argv, trigger, payload, max_bytes, deadline),
-        HandlerKind::Http { host, port, path } => {
-            run_http(host, *port, path, trigger, payload, max_bytes, deadline)
-        }
+        HandlerKind::Http { host, port, path } => run_http(
+            shared, host, *port, path, trigger, payload, max_bytes, deadline,
+        ),
     }
 }
 
@@ -1087,7 +1087,9 @@ fn run_exec(
     Ok(trim_newline(text))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_http(
+    shared: &Shared,
     host: &str,
     port: u16,
     path: &str,
@@ -1156,7 +1158,12 @@ fn run_http(
     let mut data = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        s.set_read_timeout(Some(left()?)).map_err(io_err)?;
+        // Short reads, so a stop does not wait for a slow server.
+        if stopping(shared) {
+            return Err(("timeout", "spate is stopping".into()));
+        }
+        let wait = left()?.min(Duration::from_millis(250));
+        s.set_read_timeout(Some(wait)).map_err(io_err)?;
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -1174,7 +1181,13 @@ fn run_http(
                     return finish_http(body, max_bytes);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(io_err(e)),
         }
     }

@@ -151,6 +151,7 @@ pub(super) struct TriggerHooks {
     /// `rtmp://BIND:PORT` for RTMP URLs of clients that sent no tcUrl.
     rtmp_base: String,
     pushes_started: u64,
+    ticks: u64,
 }
 
 impl TriggerHooks {
@@ -228,6 +229,14 @@ fn track_list(head: &crate::live::StreamHead) -> String {
 }
 
 impl Worker {
+    /// The connection is still there and open (an answer may come after
+    /// its peer left).
+    fn conn_open(&self, slot: u32, generation: u32) -> bool {
+        self.conns
+            .get(slot, generation)
+            .is_some_and(|c| c.phase == super::Phase::Open)
+    }
+
     fn trig_token(&mut self) -> u64 {
         self.trig.next_token += 1;
         self.trig.next_token
@@ -379,6 +388,10 @@ impl Worker {
     }
 
     fn rtmp_rewrite_answer(&mut self, slot: u32, generation: u32, r: Response) {
+        if !self.conn_open(slot, generation) {
+            // The publisher went away while its trigger ran.
+            return;
+        }
         let Some(url) = r.filter(|s| !s.is_empty()) else {
             self.refuse_publish(slot, generation, "RTMP_PUSH_REWRITE refused the push");
             return;
@@ -543,7 +556,7 @@ impl Worker {
     }
 
     fn publish_decided(&mut self, slot: u32, generation: u32, app: &str, key: &str, name: String) {
-        if self.conns.get(slot, generation).is_none() {
+        if !self.conn_open(slot, generation) {
             return;
         }
         self.trig.replay = Some((slot, generation, Decided::Publish(name)));
@@ -560,7 +573,7 @@ impl Worker {
     }
 
     fn refuse_publish(&mut self, slot: u32, generation: u32, why: &str) {
-        if self.conns.get(slot, generation).is_none() {
+        if !self.conn_open(slot, generation) {
             return;
         }
         self.counters.publish_refused += 1;
@@ -785,7 +798,7 @@ impl Worker {
     /// Every check passed after waiting: serve it.
     fn viewer_resume(&mut self, v: ViewerGate) {
         let (slot, generation) = (v.slot, v.generation);
-        if self.conns.get(slot, generation).is_none() {
+        if !self.conn_open(slot, generation) {
             return;
         }
         if !matches!(v.kind, GateKind::Http(_)) || v.stream != v.requested {
@@ -820,7 +833,7 @@ impl Worker {
 
     fn viewer_refused(&mut self, v: ViewerGate) {
         let (slot, generation) = (v.slot, v.generation);
-        if self.conns.get(slot, generation).is_none() {
+        if !self.conn_open(slot, generation) {
             return;
         }
         match v.kind {
@@ -983,6 +996,17 @@ impl Worker {
 
     /// Per tick: streams whose media stopped go DRY.
     pub(super) fn trigger_tick(&mut self) {
+        // Admitted viewers whose connection never became a live one (a
+        // refused rendition, a stream gone meanwhile): forget them.
+        self.trig.ticks = self.trig.ticks.wrapping_add(1);
+        if !self.trig.admitted.is_empty() && self.trig.ticks.is_multiple_of(25) {
+            let conns = &self.conns;
+            self.trig.admitted.retain(|&(s, g), _| {
+                conns
+                    .get(s, g)
+                    .is_some_and(|c| c.live.is_some() && c.phase != super::Phase::Closing)
+            });
+        }
         if self.trig.buffers.is_empty() {
             return;
         }
