@@ -628,3 +628,53 @@ fn push_out_start_redirects_a_push_and_push_end_reports_it() {
     assert_eq!(lines[4], redirected_url, "target as used");
     assert_eq!(lines.len(), 7, "{lines:?}");
 }
+
+#[test]
+fn stream_buffer_goes_dry_when_the_publisher_stalls_and_recovers_after() {
+    let dir = ScratchDir::new("trig-dry");
+    let (h, file) = recorder(dir.path(), "buffer", "");
+    let s = server("trig_dry")
+        .extra_toml(&trigger("STREAM_BUFFER", &h.display().to_string(), ""))
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+dry"),
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+dry", &mut p, Duration::from_secs(20));
+    let states = || -> Vec<String> {
+        entries(&file)
+            .iter()
+            .filter_map(|e| e.lines().nth(2).map(str::to_string))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || states() == ["FULL"]),
+        "{:?}",
+        states()
+    );
+    // The publisher stalls (stopped), then carries on.
+    p.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(states(), ["FULL", "DRY"], "{}", s.stderr());
+    p.signal(libc::SIGCONT);
+    assert!(
+        wait_until(Duration::from_secs(8), || states().len() >= 4),
+        "{:?}\n{}",
+        states(),
+        s.stderr()
+    );
+    assert_eq!(states()[..4], ["FULL", "DRY", "RECOVER", "FULL"]);
+    let dry: Vec<String> = entries(&file)
+        .into_iter()
+        .filter(|e| e.contains("\nDRY\n"))
+        .collect();
+    let health = dry[0].lines().nth(3).unwrap_or("");
+    assert!(
+        health.contains("\"issues\":\"no media for"),
+        "DRY health JSON: {health:?}"
+    );
+}

@@ -1670,4 +1670,43 @@ mod tests {
         .unwrap_or_default();
         assert!(e.contains("trigger.on"), "{e}");
     }
+
+    #[test]
+    fn reconfigure_replaces_the_triggers_workers_see() {
+        // SAFETY: eventfd has no memory arguments; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(fd >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        let waker = unsafe { OwnedFd::from_raw_fd(fd) };
+        let c = Config::parse(&sh("USER_NEW", "echo true", "streams = [\"a\"]"), "t.toml").unwrap();
+        let (t, mut ends) = Triggers::start(&c, vec![waker]).expect("runner");
+        let w = &mut ends[0];
+        assert!(w.wants(Trigger::UserNew, "a+b"));
+        assert!(!w.wants(Trigger::UserNew, "b"));
+        assert!(!w.wants(Trigger::StreamBuffer, "a"));
+        let c2 = Config::parse(&sh("STREAM_BUFFER", "true", ""), "t.toml").unwrap();
+        t.reconfigure(&c2).expect("reconfigure");
+        assert!(!w.wants(Trigger::UserNew, "a"));
+        assert!(w.wants(Trigger::StreamBuffer, "anything"));
+        // A blocking call's answer arrives on the worker's channel.
+        t.reconfigure(&c).expect("reconfigure");
+        assert!(matches!(
+            w.call(Trigger::UserNew, "a", || "p".into(), 7, None),
+            Call::Pending
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let reply = loop {
+            if let Some(r) = w.try_event() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "no answer");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(reply.token, 7);
+        assert_eq!(reply.response.as_deref(), Some("true"));
+        assert!(matches!(
+            w.call(Trigger::UserNew, "zzz", || "p".into(), 8, None),
+            Call::NotConfigured
+        ));
+    }
 }
