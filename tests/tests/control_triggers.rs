@@ -678,3 +678,64 @@ fn stream_buffer_goes_dry_when_the_publisher_stalls_and_recovers_after() {
         "DRY health JSON: {health:?}"
     );
 }
+
+#[test]
+fn system_start_and_system_stop_fire_and_a_blocking_false_start_refuses_to_run() {
+    let dir = ScratchDir::new("trig-sys");
+    let (start, start_log) = recorder(dir.path(), "start", "true");
+    let (stop, stop_log) = recorder(dir.path(), "stop", "true");
+    let mut s = Spate::builder()
+        .label("trig_sys")
+        .extra_toml(&trigger("SYSTEM_START", &start.display().to_string(), ""))
+        .extra_toml(&trigger(
+            "SYSTEM_STOP",
+            &stop.display().to_string(),
+            "sync = true",
+        ))
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(5), || !entries(&start_log).is_empty()),
+        "no SYSTEM_START\n{}",
+        s.stderr()
+    );
+    assert_eq!(entries(&start_log)[0], "ARGV: SYSTEM_START\n");
+    assert!(entries(&stop_log).is_empty());
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(20)).expect("spate exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    // Blocking: written before spate exited.
+    assert_eq!(
+        entries(&stop_log),
+        vec!["ARGV: SYSTEM_STOP\nshutdown".to_string()],
+        "{}",
+        s.stderr()
+    );
+    // A blocking SYSTEM_START answering false: spate does not run.
+    let (no, _) = recorder(dir.path(), "no", "false");
+    let cfg = dir.path().join("refuse.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nbind = \"127.0.0.1\"\nworkers = 1\n[http]\nport = {}\nroot = {:?}\n[rtmp]\nenabled = false\n[api]\nenabled = false\n{}",
+            spate_tests::free_port(),
+            dir.path().display().to_string(),
+            trigger("SYSTEM_START", &no.display().to_string(), "sync = true")
+        ),
+    )
+    .expect("config");
+    let out = spate_tests::run_spate(
+        &["--config", &cfg.display().to_string()],
+        dir.path(),
+        Duration::from_secs(20),
+    );
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "spate ran although SYSTEM_START said false"
+    );
+    assert!(
+        out.stderr.contains("SYSTEM_START trigger answered false"),
+        "{}",
+        out.stderr
+    );
+}
