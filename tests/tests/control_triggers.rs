@@ -739,3 +739,78 @@ fn system_start_and_system_stop_fire_and_a_blocking_false_start_refuses_to_run()
         out.stderr
     );
 }
+
+#[test]
+fn push_rewrite_renames_and_stream_push_refuses_publishes() {
+    let dir = ScratchDir::new("trig-pushrw");
+    let rw_log = dir.path().join("rewrite.log");
+    let rw = script(
+        dir.path(),
+        "rewrite.sh",
+        &format!(
+            "#!/bin/sh\nin=$(cat)\nprintf 'ARGV: %s\\n%s\\n---\\n' \"$*\" \"$in\" >> {}\nname=$(printf '%s\\n' \"$in\" | sed -n 3p)\ncase \"$name\" in\n  live+raw) echo live+cooked ;;\n  *) echo \"$name\" ;;\nesac\n",
+            rw_log.display()
+        ),
+    );
+    let sp_log = dir.path().join("push.log");
+    let sp = script(
+        dir.path(),
+        "stream_push.sh",
+        &format!(
+            "#!/bin/sh\nin=$(cat)\nprintf 'ARGV: %s\\n%s\\n---\\n' \"$*\" \"$in\" >> {}\ncase \"$in\" in\n  *banned*) echo false ;;\n  *) echo true ;;\nesac\n",
+            sp_log.display()
+        ),
+    );
+    let s = server("trig_pushrw")
+        .extra_toml(&trigger("PUSH_REWRITE", &rw.display().to_string(), ""))
+        .extra_toml(&trigger("STREAM_PUSH", &sp.display().to_string(), ""))
+        .start();
+    let url = s.rtmp_url("live", "live+raw");
+    let mut p = publish(
+        s.dir(),
+        &url,
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+cooked", &mut p, Duration::from_secs(20));
+    let rw_lines: Vec<String> = entries(&rw_log)[0].lines().map(str::to_string).collect();
+    assert_eq!(
+        rw_lines,
+        vec![
+            "ARGV: PUSH_REWRITE".to_string(),
+            url.clone(),
+            "127.0.0.1".into(),
+            "live+raw".into()
+        ]
+    );
+    let sp_lines: Vec<String> = entries(&sp_log)[0].lines().map(str::to_string).collect();
+    assert_eq!(
+        sp_lines,
+        vec![
+            "ARGV: STREAM_PUSH".to_string(),
+            "live+cooked".into(),
+            "127.0.0.1".into(),
+            "RTMP".into(),
+            url
+        ]
+    );
+    let mut banned = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+banned"),
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    let status = banned
+        .wait_exit(Duration::from_secs(15))
+        .expect("ffmpeg publishing a banned stream still runs");
+    assert!(!status.success(), "{}", banned.stderr());
+    assert!(
+        s.stderr().contains("STREAM_PUSH refused the push"),
+        "{}",
+        s.stderr()
+    );
+}
