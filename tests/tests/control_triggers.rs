@@ -814,3 +814,101 @@ fn push_rewrite_renames_and_stream_push_refuses_publishes() {
         s.stderr()
     );
 }
+
+#[test]
+fn stream_and_viewer_lifecycle_triggers_carry_mistservers_payloads() {
+    let dir = ScratchDir::new("trig-life");
+    let (h, file) = recorder(dir.path(), "life", "true");
+    let h = h.display().to_string();
+    let mut toml = String::new();
+    for on in [
+        "STREAM_READY",
+        "LIVE_TRACK_LIST",
+        "STREAM_UNLOAD",
+        "STREAM_END",
+        "CONN_CLOSE",
+        "USER_END",
+    ] {
+        toml.push_str(&trigger(on, &h, ""));
+    }
+    let s = Spate::builder()
+        .label("trig_life")
+        .stream("live", &[("reconnect_grace", "0.5")])
+        .extra_toml(&toml)
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+life"),
+        &TestStream {
+            seconds: 6,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+life", &mut p, Duration::from_secs(20));
+    let v = FlvViewer::start(s.addr(), "/live+life.flv");
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = v.stop();
+    assert_eq!(seen.status, 200);
+    let of = |name: &str| -> Vec<Vec<String>> {
+        entries(&file)
+            .iter()
+            .filter(|e| e.starts_with(&format!("ARGV: {name}\n")))
+            .map(|e| e.lines().skip(1).map(str::to_string).collect())
+            .collect()
+    };
+    p.wait_exit(Duration::from_secs(20))
+        .expect("publisher ends");
+    assert!(
+        wait_until(Duration::from_secs(10), || !of("STREAM_END").is_empty()
+            && of("USER_END").len() >= 2),
+        "{:?}\n{}",
+        entries(&file),
+        s.stderr()
+    );
+    assert_eq!(of("STREAM_READY"), vec![vec!["live+life", "buffer"]]);
+    // Fired as tracks appear: the last one lists both.
+    let lists = of("LIVE_TRACK_LIST");
+    let tracks = lists.last().expect("LIVE_TRACK_LIST");
+    assert_eq!(tracks[0], "live+life");
+    assert!(
+        tracks[1].contains("\"codec\":\"H264\"") && tracks[1].contains("\"codec\":\"AAC\""),
+        "{tracks:?}"
+    );
+    assert_eq!(of("STREAM_UNLOAD"), vec![vec!["live+life", "buffer"]]);
+    assert_eq!(
+        of("STREAM_END"),
+        vec![vec!["live+life", "0", "0", "0", "0", "0", "0"]]
+    );
+    // The viewer that watched 1.5 s (wait_live's viewers too: every FLV
+    // viewer's connection).
+    let closes = of("CONN_CLOSE");
+    assert!(closes.len() >= 2, "{closes:?}");
+    for c in &closes {
+        assert_eq!(c[0], "live+life");
+        assert_eq!(c[1], "127.0.0.1");
+        assert_eq!(c[2], "FLV");
+        assert!(c[3].ends_with("/live+life.flv"), "{c:?}");
+    }
+    let ends = of("USER_END");
+    let longest = ends
+        .iter()
+        .max_by_key(|e| e.get(6).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0))
+        .expect("USER_END");
+    assert_eq!(
+        longest.len(),
+        7,
+        "{longest:?} (the 8th line, tags, is empty)"
+    );
+    assert!(u64::from_str_radix(&longest[0], 16).is_ok(), "{longest:?}");
+    assert_eq!(longest[1], "live+life");
+    assert_eq!(longest[2], "FLV");
+    assert_eq!(longest[3], "127.0.0.1");
+    assert!(longest[4].parse::<u64>().unwrap_or(0) >= 1, "{longest:?}");
+    assert_eq!(longest[5], "0");
+    let down: u64 = longest[6].parse().expect("bytes");
+    assert!(
+        down >= seen.body_bytes,
+        "{down} < {} received",
+        seen.body_bytes
+    );
+}

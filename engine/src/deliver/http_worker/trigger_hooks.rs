@@ -64,6 +64,8 @@ struct BufferWatch {
     last_media: Instant,
     first_ts: i64,
     last_ts: i64,
+    /// (video, audio) as last announced by LIVE_TRACK_LIST.
+    tracks: (bool, bool),
 }
 
 /// What a viewer gate is deciding.
@@ -921,6 +923,7 @@ impl Worker {
                 last_media: now,
                 first_ts: 0,
                 last_ts: 0,
+                tracks: (false, false),
             });
         }
     }
@@ -949,22 +952,25 @@ impl Worker {
             BufState::Recover(since) if now >= since + FULL_AFTER_RECOVER => Some("FULL"),
             _ => None,
         };
-        let Some(state) = next else {
+        if let Some(state) = next {
+            if state == "FULL" {
+                b.state = BufState::Full;
+            }
+            self.buffer_fire(i, state);
+        }
+        // LIVE_TRACK_LIST: whenever the tracks the stream has change (the
+        // first time with its first media).
+        let Some(head) = self.live.streams.get(&id).map(|s| s.head.clone()) else {
             return;
         };
-        let first = b.state == BufState::Waiting;
-        if state == "FULL" {
-            b.state = BufState::Full;
-        }
-        self.buffer_fire(i, state);
-        if first {
-            let name = self.trig.buffers[i].name.clone();
-            let head = self.live.streams.get(&id).map(|s| s.head.clone());
-            if let Some(head) = head {
-                self.trig_fire(Trigger::LiveTrackList, &name, || {
-                    format!("{name}\n{}\n", track_list(&head))
-                });
-            }
+        let b = &mut self.trig.buffers[i];
+        let tracks = (head.has_video, head.has_audio);
+        if b.tracks != tracks {
+            b.tracks = tracks;
+            let name = b.name.clone();
+            self.trig_fire(Trigger::LiveTrackList, &name, || {
+                format!("{name}\n{}\n", track_list(&head))
+            });
         }
     }
 
