@@ -447,7 +447,9 @@ impl Worker {
                 _ => self.trig.replay = None,
             }
         }
-        if self.trig.link.is_none() {
+        if !self.trig_wants(Trigger::PushRewrite, "")
+            && !self.trig_wants(Trigger::StreamPush, &name)
+        {
             return Some(name);
         }
         let url = self.rtmp_url(slot, generation, app, key);
