@@ -1709,4 +1709,111 @@ mod tests {
             Call::NotConfigured
         ));
     }
+
+    #[test]
+    fn a_full_queue_answers_with_the_default_at_once_and_counts_it() {
+        // SAFETY: eventfd has no memory arguments; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(fd >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        let waker = unsafe { OwnedFd::from_raw_fd(fd) };
+        let toml = sh("USER_NEW", "sleep 0.5; echo true", "default = \"false\"")
+            + "[triggers]\nmax_concurrent = 1\nmax_queued = 1\n";
+        let c = Config::parse(&toml, "t.toml").unwrap();
+        let (t, mut ends) = Triggers::start(&c, vec![waker]).expect("runner");
+        let w = &mut ends[0];
+        // One runs, one waits, the third finds the queue full.
+        assert!(matches!(
+            w.call(Trigger::UserNew, "s", || "a".into(), 1, None),
+            Call::Pending
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(matches!(
+            w.call(Trigger::UserNew, "s", || "b".into(), 2, None),
+            Call::Pending
+        ));
+        match w.call(Trigger::UserNew, "s", || "c".into(), 3, None) {
+            Call::Answered(r) => assert_eq!(r.as_deref(), Some("false")),
+            other => panic!("queue not full: {other:?}"),
+        }
+        let mut m = String::new();
+        t.write_metrics(&mut m);
+        assert!(
+            m.contains(
+                "spate_trigger_failures_total{trigger=\"USER_NEW\",reason=\"queue_full\"} 1"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("spate_trigger_queue_depth 1"), "{m}");
+        assert!(m.contains("spate_trigger_running 1"), "{m}");
+        // Both queued calls are answered.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut tokens = Vec::new();
+        while tokens.len() < 2 && Instant::now() < deadline {
+            if let Some(r) = w.try_event() {
+                assert_eq!(r.response.as_deref(), Some("true"));
+                tokens.push(r.token);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tokens.sort();
+        assert_eq!(tokens, [1, 2]);
+    }
+
+    #[test]
+    fn user_new_answers_are_cached_per_session() {
+        let dir = std::env::temp_dir().join(format!("spate-trig-cache-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let count = dir.join("count");
+        let _ = std::fs::remove_file(&count);
+        // SAFETY: eventfd has no memory arguments; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(fd >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        let waker = unsafe { OwnedFd::from_raw_fd(fd) };
+        let toml = sh(
+            "USER_NEW",
+            &format!("echo x >> {}; sleep 0.2; echo true", count.display()),
+            "",
+        );
+        let c = Config::parse(&toml, "t.toml").unwrap();
+        let (t, mut ends) = Triggers::start(&c, vec![waker]).expect("runner");
+        let w = &mut ends[0];
+        // Two calls of one session while the first runs: one handler run.
+        for token in [1, 2] {
+            assert!(matches!(
+                w.call(
+                    Trigger::UserNew,
+                    "s",
+                    || "p".into(),
+                    token,
+                    Some("k".into())
+                ),
+                Call::Pending
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = 0;
+        while got < 2 && Instant::now() < deadline {
+            if w.try_event().is_some() {
+                got += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got, 2);
+        // Later: answered from the cache at once.
+        match w.call(Trigger::UserNew, "s", || "p".into(), 3, Some("k".into())) {
+            Call::Answered(r) => assert_eq!(r.as_deref(), Some("true")),
+            other => panic!("not cached: {other:?}"),
+        }
+        let runs = std::fs::read_to_string(&count).unwrap_or_default();
+        assert_eq!(runs.lines().count(), 1, "{runs:?}");
+        let mut m = String::new();
+        t.write_metrics(&mut m);
+        assert!(
+            m.contains("spate_trigger_session_cache_hits_total 1"),
+            "{m}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
