@@ -805,9 +805,9 @@ impl Worker {
         if !self.conn_open(slot, generation) {
             return;
         }
-        if !matches!(v.kind, GateKind::Http(_)) || v.stream != v.requested {
-            self.viewer_admitted(&v);
-        }
+        // (Again, after a synchronous pass with a rewritten name: the same
+        // entry.)
+        self.viewer_admitted(&v);
         match v.kind {
             GateKind::Http(req) => {
                 let mut req = *req;
