@@ -500,7 +500,8 @@ $payload = file_get_contents("php://input");
 $trigger = $_SERVER["HTTP_X_TRIGGER"] ?? "";
 file_put_contents({calls:?}, $_SERVER["REQUEST_METHOD"] . " " . $trigger . "\n" . $payload . "\n---\n", FILE_APPEND);
 $lines = explode("\n", $payload);
-echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "true";
+$deny = ($lines[2] ?? "") === "RTMP" && strpos($lines[3] ?? "", "/deny/") !== false;
+echo ($trigger === "CONN_PLAY" && $deny) ? "false" : "true";
 "#,
             calls = calls.display().to_string()
         ),
@@ -535,8 +536,9 @@ echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "tru
         },
     );
     wait_live(&s, "live+show", &mut p, Duration::from_secs(20));
-    // RTMP play: refused with an RTMP error, ffprobe fails.
-    let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("live", "live+show"));
+    // RTMP play through app `deny`: refused with an RTMP error, ffprobe
+    // fails.
+    let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("deny", "live+show"));
     assert!(probed.is_err(), "RTMP play was not refused: {probed:?}");
     assert!(
         s.stderr()
@@ -544,6 +546,10 @@ echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "tru
         "{}",
         s.stderr()
     );
+    // Through app `live`: admitted after the answer, and plays.
+    let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("live", "live+show"))
+        .unwrap_or_else(|e| panic!("RTMP play refused: {e}\n{}", s.stderr()));
+    assert!(probed.iter().any(|p| p.codec_name == "h264"), "{probed:?}");
     // HTTP-FLV: admitted (the FLV viewer above already was).
     assert_eq!(status_of(&s, "/live+show.flv"), 200, "{}", s.stderr());
     let got = entries(&calls);
@@ -554,7 +560,7 @@ echo ($trigger === "CONN_PLAY" && ($lines[2] ?? "") === "RTMP") ? "false" : "tru
     assert_eq!(lines[1], "live+show");
     assert_eq!(lines[2], "127.0.0.1");
     assert_eq!(lines[3], "RTMP");
-    assert_eq!(lines[4], s.rtmp_url("live", "live+show"));
+    assert_eq!(lines[4], s.rtmp_url("deny", "live+show"));
 }
 
 #[test]
