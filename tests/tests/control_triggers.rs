@@ -922,3 +922,35 @@ fn stream_and_viewer_lifecycle_triggers_carry_mistservers_payloads() {
         seen.body_bytes
     );
 }
+
+#[test]
+fn play_rewrite_serves_another_stream_or_refuses() {
+    let dir = ScratchDir::new("trig-playrw");
+    let h = script(
+        dir.path(),
+        "play_rewrite.sh",
+        "#!/bin/sh\nread -r stream\ncase \"$stream\" in\n  live+alias) echo live+real ;;\n  live+nope) echo \"\" ;;\n  *) echo \"$stream\" ;;\nesac\n",
+    );
+    let s = server("trig_playrw")
+        .extra_toml(&trigger("PLAY_REWRITE", &h.display().to_string(), ""))
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live+real"),
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    wait_live(&s, "live+real", &mut p, Duration::from_secs(20));
+    // HTTP-FLV of the alias: the real stream.
+    wait_live(&s, "live+alias", &mut p, Duration::from_secs(10));
+    // RTMP play of the alias too.
+    let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("live", "live+alias"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.stderr()));
+    assert!(probed.iter().any(|p| p.codec_name == "h264"), "{probed:?}");
+    // An empty answer refuses.
+    assert_eq!(status_of(&s, "/live+nope.flv"), 403, "{}", s.stderr());
+    // A static file is still a static file.
+    assert_eq!(curl(s.dir(), &[], &s.url("/index.html")).status, 200);
+}

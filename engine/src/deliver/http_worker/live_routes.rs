@@ -133,11 +133,12 @@ impl Worker {
             } else {
                 name.strip_suffix(".ts").map(|n| (n, ViewerFormat::Ts))
             };
-            // Only for a stream live here: `/<name>.ts` may also be a file
-            // of the static root. (An on-demand stream's request is parked
-            // first and comes back here once the stream is live.)
+            // Only for a stream live here, or one PLAY_REWRITE may rename:
+            // `/<name>.ts` may also be a file of the static root. (An
+            // on-demand stream's request is parked first and comes back
+            // here once the stream is live.)
             if let Some((n, format)) = progressive
-                && self.live.by_name.contains_key(n)
+                && (self.live.by_name.contains_key(n) || self.trigger_may_rewrite(n))
                 && self.trigger_viewer_gate(
                     slot,
                     generation,

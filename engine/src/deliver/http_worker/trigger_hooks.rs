@@ -718,9 +718,23 @@ impl Worker {
         }
     }
 
+    /// Whether PLAY_REWRITE may rename a request for `stream`.
+    pub(super) fn trigger_may_rewrite(&mut self, stream: &str) -> bool {
+        self.trig_wants(Trigger::PlayRewrite, stream)
+    }
+
     fn viewer_advance(&mut self, mut v: ViewerGate, from: usize) -> Gate {
         for (stage, &t) in VIEWER_STAGES.iter().enumerate().skip(from) {
             if !self.trig_wants(t, &v.stream) {
+                continue;
+            }
+            // A progressive request for a stream not live here may be a
+            // static file: only PLAY_REWRITE (which may name a live stream)
+            // looks at it.
+            if t != Trigger::PlayRewrite
+                && matches!(v.connector, "FLV" | "HTTPTS")
+                && !self.live.by_name.contains_key(v.stream.as_str())
+            {
                 continue;
             }
             let conn = ((self.index as u64) << 40)
