@@ -954,3 +954,34 @@ fn play_rewrite_serves_another_stream_or_refuses() {
     // A static file is still a static file.
     assert_eq!(curl(s.dir(), &[], &s.url("/index.html")).status, 200);
 }
+
+#[test]
+fn input_abort_fires_when_a_source_command_fails() {
+    let dir = ScratchDir::new("trig-abort");
+    let (h, file) = recorder(dir.path(), "abort", "");
+    let s = Spate::builder()
+        .label("trig_abort")
+        .stream(
+            "gen",
+            &[
+                ("source", "\"ts-exec:/bin/sh -c \\\"exit 3\\\"\""),
+                ("always_on", "true"),
+            ],
+        )
+        .extra_toml(&trigger("INPUT_ABORT", &h.display().to_string(), ""))
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(10), || !entries(&file).is_empty()),
+        "no INPUT_ABORT\n{}",
+        s.stderr()
+    );
+    let e = entries(&file);
+    let lines: Vec<&str> = e[0].lines().collect();
+    assert_eq!(lines[0], "ARGV: INPUT_ABORT");
+    assert_eq!(lines[1], "gen");
+    assert_eq!(lines[2], "ts-exec:/bin/sh -c exit 3");
+    assert_eq!(lines[3], "/bin/sh");
+    assert_eq!(lines[4], "0");
+    assert_eq!(lines[5], "EXIT");
+    assert!(lines[6].contains("exit status: 3"), "{lines:?}");
+}
