@@ -759,7 +759,6 @@ impl Worker {
                 l.out.advance(res as usize);
             }
         }
-
         if c.phase == Phase::Closing {
             self.maybe_free(slot, generation);
             return;
