@@ -663,7 +663,9 @@ impl Shared {
             return Some(defaults(&job.handlers));
         }
         q.jobs.push_back(job);
-        if q.idle == 0 && q.threads < limits.max_concurrent {
+        // More jobs waiting than idle runners to take them: another runner,
+        // up to the limit.
+        if q.jobs.len() > q.idle && q.threads < limits.max_concurrent {
             q.threads += 1;
             let n = q.threads;
             drop(q);
