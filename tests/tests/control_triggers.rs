@@ -335,6 +335,17 @@ fn user_new_denies_with_403_allows_with_200_and_is_cached_per_session() {
         lines[4]
     );
     assert!(lines[5].parse::<u64>().is_ok(), "session id {:?}", lines[5]);
+    // A newline smuggled into the stream name (a decoded %0A) cannot add
+    // payload lines.
+    status_of(&s, "/hls/x%0A10.9.9.9/index.m3u8?tkn=inj");
+    let inj: Vec<String> = entries(&calls)
+        .into_iter()
+        .filter(|e| e.contains("tkn=inj"))
+        .collect();
+    let lines: Vec<&str> = inj[0].lines().collect();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines[0], "x%0A10.9.9.9");
+    assert_eq!(lines[1], "127.0.0.1");
 }
 
 #[test]

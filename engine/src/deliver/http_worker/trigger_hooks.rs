@@ -186,6 +186,27 @@ fn parse_rtmp_url(url: &str) -> Option<(String, String)> {
     Some((app.to_string(), key.to_string()))
 }
 
+/// A payload field on one line: control characters (a newline in an RTMP
+/// key, a decoded `%0A` in a path) percent-encoded, so a client cannot add
+/// lines (say, a fake address) to a payload.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let mut b = [0u8; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
         .split('&')
@@ -285,10 +306,11 @@ impl Worker {
             .and_then(|l| l.rtmp_session())
             .and_then(|s| s.connect_info())
             .and_then(|i| i.tc_url.clone());
-        match tc {
+        let url = match tc {
             Some(tc) if tc.starts_with("rtmp") => format!("{}/{key}", tc.trim_end_matches('/')),
             _ => format!("{}/{app}/{key}", self.trig.rtmp_base),
-        }
+        };
+        one_line(&url).into_owned()
     }
 
     /// Answers from the runner (the mesh wake brings them).
@@ -458,7 +480,7 @@ impl Worker {
             let (token, call) = self.trig_call(
                 Trigger::PushRewrite,
                 "",
-                || format!("{url}\n{host}\n{name}"),
+                || format!("{url}\n{host}\n{}", one_line(&name)),
                 None,
             );
             match call {
@@ -521,7 +543,7 @@ impl Worker {
         let (token, call) = self.trig_call(
             Trigger::StreamPush,
             name,
-            || format!("{name}\n{host}\nRTMP\n{url}"),
+            || format!("{}\n{host}\nRTMP\n{url}", one_line(name)),
             None,
         );
         match call {
@@ -740,12 +762,13 @@ impl Worker {
             let conn = ((self.index as u64) << 40)
                 | (u64::from(v.slot) << 20)
                 | u64::from(v.generation & 0xF_FFFF);
+            let stream = one_line(&v.stream);
             let payload = match t {
                 Trigger::UserNew => format!(
-                    "{}\n{}\n{conn}\n{}\n{}\n{}",
-                    v.stream, v.host, v.connector, v.url, v.session
+                    "{stream}\n{}\n{conn}\n{}\n{}\n{}",
+                    v.host, v.connector, v.url, v.session
                 ),
-                _ => format!("{}\n{}\n{}\n{}", v.stream, v.host, v.connector, v.url),
+                _ => format!("{stream}\n{}\n{}\n{}", v.host, v.connector, v.url),
             };
             let session = (t == Trigger::UserNew).then(|| format!("{} {}", v.session, v.stream));
             let stream = v.stream.clone();
@@ -1196,6 +1219,13 @@ mod tests {
         );
         assert_eq!(parse_rtmp_url("rtmp://h/app"), None);
         assert_eq!(parse_rtmp_url("http://h/app/k"), None);
+    }
+
+    #[test]
+    fn payload_fields_stay_on_one_line() {
+        assert_eq!(one_line("live+a"), "live+a");
+        assert_eq!(one_line("x\n10.0.0.1"), "x%0A10.0.0.1");
+        assert_eq!(one_line("a\r\nb"), "a%0D%0Ab");
     }
 
     #[test]
