@@ -129,6 +129,9 @@ pub struct TriggersConfig {
     /// Largest handler response kept, bytes; a longer one is a failure
     /// (the default applies).
     pub max_response_bytes: usize,
+    /// Seconds a `USER_NEW` answer is kept for its session id (later
+    /// viewers of the same session get it without running the handler).
+    pub session_cache: f64,
 }
 
 impl Default for TriggersConfig {
@@ -137,6 +140,7 @@ impl Default for TriggersConfig {
             max_concurrent: 8,
             max_queued: 1024,
             max_response_bytes: 64 * 1024,
+            session_cache: 60.0,
         }
     }
 }
@@ -661,6 +665,15 @@ impl Config {
                 ));
             }
         }
+        if !(1..=1_000_000).contains(&self.triggers.max_queued) {
+            return Err(bad("triggers.max_queued", "must be 1..=1000000"));
+        }
+        if self.triggers.max_response_bytes > 64 << 20 {
+            return Err(bad("triggers.max_response_bytes", "at most 67108864"));
+        }
+        if !secs(self.triggers.session_cache) {
+            return Err(bad("triggers.session_cache", "must be 0..=3600"));
+        }
         for t in &self.trigger_list {
             if !t.timeout.is_finite() || !(0.01..=600.0).contains(&t.timeout) {
                 return Err(bad("trigger.timeout", "must be 0.01..=600"));
@@ -668,6 +681,14 @@ impl Config {
             if t.handler.trim().is_empty() {
                 return Err(bad("trigger.handler", "must not be empty"));
             }
+        }
+        if let Err(e) = crate::control::triggers::TriggerSet::from_config(self) {
+            let (key, why) = match e.split_once(": ") {
+                Some(("trigger.on", why)) => ("trigger.on", why.to_string()),
+                Some((_, why)) => ("trigger.handler", why.to_string()),
+                None => ("trigger.handler", e.clone()),
+            };
+            return Err(bad(key, &why));
         }
         Ok(())
     }

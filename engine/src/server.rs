@@ -42,6 +42,8 @@ pub struct Server {
     /// The `spate-exec` thread (runs `ts-exec:` commands), if any stream
     /// needs it; stopped after the workers.
     exec: Option<crate::ingest::exec::ExecThread>,
+    /// The trigger runner (its threads start with the first trigger fired).
+    triggers: Arc<crate::control::triggers::Triggers>,
     /// Address of the HTTP listener.
     pub http_addr: SocketAddr,
 }
@@ -109,6 +111,18 @@ impl Server {
         } else {
             (None, (0..n).map(|_| None).collect::<Vec<_>>())
         };
+        // The trigger runner: always there (a reload may add triggers); its
+        // threads start with the first job.
+        let trigger_wakers = endpoints
+            .iter()
+            .map(|ep| crate::ingest::exec::duplicate(ep.eventfd()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| StartError::Worker(format!("trigger runner: {e}")))?;
+        let (triggers, trigger_ends) =
+            crate::control::triggers::Triggers::start(&config, trigger_wakers)
+                .map_err(StartError::Worker)?;
+        let triggers = Arc::new(triggers);
+        let mut trigger_ends: Vec<_> = trigger_ends.into_iter().map(Some).collect();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pin = config.server.pin_workers && !cores.is_empty();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(n);
@@ -123,6 +137,7 @@ impl Server {
                 rtmp_listener: rtmp_listeners[index].take(),
                 registry: registry.clone(),
                 exec: exec_ends[index].take(),
+                triggers: trigger_ends[index].take(),
             };
             let core = pin.then(|| cores[index % cores.len()]);
             let ready = ready_tx.clone();
@@ -144,12 +159,14 @@ impl Server {
             config.clone(),
             control.clone(),
             registry.clone(),
+            triggers.clone(),
         ));
         let mut server = Self {
             control,
             store,
             workers,
             exec,
+            triggers,
             http_addr,
         };
         for _ in 0..n {
@@ -165,7 +182,27 @@ impl Server {
                 }
             }
         }
+        // MistServer's SYSTEM_START: a blocking handler answering false
+        // stops the server again.
+        use crate::control::triggers::{Trigger, parse_bool};
+        if let Some(Some(r)) = server.triggers.call_blocking(Trigger::SystemStart, "", "")
+            && parse_bool(&r) == Some(false)
+        {
+            server.stop();
+            return Err(StartError::Worker(
+                "the SYSTEM_START trigger answered false: not starting".into(),
+            ));
+        }
         Ok(server)
+    }
+
+    /// The trigger runner (reload: [`Triggers::reconfigure`]; metrics:
+    /// [`Triggers::write_metrics`]).
+    ///
+    /// [`Triggers::reconfigure`]: crate::control::triggers::Triggers::reconfigure
+    /// [`Triggers::write_metrics`]: crate::control::triggers::Triggers::write_metrics
+    pub fn triggers(&self) -> Arc<crate::control::triggers::Triggers> {
+        self.triggers.clone()
     }
 
     /// The control end of the mesh (API, reload).
@@ -187,6 +224,15 @@ impl Server {
     /// responses (up to `server.shutdown_timeout`) and exits. Returns the
     /// merged counters.
     pub fn stop(&mut self) -> Counters {
+        if !self.workers.is_empty() {
+            // MistServer's SYSTEM_STOP (waited for when blocking; Spate
+            // does not cancel its shutdown).
+            let _ = self.triggers.call_blocking(
+                crate::control::triggers::Trigger::SystemStop,
+                "",
+                "shutdown",
+            );
+        }
         self.control.send_all(|| WorkerMsg::Shutdown);
         let mut total = Counters::default();
         for h in self.workers.drain(..) {
@@ -216,6 +262,7 @@ impl Server {
             // killed and reaped here.
             exec.stop();
         }
+        self.triggers.stop();
         total
     }
 }

@@ -17,6 +17,7 @@ pub struct ConfigStore {
     last_error: Mutex<Option<String>>,
     control: Arc<ControlPlane>,
     registry: Arc<crate::live::Registry>,
+    triggers: Arc<super::triggers::Triggers>,
 }
 
 impl ConfigStore {
@@ -27,6 +28,7 @@ impl ConfigStore {
         config: Arc<Config>,
         control: Arc<ControlPlane>,
         registry: Arc<crate::live::Registry>,
+        triggers: Arc<super::triggers::Triggers>,
     ) -> Self {
         Self {
             path,
@@ -34,6 +36,7 @@ impl ConfigStore {
             last_error: Mutex::new(None),
             control,
             registry,
+            triggers,
         }
     }
 
@@ -76,6 +79,11 @@ impl ConfigStore {
             }
         };
         let mut cur = self.current.lock().expect("config lock");
+        if let Err(e) = self.triggers.reconfigure(&new) {
+            let e = format!("trigger: {e}");
+            *self.last_error.lock().expect("config lock") = Some(e.clone());
+            return Err(e);
+        }
         let summary = super::reload::summarize(&cur, &new);
         let restart = super::reload::needs_restart(&cur, &new);
         if !restart.is_empty() {

@@ -15,6 +15,7 @@ use crate::runtime::mesh::MeshEndpoint;
 pub mod access;
 mod config_store;
 pub mod reload;
+pub mod triggers;
 
 pub use config_store::ConfigStore;
 

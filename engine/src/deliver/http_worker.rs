@@ -46,6 +46,7 @@ mod live_routes;
 mod publisher;
 mod reload;
 mod sources;
+mod trigger_hooks;
 mod udp_push;
 
 /// Messages a worker receives over the mesh.
@@ -82,6 +83,9 @@ pub struct WorkerSetup {
     /// This worker's end of the `spate-exec` thread (runs `ts-exec:`
     /// commands), when any stream has such a source.
     pub exec: Option<crate::ingest::exec::WorkerExec>,
+    /// This worker's end of the trigger runner, when any trigger is
+    /// configured.
+    pub triggers: Option<crate::control::triggers::WorkerTriggers>,
 }
 
 /// Counters a worker keeps (merged for the exit summary; exported as
@@ -491,6 +495,10 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
             .collect(),
         pushes: Vec::new(),
         config: setup.config.clone(),
+        trig: Box::new(trigger_hooks::TriggerHooks::new(
+            setup.triggers,
+            &setup.config,
+        )),
         open_how: Box::new(
             types::OpenHow::new()
                 .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
@@ -593,6 +601,8 @@ struct Worker {
     push_rules: Vec<(String, String, crate::deliver::push::PushTarget)>,
     /// Pushes running on this core.
     pushes: Vec<udp_push::Push>,
+    /// Triggers: the runner's end, blocking calls waiting for answers.
+    trig: Box<trigger_hooks::TriggerHooks>,
     open_how: Box<types::OpenHow>,
     tick: Box<types::Timespec>,
     wake_buf: Box<u64>,
@@ -761,6 +771,7 @@ impl Worker {
                     }
                 }
                 self.drain_exec_events();
+                self.drain_trigger_events();
                 self.arm_wake();
             }
             CLOSE => {}
@@ -1588,6 +1599,7 @@ impl Worker {
         self.sources_tick();
         self.exec_tick();
         self.http_tick();
+        self.trigger_tick();
         let slots: Vec<(u32, u32)> = self.conns.slots().collect();
         for (slot, generation) in slots {
             let Some(c) = self.conns.get_mut(slot, generation) else {

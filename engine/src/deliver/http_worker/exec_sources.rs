@@ -417,6 +417,12 @@ impl Worker {
                             delay.as_secs()
                         );
                         s.state = RunState::Backoff(now + delay);
+                        let (name, uri, bin) = (
+                            s.ing.name.to_string(),
+                            format!("ts-exec:{}", s.argv.join(" ")),
+                            s.argv[0].clone(),
+                        );
+                        self.trigger_input_abort(&name, &uri, &bin, &how);
                     }
                 }
             }

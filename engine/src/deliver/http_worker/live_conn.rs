@@ -185,6 +185,27 @@ impl LiveConn {
         self.publisher.as_deref().map(|p| &*p.name)
     }
 
+    /// The RTMP session, if this is an RTMP connection.
+    pub(super) fn rtmp_session(&self) -> Option<&rtmp::ServerSession> {
+        self.rtmp.as_deref()
+    }
+
+    /// Refuse the pending publish (onStatus error), close once sent.
+    pub(super) fn refuse_publish(&mut self, code: &str, description: &str) {
+        if let Some(s) = self.rtmp.as_deref_mut() {
+            s.reject_publish(code, description);
+        }
+        self.close_when_sent = true;
+    }
+
+    /// Refuse the pending play (onStatus error), close once sent.
+    pub(super) fn refuse_play(&mut self, code: &str, description: &str) {
+        if let Some(s) = self.rtmp.as_deref_mut() {
+            s.reject_play(code, description);
+        }
+        self.close_when_sent = true;
+    }
+
     /// Bytes received from the peer.
     pub(super) fn input(&mut self, now: Instant, data: &[u8]) {
         if let Some(s) = self.rtmp.as_deref_mut() {
@@ -476,13 +497,24 @@ impl Worker {
         self.conns.get_mut(slot, generation)?.live.as_deref_mut()
     }
 
-    fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+    pub(super) fn on_publish(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
+        if self.trigger_publish_rewrite(slot, generation, app, key) {
+            return;
+        }
         let now = self.now.get();
         let mut conn = self.conn_id(slot, generation);
         if let Some((peer, _)) = self.conn_peer(slot, generation) {
             conn = format!("{conn} from {peer}");
         }
-        let named = self.publish_stream_name(app, key, &conn);
+        // Publish keys map the key to a stream name (after RTMP_PUSH_REWRITE
+        // above, before PUSH_REWRITE / STREAM_PUSH here).
+        let named = match self.publish_stream_name(app, key, &conn) {
+            Ok(name) => match self.trigger_publish_checks(slot, generation, app, key, name) {
+                Some(name) => Ok(name),
+                None => return,
+            },
+            Err(e) => Err(e),
+        };
         match named.and_then(|name| self.begin_publish(&name, &conn)) {
             Ok(publisher) => {
                 if let Some(l) = self.live_mut(slot, generation) {
@@ -539,6 +571,9 @@ impl Worker {
 
     pub(super) fn on_play(&mut self, slot: u32, generation: u32, app: &str, key: &str) {
         let name = self.registry.rtmp_name(app, key);
+        let Some(name) = self.trigger_play_gate(slot, generation, app, key, name) else {
+            return;
+        };
         let id = self.live.by_name.get(name.as_str()).copied();
         if id.is_none() && self.demand_rtmp_play(slot, generation, app, key, &name) {
             return;
@@ -590,6 +625,7 @@ impl Worker {
 
     /// The connection is closing: leave its stream, end its publish.
     pub(super) fn live_on_close(&mut self, slot: u32, generation: u32) {
+        self.trigger_conn_closed(slot, generation);
         self.stop_viewing(slot, generation);
         self.end_publish(slot, generation);
     }
@@ -722,6 +758,9 @@ impl Worker {
     /// A live send completed.
     pub(super) fn on_live_send(&mut self, t: Token, res: i32) {
         let (slot, generation) = (t.slot(), t.generation());
+        if res > 0 {
+            self.trigger_sent(slot, generation, res as usize);
+        }
         let Some(c) = self.conns.get_mut(slot, generation) else {
             return;
         };
@@ -791,6 +830,7 @@ impl Worker {
             if self.registry.expire(&name, id, now) {
                 tracing::info!("stream {name} ended (no publisher within the grace)");
                 self.broadcast(|| LiveMsg::End { id });
+                self.trigger_stream_ended(&name);
             }
         }
     }

@@ -138,6 +138,26 @@ impl Worker {
             } else {
                 name.strip_suffix(".ts").map(|n| (n, ViewerFormat::Ts))
             };
+            // Only for a stream live here, or one PLAY_REWRITE may rename:
+            // `/<name>.ts` may also be a file of the static root. (An
+            // on-demand stream's request is parked first and comes back
+            // here once the stream is live.)
+            if let Some((n, format)) = progressive
+                && (self.live.by_name.contains_key(n) || self.trigger_may_rewrite(n))
+                && self.trigger_viewer_gate(
+                    slot,
+                    generation,
+                    req,
+                    n,
+                    if format == ViewerFormat::Flv {
+                        "FLV"
+                    } else {
+                        "HTTPTS"
+                    },
+                )
+            {
+                return true;
+            }
             if let Some((n, _)) = progressive
                 && self.demand_request(slot, generation, req, n, false)
             {
@@ -160,6 +180,17 @@ impl Worker {
             self.respond_status(slot, generation, req, 404);
             return true;
         };
+        let connector = match target {
+            Target::HlsMaster | Target::HlsMedia(_) => Some("HLS"),
+            Target::CmafMaster | Target::TrackPlaylist(_) => Some("CMAF"),
+            Target::Mpd => Some("DASH"),
+            _ => None,
+        };
+        if let Some(connector) = connector
+            && self.trigger_viewer_gate(slot, generation, req, stream, connector)
+        {
+            return true;
+        }
         if self.demand_request(slot, generation, req, stream, true) {
             return true;
         }

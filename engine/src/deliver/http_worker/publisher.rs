@@ -156,6 +156,7 @@ impl Worker {
             id,
             head: head.clone(),
         });
+        self.trigger_stream_live(&name, id, continuing);
         Ok(publisher)
     }
 
@@ -172,6 +173,7 @@ impl Worker {
             packager: Some(p.packager),
         };
         self.registry.release(&name, id, until, resume);
+        self.trigger_stream_offline(&name, id);
         tracing::info!(
             "{who}: publisher of {name} left; stream kept {grace_ms} ms for a reconnect"
         );
@@ -306,6 +308,7 @@ impl Worker {
                 view: view.clone(),
             });
         }
+        self.trigger_media(id, ts);
         self.broadcast(|| LiveMsg::Item {
             id,
             item: LiveItem {

@@ -103,6 +103,10 @@ pub(super) struct Push {
     pub(super) dropped: u64,
     pub(super) send_errors: u64,
     stopped: bool,
+    /// Stream name, target URL as used and as configured (for triggers).
+    name: String,
+    url: String,
+    configured: String,
 }
 
 impl Push {
@@ -129,6 +133,9 @@ impl Push {
             dropped: 0,
             send_errors: 0,
             stopped: false,
+            name: name.to_string(),
+            url: url.to_string(),
+            configured: url.to_string(),
         }
     }
 
@@ -262,26 +269,20 @@ impl Worker {
             .map(|(_, url, t)| (url.clone(), t.clone()))
             .collect();
         for (url, target) in rules {
+            // Running already (a reload re-offers every rule; the target
+            // may differ from the rule's if PUSH_OUT_START rewrote it).
             if self
                 .pushes
                 .iter()
-                .any(|p| p.stream == id && p.target == target && !p.stopped)
+                .any(|p| p.stream == id && p.configured == url && !p.stopped)
             {
                 continue;
             }
-            let mut p = Push::new(id, name, &url, target);
-            match p.target.open() {
-                Ok(s) => {
-                    tracing::info!("{}: started", p.label);
-                    p.sock = Some(s);
-                }
-                Err(e) => {
-                    self.counters.push_errors += 1;
-                    tracing::warn!("{}: cannot open: {e}", p.label);
-                    continue;
-                }
+            // PUSH_OUT_START may hold the push back (blocking) and change
+            // its target: then `push_start` is called with its answer.
+            if self.trigger_push_out_start(id, name, &url) {
+                self.push_start(id, name, &url, &url, target);
             }
-            self.pushes.push(p);
         }
     }
 
@@ -306,7 +307,7 @@ impl Worker {
             let covered = name.is_some_and(|name| {
                 self.push_rules
                     .iter()
-                    .any(|(pattern, _, t)| *t == p.target && push_matches(pattern, &name))
+                    .any(|(pattern, url, _)| *url == p.configured && push_matches(pattern, &name))
             });
             if !covered {
                 let p = &mut self.pushes[i];
@@ -327,8 +328,49 @@ impl Worker {
         }
     }
 
+    /// Start one push of stream `id` to `target` (unless it runs already).
+    pub(super) fn push_start(
+        &mut self,
+        id: StreamId,
+        name: &str,
+        url: &str,
+        configured: &str,
+        target: PushTarget,
+    ) {
+        if self
+            .pushes
+            .iter()
+            .any(|p| p.stream == id && p.target == target && !p.stopped)
+        {
+            return;
+        }
+        let mut p = Push::new(id, name, url, target);
+        p.configured = configured.to_string();
+        match p.target.open() {
+            Ok(s) => {
+                tracing::info!("{}: started", p.label);
+                p.sock = Some(s);
+            }
+            Err(e) => {
+                self.counters.push_errors += 1;
+                tracing::warn!("{}: cannot open: {e}", p.label);
+                return;
+            }
+        }
+        self.pushes.push(p);
+    }
+
     /// A stream ended: stop its pushes (they go once their sends are back).
     pub(super) fn pushes_on_end(&mut self, id: StreamId) {
+        let ended: Vec<(String, String, String, u64)> = self
+            .pushes
+            .iter()
+            .filter(|p| p.stream == id && !p.stopped)
+            .map(|p| (p.name.clone(), p.configured.clone(), p.url.clone(), p.sent))
+            .collect();
+        for (name, configured, url, sent) in ended {
+            self.trigger_push_ended(&name, &configured, &url, sent);
+        }
         for p in self.pushes.iter_mut().filter(|p| p.stream == id) {
             if !p.stopped {
                 tracing::info!(
