@@ -83,7 +83,8 @@ fn main() -> ExitCode {
     tracing::info!(
         "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies; \
          live: {} publishes refused, {} rtmp errors, {} viewer skips, {} viewers dropped, \
-         {} mesh drops, {} timestamp rebases",
+         {} mesh drops, {} timestamp rebases, {} segments, {} source errors, {} push errors, \
+         {} sessions kicked",
         c.accepted,
         c.requests,
         c.rejected,
@@ -94,7 +95,11 @@ fn main() -> ExitCode {
         c.viewer_skips,
         c.viewers_dropped,
         c.mesh_drops,
-        c.rebases
+        c.rebases,
+        c.segments,
+        c.source_errors,
+        c.push_errors,
+        c.kicked
     );
     ExitCode::SUCCESS
 }

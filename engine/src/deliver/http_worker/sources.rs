@@ -43,7 +43,7 @@ pub(super) struct Source {
     sock: Option<socket2::Socket>,
     armed: bool,
     reopen_at: Option<Instant>,
-    ing: TsIngest,
+    pub(super) ing: TsIngest,
 }
 
 impl Source {

@@ -103,9 +103,16 @@ pub(super) struct Push {
     pub(super) dropped: u64,
     pub(super) send_errors: u64,
     stopped: bool,
+    /// The target as configured (the API lists it).
+    url: String,
 }
 
 impl Push {
+    /// (stream, target URL) of a push that is running.
+    pub(super) fn running(&self) -> Option<(StreamId, &str)> {
+        (!self.stopped).then_some((self.stream, self.url.as_str()))
+    }
+
     fn new(stream: StreamId, name: &str, url: &str, target: PushTarget) -> Self {
         Self {
             stream,
@@ -129,6 +136,7 @@ impl Push {
             dropped: 0,
             send_errors: 0,
             stopped: false,
+            url: url.to_string(),
         }
     }
 
