@@ -148,7 +148,7 @@ impl SpateBuilder {
     /// Append TOML text as it is (`[[trigger]]` tables, `[access]`, ...),
     /// after everything else.
     pub fn extra_toml(mut self, text: &str) -> Self {
-        self.extra.push_str("\n");
+        self.extra.push('\n');
         self.extra.push_str(text);
         self.extra.push('\n');
         self
