@@ -829,7 +829,43 @@ fn live_stream_sessions_kick_and_metrics_move() {
     assert_eq!(m2.value("spate_viewers", &flv), 1.0);
     assert_eq!(m2.value("spate_sessions_kicked_total", &[]), 1.0);
 
-    // Kick every session of the stream: the viewer and the publisher.
+    // A TS viewer and HLS/DASH requests are counted too.
+    let mut ts = TcpStream::connect(s.addr()).expect("connect");
+    ts.write_all(b"GET /live.ts HTTP/1.1\r\nHost: spate\r\n\r\n")
+        .expect("request /live.ts");
+    let ts_viewers = || {
+        let j = json(api(&s, "GET", "/api/streams/live", None).assert_status(200));
+        num(&j, &["viewers", "ts"])
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || ts_viewers() == 1.0),
+        "the /live.ts viewer is not counted"
+    );
+    s.get("/hls/live/index.m3u8").assert_status(200);
+    s.get("/hls/live/media.m3u8").assert_status(200);
+    s.get("/cmaf/live/index.mpd").assert_status(200);
+    let j = json(api(&s, "GET", "/api/streams/live", None).assert_status(200));
+    assert_eq!(num(&j, &["viewers", "hls_requests"]), 2.0, "{j:?}");
+    assert_eq!(num(&j, &["viewers", "cmaf_requests"]), 1.0, "{j:?}");
+    assert_eq!(num(&j, &["viewers", "total"]), 2.0, "{j:?}");
+    assert!(num(&j, &["segments"]) >= 1.0, "{j:?}");
+    let m3 = scrape(&s);
+    assert_eq!(
+        m3.value("spate_viewers", &[("stream", "live"), ("protocol", "ts")]),
+        1.0
+    );
+    assert_eq!(
+        m3.value(
+            "spate_stream_segmented_requests_total",
+            &[("stream", "live"), ("kind", "hls")]
+        ),
+        2.0
+    );
+    let seg0 = m0.value("spate_http_segmented_requests_total", &[]);
+    let seg3 = m3.value("spate_http_segmented_requests_total", &[]);
+    assert_eq!(seg3, seg0 + 3.0, "segmented requests {seg0} -> {seg3}");
+
+    // Kick every session of the stream: the viewers and the publisher.
     let j = json(
         api(
             &s,
@@ -839,7 +875,8 @@ fn live_stream_sessions_kick_and_metrics_move() {
         )
         .assert_status(200),
     );
-    assert_eq!(num(&j, &["kicked"]), 2.0, "{j:?}");
+    assert_eq!(num(&j, &["kicked"]), 3.0, "{j:?}");
+    drop(ts);
     assert!(
         wait_until(Duration::from_secs(5), || v2.log().ended.is_some()),
         "{}",
@@ -850,7 +887,7 @@ fn live_stream_sessions_kick_and_metrics_move() {
         "ffmpeg kept publishing after its session was kicked"
     );
     let t = json(api(&s, "GET", "/api/totals", None).assert_status(200));
-    assert_eq!(num(&t, &["counters", "kicked"]), 3.0, "{t:?}");
+    assert_eq!(num(&t, &["counters", "kicked"]), 4.0, "{t:?}");
 }
 
 /// `(METHOD, path)` of every operation in docs/api.yaml, read line by line:
