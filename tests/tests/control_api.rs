@@ -130,6 +130,20 @@ fn every_route_answers_and_bad_requests_get_the_right_errors() {
     let r = api(&s, "GET", "/healthz", None);
     r.assert_status(200);
     assert_eq!(body_text(&r), "ok\n");
+    // HEAD: the same head, no body.
+    let mut c = TcpStream::connect(s.api_addr()).expect("connect to the API");
+    c.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: spate\r\n\r\n")
+        .expect("send HEAD");
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut c, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200 ")
+            && out.contains("Content-Length: 3\r\n")
+            && out.ends_with("\r\n\r\n"),
+        "HEAD /healthz: {out:?}"
+    );
 
     // Streams: the configured one is listed, offline.
     let j = json(api(&s, "GET", "/api/streams", None).assert_status(200));

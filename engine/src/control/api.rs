@@ -546,8 +546,15 @@ fn read_request(
 }
 
 fn serve(sock: &mut TcpStream, peer: SocketAddr, ctx: &ApiContext, auth: &Auth, limits: Limits) {
+    let mut head_only = false;
     let reply = match read_request(sock, peer, auth, limits) {
-        Ok(req) => {
+        Ok(mut req) => {
+            // HEAD is GET without the body (Content-Length stays).
+            let head = req.method == "HEAD";
+            if head {
+                req.method = "GET".into();
+            }
+            head_only = head;
             let r = dispatch(ctx, &req);
             tracing::debug!("API: {peer}: {} {} {}", req.method, req.path, r.status);
             r
@@ -563,7 +570,11 @@ fn serve(sock: &mut TcpStream, peer: SocketAddr, ctx: &ApiContext, auth: &Auth, 
             r
         }
     };
-    if let Err(e) = sock.write_all(&reply.to_bytes()) {
+    let mut bytes = reply.to_bytes();
+    if head_only {
+        bytes.truncate(bytes.len() - reply.body.len());
+    }
+    if let Err(e) = sock.write_all(&bytes) {
         tracing::info!("API: {peer}: cannot send the answer: {e}");
         return;
     }
