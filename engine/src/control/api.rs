@@ -314,7 +314,13 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("spate-api-conn".into())
             .spawn(move || {
-                serve(&mut sock, peer, &ctx, &auth, limits);
+                // A bug in a handler must not leak the connection's slot.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(&mut sock, peer, &ctx, &auth, limits)
+                }));
+                if served.is_err() {
+                    tracing::error!("API: {peer}: the handler panicked; connection closed");
+                }
                 active2.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
@@ -1307,6 +1313,23 @@ mod tests {
         assert_eq!(json_depth(br#"[[[]]]"#, 32), 3);
         let deep = "[".repeat(10_000);
         assert!(json_depth(deep.as_bytes(), 32) > 32);
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a path or body, the routing and body
+        /// checks answer without panicking.
+        #[test]
+        fn arbitrary_paths_and_bodies_never_panic(path in "(/[a-z%0-9A-F.+{}]{0,12}){0,6}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            for r in ROUTES {
+                let _ = match_route(r.path, &path);
+            }
+            let _ = percent_decode(&path);
+            let _ = json_depth(&body, MAX_JSON_DEPTH);
+            let req = ApiRequest { method: "POST".into(), path, body };
+            let _ = parse_body::<KickBody>(&req);
+            let _ = parse_body::<StreamConfig>(&req);
+            let _ = crate::deliver::http_worker::parse_session_id(&req.path);
+        }
     }
 
     #[test]
