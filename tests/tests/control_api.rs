@@ -222,6 +222,19 @@ fn every_route_answers_and_bad_requests_get_the_right_errors() {
         "bad_request",
         "got nothing",
     );
+    assert_error(
+        &api_at(
+            &s,
+            &format!("http://127.0.0.1:{}", s.api_port()),
+            "POST",
+            "/api/streams",
+            Some(r#"{"name": "x"}"#),
+            &["-H", "Transfer-Encoding: chunked"],
+        ),
+        411,
+        "length_required",
+        "Content-Length",
+    );
     // Validation of the edited configuration names the key.
     assert_error(
         &api(&s, "POST", "/api/streams", Some(r#"{"name": "a+b"}"#)),
@@ -694,9 +707,16 @@ fn flv_sessions(s: &Spate) -> Vec<Json> {
 
 #[test]
 fn live_stream_sessions_kick_and_metrics_move() {
+    // A push of the stream to a UDP socket of ours, so it shows as running.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP sink");
+    let push_target = format!(
+        "tsudp://127.0.0.1:{}",
+        sink.local_addr().expect("sink address").port()
+    );
     let s = Spate::builder()
         .label("api_live")
         .stream("live", &[])
+        .push("live", &push_target)
         .start();
     let mut publisher = publish(
         s.dir(),
@@ -799,7 +819,15 @@ fn live_stream_sessions_kick_and_metrics_move() {
         "{all:?}"
     );
 
+    let j = json(api(&s, "GET", "/api/pushes", None).assert_status(200));
+    let running = array(&j, "running");
+    assert_eq!(running.len(), 1, "{j:?}");
+    assert_eq!(str_of(&running[0], "stream"), "live");
+    assert_eq!(str_of(&running[0], "target"), push_target);
+    assert_eq!(array(&j, "rules").len(), 1, "{j:?}");
+
     let m1 = scrape(&s);
+    assert_eq!(m1.value("spate_pushes_running", &[]), 1.0);
     assert_eq!(m1.value("spate_viewers", &flv), 2.0);
     let out0 = m0.value("spate_bytes_out_total", &[("path", "live")]);
     let out1 = m1.value("spate_bytes_out_total", &[("path", "live")]);
