@@ -509,6 +509,25 @@ fn non_loopback_clients_need_the_token_unless_trusted() {
         assert_eq!(num(&json(r.assert_status(200)), &["workers"]), 2.0);
         // Loopback needs nothing.
         api(&s, "GET", "/api/totals", None).assert_status(200);
+        // A reload with a new token: the old one stops working at once.
+        let text = std::fs::read_to_string(s.config_path()).expect("read config");
+        assert!(text.contains("s3cret-token"), "{text}");
+        std::fs::write(s.config_path(), text.replace("s3cret-token", "n3w-token"))
+            .expect("write config");
+        api(&s, "POST", "/api/reload", None).assert_status(200);
+        assert_error(
+            &api_at(&s, &far, "GET", "/api/totals", None, &right),
+            401,
+            "unauthorized",
+            "wrong",
+        );
+        let new = [
+            "--interface",
+            "10.77.0.1",
+            "-H",
+            "Authorization: Bearer n3w-token",
+        ];
+        api_at(&s, &far, "GET", "/api/totals", None, &new).assert_status(200);
         drop(s);
 
         // A trusted network needs no token; an empty token refuses the rest.

@@ -149,6 +149,18 @@ struct Auth {
 }
 
 impl Auth {
+    /// From `[api]` (entries that do not parse were refused at validation).
+    fn from_config(api: &ApiConfig) -> Self {
+        Self {
+            token: api.token.clone(),
+            trusted: api
+                .trusted
+                .iter()
+                .filter_map(|t| TrustedNet::parse(t).ok())
+                .collect(),
+        }
+    }
+
     fn trusted(&self, peer: IpAddr) -> bool {
         peer.to_canonical().is_loopback() || self.trusted.iter().any(|n| n.contains(peer))
     }
@@ -204,17 +216,10 @@ impl ApiServer {
         ctx: Arc<ApiContext>,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let mut trusted = Vec::new();
         for t in &cfg.trusted {
-            trusted.push(
-                TrustedNet::parse(t)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-            );
+            TrustedNet::parse(t)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         }
-        let auth = Arc::new(Auth {
-            token: cfg.token.clone(),
-            trusted,
-        });
         let stop = Arc::new(AtomicBool::new(false));
         let limits = Limits {
             max_body: cfg.max_body_bytes,
@@ -224,7 +229,7 @@ impl ApiServer {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("spate-api".into())
-                .spawn(move || accept_loop(listener, ctx, auth, limits, &stop))?
+                .spawn(move || accept_loop(listener, ctx, limits, &stop))?
         };
         tracing::info!("API, /metrics and /healthz on http://{addr}");
         Ok(Self {
@@ -276,13 +281,7 @@ struct Limits {
     max_connections: usize,
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<ApiContext>,
-    auth: Arc<Auth>,
-    limits: Limits,
-    stop: &AtomicBool,
-) {
+fn accept_loop(listener: TcpListener, ctx: Arc<ApiContext>, limits: Limits, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = listener.accept();
@@ -310,13 +309,13 @@ fn accept_loop(
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
-        let (ctx, auth, active2) = (ctx.clone(), auth.clone(), active.clone());
+        let (ctx, active2) = (ctx.clone(), active.clone());
         let spawned = std::thread::Builder::new()
             .name("spate-api-conn".into())
             .spawn(move || {
                 // A bug in a handler must not leak the connection's slot.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve(&mut sock, peer, &ctx, &auth, limits)
+                    serve(&mut sock, peer, &ctx, limits)
                 }));
                 if served.is_err() {
                     tracing::error!("API: {peer}: the handler panicked; connection closed");
@@ -551,9 +550,19 @@ fn read_request(
     Ok(ApiRequest { method, path, body })
 }
 
-fn serve(sock: &mut TcpStream, peer: SocketAddr, ctx: &ApiContext, auth: &Auth, limits: Limits) {
+fn serve(sock: &mut TcpStream, peer: SocketAddr, ctx: &ApiContext, limits: Limits) {
+    // Token, trusted networks and the body limit as the configuration in
+    // force says now (a reload changes them; address and connection limit
+    // stay until a restart).
+    let cfg = ctx.store.current();
+    let auth = Auth::from_config(&cfg.api);
+    let limits = Limits {
+        max_body: cfg.api.max_body_bytes,
+        ..limits
+    };
+    drop(cfg);
     let mut head_only = false;
-    let reply = match read_request(sock, peer, auth, limits) {
+    let reply = match read_request(sock, peer, &auth, limits) {
         Ok(mut req) => {
             // HEAD is GET without the body (Content-Length stays).
             let head = req.method == "HEAD";
