@@ -84,8 +84,10 @@ pub struct WorkerSetup {
     pub exec: Option<crate::ingest::exec::WorkerExec>,
 }
 
-/// Counters a worker keeps (merged for the exit summary; exported as
-/// metrics by the control plane later).
+/// Counters a worker keeps: plain `u64`s on its own loop, sent to the
+/// control plane in snapshots (`/metrics`, `/api/totals`) and merged for the
+/// exit summary. A new counter goes into [`Counters::add`] too (and into
+/// `control::metrics` to be exported).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Counters {
     /// Connections accepted.
