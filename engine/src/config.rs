@@ -635,6 +635,11 @@ impl Config {
                 return Err(bad("api.port", "must differ from http.port and rtmp.port"));
             }
         }
+        for t in &self.api.trusted {
+            if let Err(e) = crate::control::api::TrustedNet::parse(t) {
+                return Err(bad("api.trusted", &e));
+            }
+        }
         if !(1..=100 << 20).contains(&self.api.max_body_bytes) {
             return Err(bad("api.max_body_bytes", "must be 1..=104857600"));
         }

@@ -112,7 +112,8 @@ fn main() -> ExitCode {
     tracing::info!(
         "stopped: {} connections, {} requests, {} rejected, {} send stalls, {} MB of bodies; \
          live: {} publishes refused, {} rtmp errors, {} viewer skips, {} viewers dropped, \
-         {} mesh drops, {} timestamp rebases; {} plays denied",
+         {} mesh drops, {} timestamp rebases, {} segments, {} source errors, {} push errors, \
+         {} sessions kicked; {} plays denied",
         c.accepted,
         c.requests,
         c.rejected,
@@ -124,6 +125,10 @@ fn main() -> ExitCode {
         c.viewers_dropped,
         c.mesh_drops,
         c.rebases,
+        c.segments,
+        c.source_errors,
+        c.push_errors,
+        c.kicked,
         c.access_denied
     );
     ExitCode::SUCCESS

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
+use crate::control::api::{ApiContext, ApiServer};
 use crate::control::{ConfigStore, ControlPlane};
 use crate::deliver::http_worker::{self, Counters, WorkerMsg, WorkerSetup};
 use crate::net::listener::{ListenError, reuseport_listeners};
@@ -28,6 +29,14 @@ pub enum StartError {
     /// The RTMP listener could not be opened.
     #[error("rtmp.port: {0}")]
     RtmpListen(ListenError),
+    /// The API listener could not be opened.
+    #[error("api.port: cannot listen on {addr}: {source}")]
+    ApiListen {
+        /// `[api] bind:port`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A worker failed to start.
     #[error("{0}")]
     Worker(String),
@@ -44,6 +53,10 @@ pub struct Server {
     exec: Option<crate::ingest::exec::ExecThread>,
     /// The trigger runner (its threads start with the first trigger fired).
     triggers: Arc<crate::control::triggers::Triggers>,
+    /// The API's state (metrics writers are added here).
+    api_context: Arc<ApiContext>,
+    /// The API listener, when `[api] enabled`.
+    api: Option<ApiServer>,
     /// Address of the HTTP listener.
     pub http_addr: SocketAddr,
 }
@@ -84,6 +97,15 @@ impl Server {
                 .collect()
         } else {
             (0..n).map(|_| None).collect()
+        };
+        let api_listener = if config.api.enabled {
+            let addr = SocketAddr::new(config.api.bind, config.api.port);
+            Some(
+                ApiServer::bind(&config.api)
+                    .map_err(|source| StartError::ApiListen { addr, source })?,
+            )
+        } else {
+            None
         };
         let registry = Arc::new(crate::live::Registry::new(&config));
         let (endpoints, control) = Mesh::<WorkerMsg>::build(n, 16384)
@@ -161,12 +183,21 @@ impl Server {
             registry.clone(),
             triggers.clone(),
         ));
+        let api_context = Arc::new(ApiContext::new(control.clone(), store.clone()));
+        {
+            let triggers = triggers.clone();
+            api_context.add_metrics_writer(Box::new(move |out: &mut String| {
+                triggers.write_metrics(out)
+            }));
+        }
         let mut server = Self {
             control,
             store,
             workers,
             exec,
             triggers,
+            api_context,
+            api: None,
             http_addr,
         };
         for _ in 0..n {
@@ -179,6 +210,16 @@ impl Server {
                 Err(_) => {
                     server.stop();
                     return Err(StartError::Worker("a worker died while starting".into()));
+                }
+            }
+        }
+        if let Some(listener) = api_listener {
+            let addr = SocketAddr::new(config.api.bind, config.api.port);
+            match ApiServer::start(listener, &config.api, server.api_context.clone()) {
+                Ok(api) => server.api = Some(api),
+                Err(source) => {
+                    server.stop();
+                    return Err(StartError::ApiListen { addr, source });
                 }
             }
         }
@@ -215,6 +256,16 @@ impl Server {
         self.store.clone()
     }
 
+    /// The API's state: where metrics writers are added.
+    pub fn api_context(&self) -> Arc<ApiContext> {
+        self.api_context.clone()
+    }
+
+    /// Address of the API listener, when it runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiServer::addr)
+    }
+
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.workers.len()
@@ -224,6 +275,9 @@ impl Server {
     /// responses (up to `server.shutdown_timeout`) and exits. Returns the
     /// merged counters.
     pub fn stop(&mut self) -> Counters {
+        if let Some(mut api) = self.api.take() {
+            api.stop();
+        }
         if !self.workers.is_empty() {
             // MistServer's SYSTEM_STOP (waited for when blocking; Spate
             // does not cancel its shutdown).
@@ -237,23 +291,7 @@ impl Server {
         let mut total = Counters::default();
         for h in self.workers.drain(..) {
             match h.join() {
-                Ok(c) => {
-                    total.accepted += c.accepted;
-                    total.closed += c.closed;
-                    total.requests += c.requests;
-                    total.rejected += c.rejected;
-                    total.head_timeouts += c.head_timeouts;
-                    total.send_stalls += c.send_stalls;
-                    total.table_full += c.table_full;
-                    total.body_bytes += c.body_bytes;
-                    total.viewer_skips += c.viewer_skips;
-                    total.viewers_dropped += c.viewers_dropped;
-                    total.rtmp_errors += c.rtmp_errors;
-                    total.mesh_drops += c.mesh_drops;
-                    total.publish_refused += c.publish_refused;
-                    total.rebases += c.rebases;
-                    total.access_denied += c.access_denied;
-                }
+                Ok(c) => total.add(&c),
                 Err(_) => tracing::error!("a worker panicked"),
             }
         }

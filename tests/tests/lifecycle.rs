@@ -16,7 +16,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A scratch dir with `www/` and `spate.toml` = `config` (where `{port}` and
 /// `{root}` are substituted), plus `[rtmp] port = <free>` unless `config` has
 /// an `[rtmp]` section (RTMP's default port, 1935, cannot be shared by tests
-/// running in parallel).
+/// running in parallel), and `[api] port = <free>` unless it has an `[api]`
+/// section (the same for the API's 4242).
 fn config_dir(label: &str, config: &str) -> (ScratchDir, u16) {
     let dir = ScratchDir::new(label);
     let root = dir.path().join("www");
@@ -28,6 +29,9 @@ fn config_dir(label: &str, config: &str) -> (ScratchDir, u16) {
         .replace("{root}", &root.display().to_string());
     if !text.contains("[rtmp]") {
         text.push_str(&format!("\n[rtmp]\nport = {}\n", free_port()));
+    }
+    if !text.contains("[api]") {
+        text.push_str(&format!("\n[api]\nport = {}\n", free_port()));
     }
     std::fs::write(dir.path().join("spate.toml"), text).unwrap();
     (dir, port)

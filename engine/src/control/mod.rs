@@ -13,17 +13,26 @@ use crate::deliver::http_worker::{Counters, WorkerMsg};
 use crate::runtime::mesh::MeshEndpoint;
 
 pub mod access;
+pub mod api;
 mod config_store;
+pub mod metrics;
 pub mod reload;
+mod snapshot;
 pub mod triggers;
 
 pub use config_store::ConfigStore;
+pub use snapshot::{
+    ConnectionCounts, LoopSnapshot, PublisherSnapshot, PushSnapshot, SessionSnapshot,
+    StreamSnapshot, TrackSnapshot, ViewerCounts,
+};
 
 /// What the control plane asks of a worker.
 #[derive(Debug)]
 pub enum ControlRequest {
-    /// Answer with this worker's state (counters, streams, sessions).
+    /// Answer with this worker's state (counters, streams, loop).
     Snapshot(mpsc::Sender<WorkerSnapshot>),
+    /// Answer with the connections attached to streams on this worker.
+    Sessions(mpsc::Sender<Vec<SessionSnapshot>>),
     /// Close the sessions with this id (`w0/c12.3`) or of this stream;
     /// answer with how many were closed.
     Kick {
@@ -46,6 +55,14 @@ pub struct WorkerSnapshot {
     pub index: usize,
     /// Its counters.
     pub counters: Counters,
+    /// Connections open now.
+    pub connections: ConnectionCounts,
+    /// Streams with a replica on this core (every live stream, normally).
+    pub streams: Vec<StreamSnapshot>,
+    /// Pushes running on this core.
+    pub pushes: Vec<PushSnapshot>,
+    /// Loop utilisation and turn durations.
+    pub event_loop: LoopSnapshot,
 }
 
 /// The control end of the mesh, shared by the threads of the control plane

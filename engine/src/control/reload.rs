@@ -29,8 +29,13 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.rtmp, &rtmp) {
         out.push("[rtmp] (other than stream_name)");
     }
-    if !same(&old.api, &new.api) {
-        out.push("[api]");
+    let mut api = new.api.clone();
+    // Read per connection by the API thread: these apply at once.
+    api.token = old.api.token.clone();
+    api.trusted = old.api.trusted.clone();
+    api.max_body_bytes = old.api.max_body_bytes;
+    if !same(&old.api, &api) {
+        out.push("[api] (other than token, trusted, max_body_bytes)");
     }
     if !same(&old.log, &new.log) {
         out.push("[log]");

@@ -43,11 +43,14 @@ mod http_sources;
 mod json_sources;
 mod live_conn;
 mod live_routes;
+mod loop_stats;
 mod publisher;
 mod reload;
 mod sources;
 mod trigger_hooks;
 mod udp_push;
+
+pub(crate) use control_msgs::parse_session_id;
 
 /// Messages a worker receives over the mesh.
 #[derive(Debug)]
@@ -88,9 +91,11 @@ pub struct WorkerSetup {
     pub triggers: Option<crate::control::triggers::WorkerTriggers>,
 }
 
-/// Counters a worker keeps (merged for the exit summary; exported as
-/// metrics by the control plane later).
-#[derive(Debug, Default, Clone)]
+/// Counters a worker keeps: plain `u64`s on its own loop, sent to the
+/// control plane in snapshots (`/metrics`, `/api/totals`) and merged for the
+/// exit summary. A new counter goes into [`Counters::add`] too (and into
+/// `control::metrics` to be exported).
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Counters {
     /// Connections accepted.
     pub accepted: u64,
@@ -132,6 +137,43 @@ pub struct Counters {
     /// Plays refused by the access rules (missing, bad or expired play
     /// token).
     pub access_denied: u64,
+    /// Connections accepted on the RTMP listener (also in `accepted`).
+    pub rtmp_accepted: u64,
+    /// Sessions closed by the API (`DELETE /api/sessions/...`, kick).
+    pub kicked: u64,
+    /// Bytes received on live connections (RTMP publishers and players).
+    pub live_bytes_in: u64,
+    /// Bytes sent on live connections (HTTP-FLV/TS viewers, RTMP).
+    pub live_bytes_out: u64,
+}
+
+impl Counters {
+    /// Add another worker's counters.
+    pub fn add(&mut self, c: &Counters) {
+        self.accepted += c.accepted;
+        self.closed += c.closed;
+        self.requests += c.requests;
+        self.rejected += c.rejected;
+        self.head_timeouts += c.head_timeouts;
+        self.send_stalls += c.send_stalls;
+        self.table_full += c.table_full;
+        self.body_bytes += c.body_bytes;
+        self.viewer_skips += c.viewer_skips;
+        self.viewers_dropped += c.viewers_dropped;
+        self.rtmp_errors += c.rtmp_errors;
+        self.mesh_drops += c.mesh_drops;
+        self.publish_refused += c.publish_refused;
+        self.rebases += c.rebases;
+        self.segments += c.segments;
+        self.segmented_requests += c.segmented_requests;
+        self.source_errors += c.source_errors;
+        self.push_errors += c.push_errors;
+        self.rtmp_accepted += c.rtmp_accepted;
+        self.kicked += c.kicked;
+        self.live_bytes_in += c.live_bytes_in;
+        self.live_bytes_out += c.live_bytes_out;
+        self.access_denied += c.access_denied;
+    }
 }
 
 const ACCEPT: u8 = 1;
@@ -518,6 +560,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
             &setup.config,
         )),
         json_sources: json_sources::SourceUrls::from_config(&setup.config),
+        loop_stats: loop_stats::LoopStats::new(Instant::now()),
         ring,
     };
     w.rearm_accepts();
@@ -618,6 +661,8 @@ struct Worker {
     access: Box<crate::control::access::AccessRules>,
     /// What `/json_<stream>.js` URLs are made of.
     json_sources: json_sources::SourceUrls,
+    /// Busy versus waiting, per loop turn.
+    loop_stats: loop_stats::LoopStats,
 }
 
 impl Worker {
@@ -702,16 +747,22 @@ impl Worker {
 
     fn run_loop(&mut self) {
         let mut cqes = Vec::with_capacity(1024);
+        let mut woke = Instant::now();
+        let mut waited = Duration::ZERO;
         loop {
+            let turn_end = Instant::now();
+            self.loop_stats.turn(waited, turn_end - woke, turn_end);
             let wait = self
                 .next_push_due()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+                .map(|t| t.saturating_duration_since(turn_end));
             if let Err(e) = self.ring.submit_and_wait_timeout(1, wait) {
                 tracing::error!("worker {}: io_uring wait failed: {e}", self.index);
                 return;
             }
             self.ring.drain_completions(&mut cqes);
-            self.now.set(Instant::now());
+            woke = Instant::now();
+            waited = woke - turn_end;
+            self.now.set(woke);
             for &(ud, res, flags) in &cqes {
                 self.complete(Token(ud), res, flags);
             }
@@ -832,6 +883,9 @@ impl Worker {
         }
         let fd = res as u32;
         self.counters.accepted += 1;
+        if which == 1 {
+            self.counters.rtmp_accepted += 1;
+        }
         if self.shutdown_at.is_some() {
             self.push(
                 opcode::Close::new(types::Fixed(fd))
@@ -888,6 +942,8 @@ impl Worker {
                 && let Some(l) = c.live.as_deref_mut()
             {
                 let data = self.bufs.get(b, res as usize);
+                l.bytes_in += res as u64;
+                self.counters.live_bytes_in += res as u64;
                 l.input(now, data);
                 self.bufs.recycle(b);
                 self.live_drive(slot, generation);

@@ -300,6 +300,10 @@ pub struct LocalStream {
     pub skip_lag_ms: i64,
     /// HLS/DASH: playlists and segments (none before the first segment).
     pub segmented: Option<Arc<SegmentedView>>,
+    /// Requests under `/hls/<stream>/` answered on this core.
+    pub hls_requests: u64,
+    /// Requests under `/cmaf/<stream>/` (HLS fMP4, DASH) on this core.
+    pub cmaf_requests: u64,
 }
 
 /// A core's replicas, by id and by name.
@@ -334,6 +338,8 @@ impl LiveCore {
                     viewers: Vec::new(),
                     skip_lag_ms,
                     segmented: None,
+                    hls_requests: 0,
+                    cmaf_requests: 0,
                 });
                 None
             }

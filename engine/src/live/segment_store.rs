@@ -159,6 +159,16 @@ impl SegmentWriter {
         self.older.len() + usize::from(self.current.is_some())
     }
 
+    /// Bytes of the arenas this writer keeps alive (their sizes; memfd
+    /// pages are only used as they are written).
+    pub fn arena_bytes(&self) -> usize {
+        self.older
+            .iter()
+            .chain(self.current.as_ref())
+            .map(|a| a.cap)
+            .sum()
+    }
+
     /// Start a new segment at the current fill mark (an unfinished one is
     /// abandoned: its bytes stay where they are, unreferenced by a segment).
     pub fn begin(&mut self) {

@@ -371,6 +371,22 @@ impl StreamPackager {
         }
     }
 
+    /// The stream's tracks, in track id order.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Segment-store arenas this stream's outputs hold, and their bytes.
+    pub fn store_usage(&self) -> (u64, u64) {
+        let mut arenas = self.cmaf_writer.arenas() as u64;
+        let mut bytes = self.cmaf_writer.arena_bytes() as u64;
+        for r in &self.ts {
+            arenas += r.writer.arenas() as u64;
+            bytes += r.writer.arena_bytes() as u64;
+        }
+        (arenas, bytes)
+    }
+
     /// A track appeared or its configuration changed.
     pub fn on_track(&mut self, track: Track) {
         match self.tracks.iter_mut().find(|t| t.id == track.id) {

@@ -165,6 +165,19 @@ pub(super) struct LiveConn {
     publisher: Option<Box<super::publisher::Publisher>>,
     /// Close once everything queued is sent.
     pub(super) close_when_sent: bool,
+    /// Bytes received from the peer (sessions in the API).
+    pub(super) bytes_in: u64,
+    /// Bytes the kernel took for the peer.
+    pub(super) bytes_out: u64,
+}
+
+/// What a live connection is attached to, for the API's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Attachment<'a> {
+    /// Publishing this stream.
+    Publisher(&'a str),
+    /// Watching this stream, in this format.
+    Viewer(StreamId, ViewerFormat),
 }
 
 impl LiveConn {
@@ -177,6 +190,8 @@ impl LiveConn {
             viewer: None,
             publisher: None,
             close_when_sent: false,
+            bytes_in: 0,
+            bytes_out: 0,
         })
     }
 
@@ -204,6 +219,27 @@ impl LiveConn {
             s.reject_play(code, description);
         }
         self.close_when_sent = true;
+    }
+
+    /// Publisher or viewer of which stream (`None`: an RTMP connection that
+    /// has not started either yet).
+    pub(super) fn attachment(&self) -> Option<Attachment<'_>> {
+        if let Some(p) = &self.publisher {
+            return Some(Attachment::Publisher(&p.name));
+        }
+        self.viewer
+            .as_ref()
+            .map(|v| Attachment::Viewer(v.stream, v.format))
+    }
+
+    /// Whether it came in on the RTMP listener.
+    pub(super) fn is_rtmp(&self) -> bool {
+        self.rtmp.is_some()
+    }
+
+    /// The publisher on this connection, if it publishes.
+    pub(super) fn publisher(&self) -> Option<&super::publisher::Publisher> {
+        self.publisher.as_deref()
     }
 
     /// Bytes received from the peer.
@@ -375,6 +411,8 @@ impl Worker {
             viewer: None,
             publisher: None,
             close_when_sent: head.is_none(),
+            bytes_in: 0,
+            bytes_out: 0,
         });
         live.txq.push_back(http_head);
         if head.is_some() {
@@ -769,6 +807,8 @@ impl Worker {
             l.out.in_flight = false;
             if res > 0 {
                 l.out.advance(res as usize);
+                l.bytes_out += res as u64;
+                self.counters.live_bytes_out += res as u64;
             }
         }
         if c.phase == Phase::Closing {

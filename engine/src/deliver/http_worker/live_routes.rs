@@ -194,6 +194,18 @@ impl Worker {
         if self.demand_request(slot, generation, req, stream, true) {
             return true;
         }
+        if let Some(s) = self
+            .live
+            .by_name
+            .get(stream)
+            .and_then(|id| self.live.streams.get_mut(id))
+        {
+            if path.starts_with("/hls/") {
+                s.hls_requests += 1;
+            } else {
+                s.cmaf_requests += 1;
+            }
+        }
         let view: Option<Arc<SegmentedView>> = self
             .live
             .by_name

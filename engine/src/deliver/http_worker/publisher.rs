@@ -42,6 +42,56 @@ pub(super) struct Publisher {
     /// Sources that bring frames (not FLV tags): the muxer that writes
     /// their FLV tag bodies, and which track ids it carries.
     frame_mux: Option<FrameMux>,
+    /// What the API reports: media bytes in and the input rate.
+    pub(super) input: InputRate,
+}
+
+/// Media bytes a publisher brought in, and its rate over about a second
+/// (one add and one compare per tag: no clock read, the loop's `now`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InputRate {
+    /// When the publish started.
+    pub(super) since: std::time::Instant,
+    /// Media payload bytes so far.
+    pub(super) bytes: u64,
+    /// Bits per second over the last full window.
+    pub(super) bitrate: u64,
+    mark_at: std::time::Instant,
+    mark_bytes: u64,
+}
+
+impl InputRate {
+    fn new(now: std::time::Instant) -> Self {
+        Self {
+            since: now,
+            bytes: 0,
+            bitrate: 0,
+            mark_at: now,
+            mark_bytes: 0,
+        }
+    }
+
+    fn add(&mut self, now: std::time::Instant, n: usize) {
+        self.bytes += n as u64;
+        let dt = now.saturating_duration_since(self.mark_at);
+        if dt >= Duration::from_secs(1) {
+            self.bitrate = ((self.bytes - self.mark_bytes) as f64 * 8.0 / dt.as_secs_f64()) as u64;
+            self.mark_at = now;
+            self.mark_bytes = self.bytes;
+        }
+    }
+}
+
+impl Publisher {
+    /// The stream's tracks as the packager knows them.
+    pub(super) fn tracks(&self) -> &[Track] {
+        self.packager.tracks()
+    }
+
+    /// Segment-store arenas the packager holds, and their bytes.
+    pub(super) fn store_usage(&self) -> (u64, u64) {
+        self.packager.store_usage()
+    }
 }
 
 /// FLV tag bodies for frame sources: the first video and the first audio
@@ -141,6 +191,7 @@ impl Worker {
             settings,
             packager,
             frame_mux: None,
+            input: InputRate::new(now),
         });
         let id = claim.id;
         let limits = settings.limits;
@@ -189,6 +240,7 @@ impl Worker {
         ts_ms: u32,
         body: Bytes,
     ) {
+        p.input.add(self.now.get(), body.len());
         self.publish_flv_tag(p, kind, ts_ms, body, None);
     }
 
@@ -388,6 +440,7 @@ impl Worker {
     /// track, else for TS viewers only. Frames before their track's
     /// configuration are dropped.
     pub(super) fn publish_source_frame(&mut self, p: &mut Publisher, frame: &Frame) {
+        p.input.add(self.now.get(), frame.payload.len());
         let Some(fm) = p.frame_mux.as_ref() else {
             return;
         };

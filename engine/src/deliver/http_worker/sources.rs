@@ -46,7 +46,7 @@ pub(super) struct Source {
     /// Removed by a reload: closed, never reopened. The slot stays (its
     /// index names it in completions still in flight).
     retired: bool,
-    ing: TsIngest,
+    pub(super) ing: TsIngest,
 }
 
 impl Source {

@@ -110,6 +110,11 @@ pub(super) struct Push {
 }
 
 impl Push {
+    /// (stream, target URL) of a push that is running.
+    pub(super) fn running(&self) -> Option<(StreamId, &str)> {
+        (!self.stopped).then_some((self.stream, self.url.as_str()))
+    }
+
     fn new(stream: StreamId, name: &str, url: &str, target: PushTarget) -> Self {
         Self {
             stream,
