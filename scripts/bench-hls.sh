@@ -91,6 +91,9 @@ file_send = "${SPATE_FILE_SEND:-send}"
 [rtmp]
 port = $RTMP_PORT
 
+[api]
+enabled = false   # not used here; 4242 may be taken
+
 [[stream]]
 name = "live"
 EOF

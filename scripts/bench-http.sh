@@ -120,7 +120,7 @@ EOF
     # Only HTTP is measured: keep other listeners (RTMP, when the build has
     # it) off, so they cannot collide with other programs' ports.
     if grep -q 'pub rtmp:' "$REPO/engine/src/config.rs" 2>/dev/null; then
-        printf '\n[rtmp]\nenabled = false\n' >>"$WORK/spate-$1.toml"
+        printf '\n[rtmp]\nenabled = false\n[api]\nenabled = false\n' >>"$WORK/spate-$1.toml"
     fi
     echo "$WORK/spate-$1.toml"
 }

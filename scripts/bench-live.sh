@@ -73,6 +73,9 @@ root = "$WORK/www"
 [rtmp]
 port = $RTMP_PORT
 
+[api]
+enabled = false   # not used here; 4242 may be taken
+
 [live]
 accept_unknown_streams = true
 

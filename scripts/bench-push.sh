@@ -42,7 +42,7 @@ for n in "${COUNTS[@]}"; do
   cfg=$WORK/spate-$n.toml
   mkdir -p "$WORK/www"
   {
-    printf '[server]\nbind = "127.0.0.1"\nworkers = 1\npin_workers = true\n[http]\nport = 18090\nroot = "%s/www"\n[rtmp]\nport = 11990\n[log]\nlevel = "warn"\n[[stream]]\nname = "live"\n' "$WORK"
+    printf '[server]\nbind = "127.0.0.1"\nworkers = 1\npin_workers = true\n[http]\nport = 18090\nroot = "%s/www"\n[rtmp]\nport = 11990\n[api]\nenabled = false\n[log]\nlevel = "warn"\n[[stream]]\nname = "live"\n' "$WORK"
     for ((i = 0; i < n; i++)); do
       printf '[[push]]\nstream = "live+p"\ntarget = "tsudp://239.1.1.1:%d?ttl=1&iface=lo"\n' $((5000 + i))
     done
