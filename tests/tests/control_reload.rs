@@ -7,7 +7,8 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    FlvViewer, Spate, SpateBuilder, TestStream, ViewerLog, free_port, publish, wait_until,
+    FlvViewer, Spate, SpateBuilder, TestStream, ViewerLog, decode_for, free_port, publish,
+    wait_until,
 };
 
 fn live_server(label: &str) -> SpateBuilder {
@@ -92,6 +93,12 @@ fn reload_adds_a_stream_while_a_viewer_of_another_keeps_decoding() {
         viewer.log().summary()
     );
 
+    // A real decoder watches `live` across the reload too.
+    let decoder = {
+        let (dir, url) = (s.dir().to_path_buf(), s.flv_url("live"));
+        std::thread::spawn(move || decode_for(&dir, &url, 12, Duration::from_secs(60)))
+    };
+
     // `news` is not configured yet: its publisher is refused.
     let mut early = publish(
         s.dir(),
@@ -142,6 +149,9 @@ fn reload_adds_a_stream_while_a_viewer_of_another_keeps_decoding() {
         Duration::from_millis(1500),
         "viewer of live across the reload",
     );
+    // ffmpeg decoded `live` from before the reload to after it: no error,
+    // and as many seconds of media as it watched.
+    decoder.join().expect("decoder thread").assert_clean(10.0);
     assert!(
         live.running(),
         "the publisher of `live` died: {}",
