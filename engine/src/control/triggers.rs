@@ -36,6 +36,7 @@
 //! - `USER_NEW` answers are cached per session id for `[triggers]
 //!   session_cache` seconds (and concurrent calls for one session share one
 //!   handler run), here, so every worker sees the same cache.
+use spate_protocols::http::upstream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -1211,36 +1212,14 @@ fn finish_http(body: Vec<u8>, max_bytes: usize) -> Result<String, Failure> {
     Ok(trim_newline(text))
 }
 
-/// The head of an HTTP response: (status, content length, chunked, head
-/// length), once all of it is in `data`.
-/// (status, content length, chunked, head length).
-type Head = (u16, Option<usize>, bool, usize);
-
-fn parse_head(data: &[u8]) -> Option<Result<Head, String>> {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&data[..end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok());
-    let Some(status) = status.filter(|_| status_line.starts_with("HTTP/1.")) else {
-        return Some(Err(format!("not an HTTP response: {status_line:?}")));
-    };
-    let mut len = None;
-    let mut chunked = false;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "content-length" {
-                len = v.parse().ok();
-            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            }
-        }
+/// The head of the response once all of it is in `data`, with the status
+/// checked.
+fn checked_head(data: &[u8]) -> Option<Result<upstream::Head, String>> {
+    match upstream::parse_head(data) {
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+        Ok(Some(h)) => Some(check_status(h.code).map(|()| h)),
     }
-    Some(Ok((status, len, chunked, end)))
 }
 
 fn check_status(status: u16) -> Result<(), String> {
@@ -1251,56 +1230,50 @@ fn check_status(status: u16) -> Result<(), String> {
     }
 }
 
+fn content_length(head: &upstream::Head) -> Result<Option<usize>, String> {
+    match head.content_length {
+        None => Ok(None),
+        Some(Ok(n)) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        Some(Err(())) => Err("bad Content-Length".into()),
+    }
+}
+
+/// A chunked body: `Ok(Some)` once the last chunk is in `data`.
+fn dechunk(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut d = upstream::ChunkedDecoder::new();
+    let mut out = Vec::new();
+    let done = d.feed(data, |b| out.extend_from_slice(b))?;
+    Ok(done.then_some(out))
+}
+
 /// The body once it is complete (by length or chunked), before EOF.
 fn complete_body(data: &[u8]) -> Option<Result<Vec<u8>, String>> {
-    let (status, len, chunked, at) = match parse_head(data)? {
+    let head = match checked_head(data)? {
         Ok(h) => h,
         Err(e) => return Some(Err(e)),
     };
-    if let Err(e) = check_status(status) {
-        return Some(Err(e));
+    let rest = &data[head.len..];
+    if head.chunked() {
+        return dechunk(rest).transpose();
     }
-    let rest = &data[at..];
-    if chunked {
-        return dechunk(rest).map(Ok);
+    match content_length(&head) {
+        Err(e) => Some(Err(e)),
+        Ok(None) => None,
+        Ok(Some(len)) => (rest.len() >= len).then(|| Ok(rest[..len].to_vec())),
     }
-    let len = len?;
-    (rest.len() >= len).then(|| Ok(rest[..len].to_vec()))
 }
 
 fn complete_body_at_eof(data: &[u8]) -> Result<Vec<u8>, String> {
-    let (status, len, chunked, at) = match parse_head(data) {
-        Some(h) => h?,
-        None => return Err("connection closed before a response head".into()),
-    };
-    check_status(status)?;
-    let rest = &data[at..];
-    if chunked {
-        return dechunk(rest).ok_or_else(|| "chunked body cut short".to_string());
+    let head = checked_head(data)
+        .unwrap_or_else(|| Err("connection closed before a response head".into()))?;
+    let rest = &data[head.len..];
+    if head.chunked() {
+        return dechunk(rest)?.ok_or_else(|| "chunked body cut short".to_string());
     }
-    match len {
+    match content_length(&head)? {
         Some(n) if rest.len() < n => Err("body cut short".into()),
         Some(n) => Ok(rest[..n].to_vec()),
         None => Ok(rest.to_vec()),
-    }
-}
-
-/// A chunked body, if all of it (through the last chunk) is in `data`.
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..eol]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if data.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
     }
 }
 

@@ -33,6 +33,7 @@ pub mod response;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 
 pub use head::{Method, RangeSpec, Request, Version, percent_decode};
 pub use session::{Limits, Output, ServerSession};

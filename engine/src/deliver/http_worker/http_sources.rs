@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types};
 use socket2::{Domain, SockAddr, Socket, Type};
 use spate_packager::ts::TsDemuxer;
+use spate_protocols::http::upstream::{ChunkedDecoder, parse_head};
 
 use super::exec_sources::{FIRST_BACKOFF, MAX_BACKOFF};
 use super::sources::{IngestRef, TsIngest};
@@ -61,12 +62,8 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REDIRECTS: u8 = 3;
 /// Bytes one receive takes.
 const READ_BUF: usize = 64 * 1024;
-/// Longest chunk-size line of a chunked body.
-const MAX_CHUNK_LINE: usize = 1024;
 /// Addresses of a name tried, in the resolver's order.
 const MAX_ADDRS: usize = 8;
-/// Headers parsed in a response head.
-const MAX_HEADERS: usize = 64;
 
 /// How the response body ends.
 #[derive(Debug)]
@@ -76,7 +73,7 @@ enum Body {
     /// Close-delimited.
     Close,
     /// `Transfer-Encoding: chunked`.
-    Chunked(Chunked),
+    Chunked(ChunkedDecoder),
 }
 
 impl Body {
@@ -186,75 +183,6 @@ pub(super) fn pull_sources_for(
     out
 }
 
-/// A chunked body's decoder state.
-#[derive(Debug)]
-enum Chunked {
-    /// Reading a chunk-size line (what came so far).
-    Size(Vec<u8>),
-    /// Inside a chunk: bytes left.
-    Data(u64),
-    /// After a chunk's data: CR LF (CR seen?).
-    DataEnd(bool),
-    /// The last (zero-size) chunk came.
-    Done,
-}
-
-impl Chunked {
-    /// Decode `input`, handing the data to `out`; `Ok(true)` once the last
-    /// chunk came (trailers are not read).
-    fn feed(&mut self, mut input: &[u8], mut out: impl FnMut(&[u8])) -> Result<bool, String> {
-        while !input.is_empty() {
-            match self {
-                Chunked::Size(line) => {
-                    let Some(nl) = input.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(input);
-                        if line.len() > MAX_CHUNK_LINE {
-                            return Err("chunk-size line too long".into());
-                        }
-                        return Ok(false);
-                    };
-                    line.extend_from_slice(&input[..nl]);
-                    input = &input[nl + 1..];
-                    if line.len() > MAX_CHUNK_LINE {
-                        return Err("chunk-size line too long".into());
-                    }
-                    let text = String::from_utf8_lossy(line);
-                    let hex = text.split(';').next().unwrap_or("").trim();
-                    let size = u64::from_str_radix(hex, 16)
-                        .map_err(|_| format!("bad chunk size {hex:?}"))?;
-                    *self = if size == 0 {
-                        Chunked::Done
-                    } else {
-                        Chunked::Data(size)
-                    };
-                }
-                Chunked::Data(left) => {
-                    let take = (*left).min(input.len() as u64) as usize;
-                    out(&input[..take]);
-                    input = &input[take..];
-                    *left -= take as u64;
-                    if *left == 0 {
-                        *self = Chunked::DataEnd(false);
-                    }
-                }
-                Chunked::DataEnd(cr) => match input[0] {
-                    b'\r' if !*cr => {
-                        *cr = true;
-                        input = &input[1..];
-                    }
-                    b'\n' => {
-                        *self = Chunked::Size(Vec::new());
-                        input = &input[1..];
-                    }
-                    _ => return Err("chunk data not followed by CRLF".into()),
-                },
-                Chunked::Done => return Ok(true),
-            }
-        }
-        Ok(matches!(self, Chunked::Done))
-    }
-}
-
 /// Feed body bytes to the demuxer; `Ok(true)` when the body is complete.
 fn feed_body(
     body: &mut Body,
@@ -282,54 +210,6 @@ fn feed_body(
             *received += d.len() as u64;
         }),
     }
-}
-
-/// What the response head says, owned.
-struct Head {
-    len: usize,
-    code: u16,
-    reason: String,
-    content_length: Option<Result<u64, ()>>,
-    transfer_encoding: Option<String>,
-    location: Option<String>,
-}
-
-/// Parse a response head: `Ok(None)` while incomplete.
-fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(bytes) {
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Ok(httparse::Status::Complete(n)) => n,
-        Err(e) => return Err(format!("bad response head: {e}")),
-    };
-    let mut head = Head {
-        len,
-        code: resp.code.unwrap_or(0),
-        reason: resp.reason.unwrap_or("").to_string(),
-        content_length: None,
-        transfer_encoding: None,
-        location: None,
-    };
-    for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value).trim().to_string();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = value.parse::<u64>().map_err(|_| ());
-            // Two different lengths: as bad as an unparsable one.
-            head.content_length = match head.content_length {
-                Some(prev) if prev != v => Some(Err(())),
-                _ => Some(v),
-            };
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            head.transfer_encoding = Some(match head.transfer_encoding.take() {
-                Some(prev) => format!("{prev}, {value}"),
-                None => value,
-            });
-        } else if h.name.eq_ignore_ascii_case("location") {
-            head.location = Some(value);
-        }
-    }
-    Ok(Some(head))
 }
 
 impl Worker {
@@ -647,7 +527,7 @@ impl Worker {
         let body = match (head.transfer_encoding.as_deref(), head.content_length) {
             (Some(te), _) => {
                 if te.eq_ignore_ascii_case("chunked") {
-                    Body::Chunked(Chunked::Size(Vec::new()))
+                    Body::Chunked(ChunkedDecoder::new())
                 } else {
                     return self.http_fail(
                         i,
@@ -786,65 +666,5 @@ impl Worker {
                 self.finish_publish(p, &label);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dechunk(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
-        let mut c = Chunked::Size(Vec::new());
-        let mut out = Vec::new();
-        let mut done = false;
-        for p in parts {
-            done = c.feed(p, |d| out.extend_from_slice(d))?;
-        }
-        Ok((out, done))
-    }
-
-    #[test]
-    fn chunked_bodies_decode_across_reads() {
-        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
-        assert_eq!(dechunk(&[body]).unwrap(), (b"hello world".to_vec(), true));
-        let split: Vec<&[u8]> = body.chunks(1).collect();
-        assert_eq!(dechunk(&split).unwrap(), (b"hello world".to_vec(), true));
-        assert_eq!(
-            dechunk(&[b"3\r\nabc\r\n2\r"]).unwrap(),
-            (b"abc".to_vec(), false)
-        );
-        assert!(
-            dechunk(&[b"zz\r\n"])
-                .unwrap_err()
-                .contains("bad chunk size")
-        );
-        assert!(dechunk(&[b"1\r\nab"]).unwrap_err().contains("CRLF"));
-        assert!(dechunk(&[&[b'1'; 2000]]).unwrap_err().contains("too long"));
-    }
-
-    #[test]
-    fn response_heads_parse() {
-        assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
-                .unwrap()
-                .is_none()
-        );
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nxx")
-            .unwrap()
-            .unwrap();
-        assert_eq!((h.code, h.content_length, h.len), (200, Some(Ok(10)), 39));
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.content_length, Some(Err(())));
-        let h = parse_head(b"HTTP/1.0 302 Found\r\nlocation: /x.ts\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!((h.code, h.location.as_deref()), (302, Some("/x.ts")));
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.transfer_encoding.as_deref(), Some("chunked"));
-        assert!(parse_head(b"\x47\x00\x11garbage\r\n\r\n").is_err());
     }
 }
