@@ -57,6 +57,8 @@ pub enum ScanError {
     BadHead,
     /// The FLV stream did not start with "FLV" or a tag type was reserved.
     BadFlv,
+    /// A transport packet did not start with the 0x47 sync byte.
+    BadTs,
 }
 
 /// HTTP response head + FLV tag scanner.

@@ -399,7 +399,7 @@ fn http_get(dest: SocketAddrV4, host: &str, path: &str) -> Result<(u16, Vec<u8>)
 
 /// Follow the URL to a media playlist with at least `want` segments:
 /// returns its path and the playlist.
-fn resolve_media(
+pub(crate) fn resolve_media(
     dest: SocketAddrV4,
     host: &str,
     path: &str,

@@ -170,6 +170,8 @@ pub struct Stats {
     /// Playback margin of on-time segments, µs: how long before its
     /// deadline each segment (but a viewer's first) arrived.
     pub margin: Histogram<u64>,
+    /// Start-up time per viewer, µs: its join time → first segment complete.
+    pub startup: Histogram<u64>,
     /// Segments fetched (200).
     pub segments: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
@@ -209,6 +211,7 @@ impl Stats {
             segment_latency: histogram(),
             playlist_latency: histogram(),
             margin: histogram(),
+            startup: histogram(),
             segments: 0,
             playlists: 0,
             playlists_unchanged: 0,
@@ -235,6 +238,7 @@ impl Stats {
             .add(&o.playlist_latency)
             .expect("same bounds");
         self.margin.add(&o.margin).expect("same bounds");
+        self.startup.add(&o.startup).expect("same bounds");
         self.segments += o.segments;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
@@ -284,6 +288,8 @@ struct InFlight {
 /// One player; outlives its connections.
 #[derive(Debug)]
 struct Viewer {
+    /// When it joins, µs since the plan's epoch.
+    join_us: u64,
     conn: Option<(u32, u32)>,
     /// In the (re)connect queue.
     waiting: bool,
@@ -535,6 +541,9 @@ impl HlsThread {
             };
             let vid = self.viewers.len() as u32;
             self.viewers.push(Viewer {
+                join_us: join_at
+                    .saturating_duration_since(self.plan.epoch)
+                    .as_micros() as u64,
                 conn: None,
                 waiting: true,
                 target_us: 0,
@@ -981,6 +990,9 @@ impl HlsThread {
                     let late = v.playback.on_segment(now_us, s.duration_us);
                     if first {
                         self.shared.playing.fetch_add(1, Ordering::Relaxed);
+                        self.out
+                            .startup
+                            .saturating_record(now_us.saturating_sub(v.join_us).max(1));
                     }
                     if measuring {
                         v.active_in_period = true;

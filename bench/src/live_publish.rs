@@ -130,6 +130,17 @@ fn load(path: &str) -> Result<(Vec<SrcTag>, u32), String> {
     Ok((tags, last + interval.max(1)))
 }
 
+/// Mean video frame interval of an FLV file, ms (≥ 1).
+pub fn video_interval_ms(path: &str) -> Result<u32, String> {
+    let (tags, _) = load(path)?;
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.kind == TagType::Video && !t.setup)
+        .map(|t| t.ts)
+        .collect();
+    Ok(((video[video.len() - 1] - video[0]) / (video.len() as u32 - 1)).max(1))
+}
+
 fn read_message(
     sock: &mut TcpStream,
     dec: &mut ChunkDecoder,

@@ -27,6 +27,7 @@ use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::{HttpFlvScanner, ScanError, TagSeen};
 use crate::live_publish::SendTimes;
 use crate::live_rtmp::{self, ChunkScanner, Reply, RtmpEvent, RtmpUrl, SERVER_HANDSHAKE};
+use crate::tsparse::HttpTsScanner;
 
 const K_CONNECT: u8 = 1;
 const K_CONNECT_TIMEOUT: u8 = 2;
@@ -48,6 +49,8 @@ pub enum Proto {
     Flv(Arc<Vec<u8>>),
     /// RTMP play of this URL.
     Rtmp(Arc<RtmpUrl>),
+    /// Progressive MPEG-TS over HTTP: this request is sent (`tsparse.rs`).
+    Ts(Arc<Vec<u8>>),
 }
 
 /// What one thread is asked to do.
@@ -66,6 +69,8 @@ pub struct Plan {
     pub recv_buf_size: u32,
     /// Lag (ms) above which a sample counts as a stall.
     pub stall_ms: u32,
+    /// Viewers leaving per second (each replaced by a new one: churn).
+    pub churn_per_sec: f64,
     pub pin_cpu: Option<usize>,
 }
 
@@ -104,6 +109,11 @@ impl Shared {
 pub struct Stats {
     /// Server-added latency per video frame, µs.
     pub latency: Histogram<u64>,
+    /// Start-up time per viewer, µs: connect started → first keyframe
+    /// (sent after the viewer asked or not: what a player could show).
+    pub startup: Histogram<u64>,
+    /// Viewers closed on purpose (churn).
+    pub churned: u64,
     /// Bytes received.
     pub bytes: u64,
     /// Viewer-seconds sampled and those with a stalled sample.
@@ -131,6 +141,8 @@ impl Stats {
     pub fn new() -> Self {
         Self {
             latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            startup: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            churned: 0,
             bytes: 0,
             viewer_seconds: 0,
             stalled_viewer_seconds: 0,
@@ -148,6 +160,8 @@ impl Stats {
 
     pub fn merge(&mut self, o: &Stats) {
         self.latency.add(&o.latency).expect("same bounds");
+        self.startup.add(&o.startup).expect("same bounds");
+        self.churned += o.churned;
         self.bytes += o.bytes;
         self.viewer_seconds += o.viewer_seconds;
         self.stalled_viewer_seconds += o.stalled_viewer_seconds;
@@ -182,6 +196,7 @@ enum State {
 enum Scan {
     Flv(HttpFlvScanner),
     Rtmp(Box<RtmpView>),
+    Ts(HttpTsScanner),
 }
 
 #[derive(Debug)]
@@ -198,6 +213,10 @@ struct RtmpView {
 
 #[derive(Debug)]
 struct View {
+    /// µs since epoch when the connect was started.
+    opened_us: u64,
+    /// A keyframe arrived (start-up recorded).
+    started: bool,
     /// µs since epoch when the request / play was sent (0: not yet).
     asked_us: u64,
     /// Newest video frame timestamp + 1 (0: none).
@@ -245,6 +264,11 @@ struct Viewer {
     ramp_last: Instant,
     samples: u32,
     last_sample: Instant,
+    /// Churn: closes allowed so far (token bucket) and where the next
+    /// victim search starts.
+    churn_tokens: f64,
+    churn_last: Instant,
+    churn_cursor: usize,
     events: Vec<RtmpEvent>,
     tags: Vec<TagSeen>,
 }
@@ -278,6 +302,9 @@ pub fn run(
         ramp_last: Instant::now(),
         samples: 0,
         last_sample: Instant::now(),
+        churn_tokens: 0.0,
+        churn_last: Instant::now(),
+        churn_cursor: 0,
         events: Vec::new(),
         tags: Vec::new(),
         plan,
@@ -303,6 +330,7 @@ impl Viewer {
                 let s = std::mem::replace(&mut self.out, Stats::new());
                 let _ = self.tx.send((self.plan.index, s));
             }
+            self.churn();
             self.open_connections();
             self.io.ring.submit_and_wait(1)?;
             self.io.ring.drain_completions(&mut cqes);
@@ -362,6 +390,41 @@ impl Viewer {
         }
     }
 
+    /// Close `churn_per_sec` open viewers a second (round robin over the
+    /// slots); `open_connections` replaces them.
+    fn churn(&mut self) {
+        if self.plan.churn_per_sec <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.churn_last).as_secs_f64();
+        self.churn_last = now;
+        self.churn_tokens = (self.churn_tokens + dt * self.plan.churn_per_sec)
+            .min((self.plan.churn_per_sec / 10.0).max(1.0));
+        if self.churn_tokens < 1.0 {
+            return;
+        }
+        let slots: Vec<(u32, u32)> = self.conns.slots().collect();
+        if slots.is_empty() {
+            return;
+        }
+        let mut tries = 0;
+        while self.churn_tokens >= 1.0 && tries < slots.len() {
+            let (slot, generation) = slots[self.churn_cursor % slots.len()];
+            self.churn_cursor = self.churn_cursor.wrapping_add(1);
+            tries += 1;
+            let open = self
+                .conns
+                .get_mut(slot, generation)
+                .is_some_and(|c| c.state == State::Open && c.view.started);
+            if open {
+                self.churn_tokens -= 1.0;
+                self.out.churned += 1;
+                self.close(slot, generation);
+            }
+        }
+    }
+
     fn open_one(&mut self) -> io::Result<()> {
         let src = if self.plan.sources.is_empty() {
             None
@@ -372,6 +435,7 @@ impl Viewer {
         };
         let scan = match &self.plan.proto {
             Proto::Flv(_) => Scan::Flv(HttpFlvScanner::new()),
+            Proto::Ts(_) => Scan::Ts(HttpTsScanner::new()),
             Proto::Rtmp(_) => Scan::Rtmp(Box::new(RtmpView {
                 hs_got: 0,
                 s1: Vec::new(),
@@ -386,6 +450,8 @@ impl Viewer {
             state: State::Connecting,
             scan,
             view: View {
+                opened_us: self.times.now_us(),
+                started: false,
                 asked_us: 0,
                 newest: 0,
                 live: false,
@@ -456,7 +522,7 @@ impl Viewer {
         // SAFETY: buffers come from the registered buffer ring.
         unsafe { self.io.ring.push(&e) };
         match &self.plan.proto {
-            Proto::Flv(req) => {
+            Proto::Flv(req) | Proto::Ts(req) => {
                 conn.pending.extend_from_slice(req);
                 conn.view.asked_us = self.times.now_us();
             }
@@ -601,6 +667,10 @@ impl Viewer {
                 ScanError::Status(s) => format!("HTTP status {s}"),
                 other => format!("{other:?}"),
             })?,
+            Scan::Ts(sc) => sc.feed(data, |t| tags.push(t)).map_err(|e| match e {
+                ScanError::Status(s) => format!("HTTP status {s}"),
+                other => format!("{other:?}"),
+            })?,
             Scan::Rtmp(rv) => {
                 let Proto::Rtmp(url) = &self.plan.proto else {
                     unreachable!()
@@ -690,6 +760,12 @@ impl Viewer {
             }
             let v = &mut conn.view;
             v.newest = u64::from(t.ts) + 1;
+            if !v.started && t.peek[0] >> 4 == 1 {
+                v.started = true;
+                self.out
+                    .startup
+                    .saturating_record(now_us.saturating_sub(v.opened_us).max(1));
+            }
             match self.times.sent_us(t.ts) {
                 Some(sent) => {
                     self.out.ts_matched += 1;
