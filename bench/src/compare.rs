@@ -200,6 +200,7 @@ mod tests {
             stalls: u64::from(!c),
             bytes: 1_000_000,
             bytes_per_s: 125_000.0,
+            churned: 0,
             errors: [("connect".to_string(), 0)].into(),
             first_error: None,
             clean: c,

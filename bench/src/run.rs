@@ -154,6 +154,8 @@ pub struct GroupReport {
     pub stalls: u64,
     pub bytes: u64,
     pub bytes_per_s: f64,
+    /// Viewers closed on purpose (churn) while measuring; each was replaced.
+    pub churned: u64,
     pub errors: BTreeMap<String, u64>,
     pub first_error: Option<String>,
     pub clean: bool,
@@ -229,6 +231,9 @@ struct Group {
     protocol: ViewProtocol,
     url: String,
     count: usize,
+    /// Churn per second: that many viewers may be between a leave and
+    /// their replacement's join at any instant.
+    churn: f64,
     threads: usize,
     engine: Engine,
     handles: Vec<JoinHandle<std::io::Result<()>>>,
@@ -661,6 +666,7 @@ fn start_group(
         protocol: v.protocol,
         url,
         count: v.count,
+        churn: v.churn,
         threads,
         engine,
         handles,
@@ -707,8 +713,15 @@ fn group_report(
         .filter(|(k, _)| k.as_str() != "unmatched_timestamps")
         .map(|(_, v)| v)
         .sum();
-    let clean = connected >= viewers
-        && live >= viewers
+    // A churning group is short of the viewers between a leave and the
+    // replacement's first frame.
+    let slack = g.churn.ceil() as usize;
+    let churned = match t {
+        Totals::Live(s) => s.churned,
+        Totals::Hls(_) => 0,
+    };
+    let clean = connected + slack >= viewers
+        && live + slack >= viewers
         && stalls == 0
         && hard_errors == 0
         && (latency.count > 0 || matches!(t, Totals::Hls(s) if s.segments > 0));
@@ -727,6 +740,7 @@ fn group_report(
         stalls,
         bytes,
         bytes_per_s: bytes as f64 / seconds.max(1e-9),
+        churned,
         errors,
         first_error,
         clean,
@@ -1056,7 +1070,7 @@ fn run_step(
         // Sleep to the next second, leaving early when the viewers of the
         // connect phase are all live.
         while Instant::now() < next {
-            if phase == "connect" && r.groups.iter().zip(&targets).all(|(g, &n)| g.live() >= n) {
+            if phase == "connect" && all_live(r, &targets) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -1129,7 +1143,7 @@ fn run_step(
         }
         match phase {
             "connect" => {
-                let all_live = r.groups.iter().zip(&targets).all(|(g, &n)| g.live() >= n);
+                let all_live = all_live(r, &targets);
                 if all_live || now >= connect_deadline {
                     if !all_live {
                         eprintln!(
@@ -1191,6 +1205,14 @@ fn run_step(
         }),
         timeline,
     })
+}
+
+/// Every group has its viewers live (less its churn slack).
+fn all_live(r: &Running, targets: &[usize]) -> bool {
+    r.groups
+        .iter()
+        .zip(targets)
+        .all(|(g, &n)| g.live() + g.churn.ceil() as usize >= n)
 }
 
 fn stall_ratio_ok(groups: &[GroupReport], max: f64) -> bool {
