@@ -117,13 +117,7 @@ pub fn rows(a: &Report, b: &Report) -> Vec<Row> {
             }),
             ("Mbit/s", &|g| Some(g.bytes_per_s * 8.0 / 1e6)),
             ("errors", &|g| {
-                Some(
-                    g.errors
-                        .iter()
-                        .filter(|(k, _)| k.as_str() != "unmatched_timestamps")
-                        .map(|(_, v)| *v as f64)
-                        .sum(),
-                )
+                Some(g.errors.values().map(|v| *v as f64).sum())
             }),
         ];
         for (m, get) in metrics {
@@ -202,6 +196,7 @@ mod tests {
             bytes_per_s: 125_000.0,
             churned: 0,
             errors: [("connect".to_string(), 0)].into(),
+            timestamps: None,
             first_error: None,
             clean: c,
         };
@@ -243,6 +238,7 @@ mod tests {
                     timeline: vec![],
                 })
                 .collect(),
+            soak: None,
             failure: None,
         }
     }

@@ -71,6 +71,9 @@ pub struct Plan {
     pub stall_ms: u32,
     /// Viewers leaving per second (each replaced by a new one: churn).
     pub churn_per_sec: f64,
+    /// When a frame's timestamp matches no send record, learn the server's
+    /// timestamp offset (see `consume`) instead of leaving frames unmatched.
+    pub learn_offset: bool,
     pub pin_cpu: Option<usize>,
 }
 
@@ -130,6 +133,8 @@ pub struct Stats {
     /// Video frames whose timestamp matched a send record / did not.
     pub ts_matched: u64,
     pub ts_unmatched: u64,
+    /// Times a viewer re-learned the server's timestamp offset.
+    pub ts_shifts: u64,
     /// Matched frames sent before the viewer asked (its start-up burst).
     pub burst_frames: u64,
     pub nobufs: u64,
@@ -152,6 +157,7 @@ impl Stats {
             protocol_errors: 0,
             ts_matched: 0,
             ts_unmatched: 0,
+            ts_shifts: 0,
             burst_frames: 0,
             nobufs: 0,
             first_error: None,
@@ -171,6 +177,7 @@ impl Stats {
         self.protocol_errors += o.protocol_errors;
         self.ts_matched += o.ts_matched;
         self.ts_unmatched += o.ts_unmatched;
+        self.ts_shifts += o.ts_shifts;
         self.burst_frames += o.burst_frames;
         self.nobufs += o.nobufs;
         if self.first_error.is_none() {
@@ -219,8 +226,12 @@ struct View {
     started: bool,
     /// µs since epoch when the request / play was sent (0: not yet).
     asked_us: u64,
-    /// Newest video frame timestamp + 1 (0: none).
+    /// Newest video frame timestamp + 1 (0: none), on the publisher's
+    /// timeline (the viewer's minus `offset`).
     newest: u64,
+    /// Viewer timestamp − publisher timestamp, ms (wrapping; 0 while the
+    /// server passes timestamps through).
+    offset: u32,
     live: bool,
     stalled_this_second: bool,
 }
@@ -454,6 +465,7 @@ impl Viewer {
                 started: false,
                 asked_us: 0,
                 newest: 0,
+                offset: 0,
                 live: false,
                 stalled_this_second: false,
             },
@@ -759,14 +771,42 @@ impl Viewer {
                 continue;
             }
             let v = &mut conn.view;
-            v.newest = u64::from(t.ts) + 1;
+            // A match must not go back on the publisher's timeline: a
+            // server that shifted timestamps back (after a publisher
+            // reconnect) would otherwise match older frames.
+            let prev = v.newest.checked_sub(1).map(|n| n as u32);
+            let forward = |ts: u32| prev.is_none_or(|p| ts.wrapping_sub(p) < 0x8000_0000);
+            let mut ts = t.ts.wrapping_sub(v.offset);
+            let mut sent = self.times.sent_us(ts).filter(|_| forward(ts));
+            if sent.is_none() && v.offset != 0 {
+                // Back to pass-through?
+                sent = self.times.sent_us(t.ts).filter(|_| forward(t.ts));
+                if sent.is_some() {
+                    v.offset = 0;
+                    ts = t.ts;
+                }
+            }
+            if sent.is_none()
+                && self.plan.learn_offset
+                && let Some(newest) = self.times.newest()
+            {
+                // The server shifted timestamps (a rebase after a publisher
+                // reconnect): assume this frame is the newest sent and match
+                // the next ones by that offset. Until the viewer is caught
+                // up this re-learns on every frame (the frames stay
+                // unmatched); once caught up, frames match exactly.
+                v.offset = t.ts.wrapping_sub(newest);
+                self.out.ts_shifts += 1;
+                ts = newest;
+            }
+            v.newest = u64::from(ts) + 1;
             if !v.started && t.peek[0] >> 4 == 1 {
                 v.started = true;
                 self.out
                     .startup
                     .saturating_record(now_us.saturating_sub(v.opened_us).max(1));
             }
-            match self.times.sent_us(t.ts) {
+            match sent {
                 Some(sent) => {
                     self.out.ts_matched += 1;
                     if v.asked_us > 0 && sent >= v.asked_us {

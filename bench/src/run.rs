@@ -157,8 +157,19 @@ pub struct GroupReport {
     /// Viewers closed on purpose (churn) while measuring; each was replaced.
     pub churned: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Live engines: video frames whose timestamp matched a send record,
+    /// did not, and times a viewer re-learned the server's offset.
+    pub timestamps: Option<TimestampMatch>,
     pub first_error: Option<String>,
     pub clean: bool,
+}
+
+/// How received frames matched the publisher's send records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimestampMatch {
+    pub matched: u64,
+    pub unmatched: u64,
+    pub shifts: u64,
 }
 
 /// Server usage over a step.
@@ -202,7 +213,90 @@ pub struct Report {
     /// it was clean.
     pub max_clean_viewers: Option<usize>,
     pub steps: Vec<StepReport>,
+    /// With a `[soak]` section: the verdict.
+    #[serde(default)]
+    pub soak: Option<SoakVerdict>,
     pub failure: Option<String>,
+}
+
+/// A soak's result: pass = RSS at the end within the tolerance of its
+/// value right after warm-up, the server's fds back to their count before
+/// the viewers came once they left, and no viewer lost (disconnected,
+/// refused, timed out) — across the publisher's reconnects too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SoakVerdict {
+    pub pass: bool,
+    pub rss_tolerance: f64,
+    pub rss_after_warmup: Option<u64>,
+    pub rss_end: Option<u64>,
+    pub rss_change: Option<f64>,
+    pub fds_baseline: Option<u64>,
+    pub fds_after: Option<u64>,
+    pub lost_viewers: u64,
+    pub publisher_reconnects: u64,
+    pub reasons: Vec<String>,
+}
+
+/// Judge a soak from its (last) step.
+pub fn soak_verdict(
+    rule: &scenario::Soak,
+    step: Option<&StepReport>,
+    fds_baseline: Option<u64>,
+    fds_after: Option<u64>,
+    publisher_reconnects: u64,
+) -> SoakVerdict {
+    let mut reasons = Vec::new();
+    let (rss_after_warmup, rss_end) = step
+        .and_then(|s| s.server.as_ref())
+        .map_or((None, None), |u| (u.rss_start, u.rss_end));
+    let rss_change = rss_after_warmup
+        .zip(rss_end)
+        .filter(|(a, _)| *a > 0)
+        .map(|(a, b)| (b as f64 - a as f64) / a as f64);
+    match rss_change {
+        None => reasons.push("no server RSS samples (give [server] pid or --server-pid)".into()),
+        Some(c) if c.abs() > rule.rss_tolerance => reasons.push(format!(
+            "RSS changed {:+.1}% (more than ±{:.1}%)",
+            c * 100.0,
+            rule.rss_tolerance * 100.0
+        )),
+        _ => {}
+    }
+    match (fds_baseline, fds_after) {
+        (Some(b), Some(a)) if a > b => {
+            reasons.push(format!(
+                "{} more server fds after the viewers left ({b} → {a})",
+                a - b
+            ));
+        }
+        (Some(_), Some(_)) => {}
+        _ => reasons.push("no server fd counts".into()),
+    }
+    let lost: u64 = step.map_or(0, |s| {
+        s.groups
+            .iter()
+            .flat_map(|g| g.errors.iter())
+            .map(|(_, v)| v)
+            .sum()
+    });
+    if lost > 0 {
+        reasons.push(format!("{lost} viewers lost (errors and disconnects)"));
+    }
+    if step.is_none() {
+        reasons.push("no measured step".into());
+    }
+    SoakVerdict {
+        pass: reasons.is_empty(),
+        rss_tolerance: rule.rss_tolerance,
+        rss_after_warmup,
+        rss_end,
+        rss_change,
+        fds_baseline,
+        fds_after,
+        lost_viewers: lost,
+        publisher_reconnects,
+        reasons,
+    }
 }
 
 /// Collected measures of a group so far (a few per second: size does
@@ -338,7 +432,6 @@ impl Totals {
                 m.insert("connect".into(), s.connect_errors);
                 m.insert("disconnect".into(), s.disconnects);
                 m.insert("protocol".into(), s.protocol_errors);
-                m.insert("unmatched_timestamps".into(), s.ts_unmatched);
             }
             Totals::Hls(s) => {
                 let e = &s.errors;
@@ -431,6 +524,37 @@ pub fn plots(title: &str, timeline: &[Second]) -> (String, String) {
     (latency.render(), viewers.render())
 }
 
+/// The server's RSS and fds over time (`<report>-memory.svg`).
+pub fn memory_plot(title: &str, timeline: &[Second]) -> String {
+    Chart {
+        title: format!("{title}: server memory and file descriptors"),
+        x_label: "seconds".into(),
+        y_label: "RSS, MiB".into(),
+        y2_label: "open fds".into(),
+        series: vec![
+            Series {
+                name: "RSS".into(),
+                color: "#1f77b4",
+                points: timeline
+                    .iter()
+                    .filter_map(|s| s.server_rss.map(|b| (s.t, b as f64 / 1048576.0)))
+                    .collect(),
+                right_axis: false,
+            },
+            Series {
+                name: "fds (right axis)".into(),
+                color: "#ff7f0e",
+                points: timeline
+                    .iter()
+                    .filter_map(|s| s.server_fds.map(|f| (s.t, f as f64)))
+                    .collect(),
+                right_axis: true,
+            },
+        ],
+    }
+    .render()
+}
+
 /// Parse an ffmpeg bitrate (`1M`, `500k`, `800000`) into bits/s.
 fn bits(b: &str) -> f64 {
     let (n, m) = match b.as_bytes().last() {
@@ -516,12 +640,13 @@ struct Running {
 }
 
 impl Running {
-    fn shutdown(self) -> Option<String> {
+    /// Stop and join the viewer threads (the publishers keep going).
+    fn stop_viewers(&mut self) -> Option<String> {
         let mut failure = None;
         for g in &self.groups {
             g.stop();
         }
-        for g in self.groups {
+        for g in self.groups.drain(..) {
             for h in g.handles {
                 match h.join() {
                     Ok(Ok(())) => {}
@@ -530,6 +655,11 @@ impl Running {
                 }
             }
         }
+        failure
+    }
+
+    fn shutdown(mut self) -> Option<String> {
+        let mut failure = self.stop_viewers();
         self.stop.store(true, Ordering::Relaxed);
         for (url, _, p) in self.pubs {
             match p.thread.join() {
@@ -604,6 +734,7 @@ fn start_group(
                     recv_buf_size: 16384,
                     stall_ms: frame_ms + v.stall_tolerance_ms,
                     churn_per_sec: v.churn / threads as f64,
+                    learn_offset: true,
                     pin_cpu: None,
                 };
                 let (shared, times, tx) = (shared.clone(), times.clone(), tx.clone());
@@ -708,11 +839,7 @@ fn group_report(
     };
     // Unmatched timestamps are an error only when most frames miss (a
     // server that rewrites timestamps: latency cannot be measured).
-    let hard_errors: u64 = errors
-        .iter()
-        .filter(|(k, _)| k.as_str() != "unmatched_timestamps")
-        .map(|(_, v)| v)
-        .sum();
+    let hard_errors: u64 = errors.values().sum();
     // A churning group is short of the viewers between a leave and the
     // replacement's first frame.
     let slack = g.churn.ceil() as usize;
@@ -742,6 +869,14 @@ fn group_report(
         bytes_per_s: bytes as f64 / seconds.max(1e-9),
         churned,
         errors,
+        timestamps: match t {
+            Totals::Live(s) => Some(TimestampMatch {
+                matched: s.ts_matched,
+                unmatched: s.ts_unmatched,
+                shifts: s.ts_shifts,
+            }),
+            Totals::Hls(_) => None,
+        },
         first_error,
         clean,
     }
@@ -788,11 +923,7 @@ fn print_step(s: &StepReport) {
             g.stalls,
             g.viewer_seconds,
             g.bytes_per_s * 8.0 / 1e6,
-            g.errors
-                .iter()
-                .filter(|(k, _)| k.as_str() != "unmatched_timestamps")
-                .map(|(_, v)| v)
-                .sum::<u64>(),
+            g.errors.values().sum::<u64>(),
         );
         if let Some(e) = &g.first_error {
             println!("  {:<14} first error: {e}", "");
@@ -883,11 +1014,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         for s in &streams {
             let times = Arc::new(SendTimes::new());
             let url = parse_rtmp_url(&s.url)?;
-            let p = live_publish::start(
+            let p = live_publish::start_with_reconnects(
                 &url,
                 &sources_of_group[s.group].0,
                 times.clone(),
                 stop.clone(),
+                sc.publisher[s.group]
+                    .reconnect_every
+                    .map(Duration::from_secs_f64),
             )?;
             eprintln!(
                 "spate-bench run: publishing ({}) {}",
@@ -925,6 +1059,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         return Err(e);
     }
 
+    let fds_baseline = server.fd_count().ok().filter(|_| !server.is_empty());
     let mut steps = Vec::new();
     let mut failure = None;
     for &m in &multipliers {
@@ -951,8 +1086,41 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             }
         }
     }
+    if let Some(f) = running.stop_viewers() {
+        failure.get_or_insert(f);
+    }
+    let soak = sc.soak.as_ref().map(|rule| {
+        // Let the server close what the viewers left.
+        std::thread::sleep(Duration::from_secs_f64(rule.settle));
+        let fds_after = server.fd_count().ok().filter(|_| !server.is_empty());
+        let reconnects = running
+            .pubs
+            .iter()
+            .map(|p| p.1.reconnects.load(Ordering::Relaxed))
+            .sum();
+        soak_verdict(rule, steps.last(), fds_baseline, fds_after, reconnects)
+    });
     if let Some(f) = running.shutdown() {
         failure.get_or_insert(f);
+    }
+    if let Some(v) = &soak {
+        println!(
+            "soak: {} — RSS after warm-up {} MiB, at the end {} MiB ({}), fds {} → {} after the viewers left, {} viewers lost, {} publisher reconnects{}",
+            if v.pass { "PASS" } else { "FAIL" },
+            fmt_opt(v.rss_after_warmup.map(|b| b as f64 / 1048576.0)),
+            fmt_opt(v.rss_end.map(|b| b as f64 / 1048576.0)),
+            v.rss_change
+                .map_or("-".into(), |c| format!("{:+.1}%", c * 100.0)),
+            v.fds_baseline.map_or("-".into(), |f| f.to_string()),
+            v.fds_after.map_or("-".into(), |f| f.to_string()),
+            v.lost_viewers,
+            v.publisher_reconnects,
+            if v.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", v.reasons.join("; "))
+            }
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
     let max_clean_viewers = steps
@@ -981,6 +1149,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         find_max: args.find_max,
         max_clean_viewers,
         steps,
+        soak: soak.clone(),
         failure: failure.clone(),
     };
     if let Some(path) = &args.json {
@@ -1011,6 +1180,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         let (lp, vp) = plot_paths(path);
         std::fs::write(&lp, lat).map_err(|e| format!("{}: {e}", lp.display()))?;
         std::fs::write(&vp, view).map_err(|e| format!("{}: {e}", vp.display()))?;
+        if !server.is_empty() {
+            let mp = vp.with_file_name(
+                vp.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .replace("-viewers.svg", "-memory.svg"),
+            );
+            std::fs::write(&mp, memory_plot(&title, &timeline))
+                .map_err(|e| format!("{}: {e}", mp.display()))?;
+        }
         eprintln!(
             "spate-bench run: wrote {}, {}, {}",
             path.display(),
@@ -1019,6 +1198,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         );
     }
     let ok = failure.is_none()
+        && report.soak.as_ref().is_none_or(|v| v.pass)
         && report
             .steps
             .last()
@@ -1288,6 +1468,93 @@ mod tests {
         let (l, v) = plots("t", &tl);
         crate::svg::check(&l).unwrap();
         crate::svg::check(&v).unwrap();
+    }
+
+    fn step_with(rss: (u64, u64), errors: u64) -> StepReport {
+        StepReport {
+            multiplier: 1.0,
+            viewers: 1,
+            seconds: 1.0,
+            clean: true,
+            groups: vec![GroupReport {
+                name: "g".into(),
+                protocol: "http-flv".into(),
+                url: String::new(),
+                viewers: 1,
+                connected: 1,
+                live: 1,
+                latency_kind: String::new(),
+                latency: Dist::default(),
+                startup: Dist::default(),
+                viewer_seconds: 1,
+                stalled_viewer_seconds: 0,
+                stalls: 0,
+                bytes: 0,
+                bytes_per_s: 0.0,
+                churned: 0,
+                errors: [("disconnect".to_string(), errors)].into(),
+                timestamps: None,
+                first_error: None,
+                clean: true,
+            }],
+            server: Some(ServerUsage {
+                pids: vec![1],
+                cpu_seconds: None,
+                cpu_per_second: None,
+                rss_start: Some(rss.0),
+                rss_end: Some(rss.1),
+                rss_max: Some(rss.1),
+                fds_start: None,
+                fds_end: None,
+            }),
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn soak_rule() {
+        let rule = scenario::Soak {
+            rss_tolerance: 0.05,
+            settle: 0.0,
+        };
+        let v = soak_verdict(
+            &rule,
+            Some(&step_with((100, 104), 0)),
+            Some(10),
+            Some(10),
+            9,
+        );
+        assert!(v.pass, "{v:?}");
+        assert_eq!(v.publisher_reconnects, 9);
+        assert!((v.rss_change.unwrap() - 0.04).abs() < 1e-9);
+        let v = soak_verdict(
+            &rule,
+            Some(&step_with((100, 106), 0)),
+            Some(10),
+            Some(10),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("RSS"), "{v:?}");
+        let v = soak_verdict(&rule, Some(&step_with((100, 94), 0)), Some(10), Some(10), 0);
+        assert!(!v.pass, "{v:?}");
+        let v = soak_verdict(
+            &rule,
+            Some(&step_with((100, 100), 0)),
+            Some(10),
+            Some(12),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("fds"), "{v:?}");
+        let v = soak_verdict(
+            &rule,
+            Some(&step_with((100, 100), 2)),
+            Some(10),
+            Some(10),
+            0,
+        );
+        assert!(!v.pass && v.lost_viewers == 2, "{v:?}");
+        assert!(!soak_verdict(&rule, None, None, None, 0).pass);
+        crate::svg::check(&memory_plot("m", &[])).unwrap();
     }
 
     #[test]

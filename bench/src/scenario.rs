@@ -55,6 +55,29 @@ pub struct Scenario {
     /// `--find-max` settings.
     #[serde(default)]
     pub find_max: FindMax,
+    /// Present: judge the run as a soak (RSS flat, fds back, no viewer lost).
+    pub soak: Option<Soak>,
+}
+
+/// The soak verdict's rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soak {
+    /// The server's RSS at the end within ± this share of its value right
+    /// after warm-up.
+    #[serde(default = "default_rss_tolerance")]
+    pub rss_tolerance: f64,
+    /// Seconds to wait after the viewers leave before counting the
+    /// server's fds again.
+    #[serde(default = "default_settle")]
+    pub settle: f64,
+}
+
+fn default_rss_tolerance() -> f64 {
+    0.05
+}
+fn default_settle() -> f64 {
+    3.0
 }
 
 fn default_warmup() -> f64 {
@@ -166,6 +189,8 @@ pub struct Publisher {
     pub count: usize,
     /// `{rtmp}/APP/NAME{n}`.
     pub url: String,
+    /// Close the connection and publish again this often, seconds (soak).
+    pub reconnect_every: Option<f64>,
 }
 
 fn default_bitrate() -> String {
@@ -317,6 +342,14 @@ impl Scenario {
             if p.count == 0 || p.count > 1000 {
                 return Err(format!("{} = {}: must be 1..=1000", f("count"), p.count));
             }
+            if let Some(r) = p.reconnect_every
+                && !(r.is_finite() && r >= 1.0)
+            {
+                return Err(format!(
+                    "{} = {r}: must be ≥ 1 second",
+                    f("reconnect_every")
+                ));
+            }
             if !p.url.starts_with("{rtmp}") && !p.url.starts_with("rtmp://") {
                 return Err(format!(
                     "{} = {:?}: must start with {{rtmp}} or rtmp://",
@@ -387,6 +420,23 @@ impl Scenario {
                     f("url"),
                     v.url,
                     v.protocol.name()
+                ));
+            }
+        }
+        if let Some(soak) = &self.soak {
+            if !(soak.rss_tolerance.is_finite()
+                && soak.rss_tolerance > 0.0
+                && soak.rss_tolerance < 1.0)
+            {
+                return Err(format!(
+                    "soak.rss_tolerance = {}: must be in (0, 1)",
+                    soak.rss_tolerance
+                ));
+            }
+            if !(soak.settle.is_finite() && (0.0..=600.0).contains(&soak.settle)) {
+                return Err(format!(
+                    "soak.settle = {}: must be in 0..=600 seconds",
+                    soak.settle
                 ));
             }
         }
@@ -640,6 +690,21 @@ url = "{http}/{stream}.ts"
                 "viewers[0].url",
             ),
             ("churn = 1.5", "churn = -2", "viewers[1].churn"),
+            (
+                "count = 2",
+                "count = 2\nreconnect_every = 0.5",
+                "publisher[0].reconnect_every",
+            ),
+            (
+                "url = \"{http}/{stream}.ts\"",
+                "url = \"{http}/{stream}.ts\"\n[soak]\nrss_tolerance = 2",
+                "soak.rss_tolerance",
+            ),
+            (
+                "url = \"{http}/{stream}.ts\"",
+                "url = \"{http}/{stream}.ts\"\n[soak]\nrss = 2",
+                "rss",
+            ),
             (
                 "url = \"{http}/hls/{stream}/media.m3u8\"",
                 "url = \"{http}/hls/{stream}/media.m3u8\"\nchurn = 1",

@@ -259,10 +259,9 @@ stall_tolerance_ms = 200
         let Json::Obj(kinds) = errors else {
             panic!("errors is not an object")
         };
+        assert!(!kinds.is_empty(), "{name}: no error kinds");
         for (k, v) in kinds {
-            if k != "unmatched_timestamps" {
-                assert_eq!(v.as_f64(), Some(0.0), "{name}: {k} errors: {context}");
-            }
+            assert_eq!(v.as_f64(), Some(0.0), "{name}: {k} errors: {context}");
         }
         let latency = g.get("latency").expect("latency");
         assert!(num(latency, "count") > 0.0, "{name}: no latency samples");
@@ -276,6 +275,9 @@ stall_tolerance_ms = 200
         if g.get("latency_kind").and_then(Json::as_str) == Some("publisher-send-to-receipt") {
             // The server passes timestamps through: frames matched.
             assert!(num(latency, "count") > 100.0, "{name}");
+            let ts = g.get("timestamps").expect("timestamps");
+            assert!(num(ts, "matched") > 100.0, "{name}");
+            assert_eq!(num(ts, "shifts"), 0.0, "{name}: {context}");
         }
         if churn {
             let c = num(g, "churned");
