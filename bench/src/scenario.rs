@@ -726,6 +726,23 @@ url = "{http}/{stream}.ts"
     }
 
     #[test]
+    fn committed_examples_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} example scenarios in {}", dir.display());
+        let soak = load(&dir.join("soak.toml")).unwrap();
+        assert_eq!(soak.soak.unwrap().rss_tolerance, 0.05);
+        assert_eq!(soak.publisher[0].reconnect_every, Some(60.0));
+    }
+
+    #[test]
     fn templates() {
         let t = Target {
             http: "http://h:1/".into(),
