@@ -136,6 +136,15 @@ fn cell(v: Option<f64>) -> String {
     }
 }
 
+/// `1.57×`; ratios below 0.1 in scientific notation (`1.20e-3×`).
+fn ratio_cell(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.1 {
+        format!("{x:.2e}×")
+    } else {
+        format!("{x:.2}×")
+    }
+}
+
 fn load(p: &PathBuf) -> Result<Report, String> {
     let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_str(&t)
@@ -162,7 +171,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
             r.metric,
             cell(r.a),
             cell(r.b),
-            r.ratio().map_or("-".into(), |x| format!("{x:.2}×"))
+            r.ratio().map_or("-".into(), ratio_cell)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -263,6 +272,13 @@ mod tests {
         // 0 vs 0 is 1×; something vs nothing has no ratio.
         assert_eq!(get(&rs, "http-flv#0: errors").ratio(), Some(1.0));
         assert_eq!(get(&rs, "http-flv#0: startup p50 ms").ratio(), None);
+    }
+
+    #[test]
+    fn ratio_cells() {
+        assert_eq!(ratio_cell(1.0), "1.00×");
+        assert_eq!(ratio_cell(0.0012), "1.20e-3×");
+        assert_eq!(ratio_cell(0.0), "0.00×");
     }
 
     #[test]
