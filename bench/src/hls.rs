@@ -370,7 +370,11 @@ fn print_row(r: &StepResult) {
 }
 
 /// A blocking `GET` (Connection: close) → (status, body).
-fn http_get(dest: SocketAddrV4, host: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+pub(crate) fn http_get(
+    dest: SocketAddrV4,
+    host: &str,
+    path: &str,
+) -> Result<(u16, Vec<u8>), String> {
     let mut s = TcpStream::connect_timeout(&dest.into(), Duration::from_secs(2))
         .map_err(|e| format!("connect {dest}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -558,6 +562,7 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
             pin_cpu: (!args.pin_cpus.is_empty())
                 .then(|| args.pin_cpus[index % args.pin_cpus.len()]),
             epoch,
+            dash: false,
         };
         let (shared, tx) = (shared.clone(), tx.clone());
         handles.push(

@@ -79,6 +79,9 @@ pub struct Plan {
     pub pin_cpu: Option<usize>,
     /// Common clock origin of the playback model.
     pub epoch: Instant,
+    /// The playlist is a DASH manifest (`dash_mpd.rs`): its first video
+    /// Representation's segments are played.
+    pub dash: bool,
 }
 
 /// State the control thread drives and watches.
@@ -1038,7 +1041,14 @@ impl HlsThread {
 
     fn on_playlist(&mut self, vid: u32, body: &[u8], sent_at: Instant) {
         let now = Instant::now();
-        let p = match hls_playlist::parse(body) {
+        let parsed = if self.plan.dash {
+            crate::dash_mpd::parse(body)
+                .map(Playlist::Media)
+                .map_err(|e| format!("MPD: {e}"))
+        } else {
+            hls_playlist::parse(body).map_err(|e| e.to_string())
+        };
+        let p = match parsed {
             Ok(Playlist::Media(p)) => p,
             Ok(Playlist::Multivariant(_)) => {
                 self.out.errors.parse += 1;

@@ -17,11 +17,12 @@
 //! viewers; `spate-bench hls` (hls.rs) runs player-like live HLS viewers
 //! (playlist polls, each segment once, playback deadlines → stalls).
 //! `spate-bench run SCENARIO.toml` (run.rs, scenario.rs) runs a scenario
-//! file — publishers and viewer groups of HTTP-FLV, RTMP, HLS and HTTP-TS —
+//! file — publishers and viewer groups of HTTP-FLV, RTMP, HLS, DASH and HTTP-TS —
 //! against any server and writes a table, a JSON report and SVG plots;
 //! `spate-bench compare A.json B.json` (compare.rs) sets two side by side.
 mod client;
 mod compare;
+mod dash_mpd;
 mod flvparse;
 mod hls;
 mod hls_playback;

@@ -7,7 +7,8 @@
 //! threads: HTTP-FLV, RTMP and HTTP-TS groups run the live viewer engine
 //! (`live_viewer.rs`: per-frame latency publisher send → viewer receipt,
 //! lag sampled every 100 ms → stalled viewer-seconds, start-up = connect →
-//! first keyframe), HLS groups the player-like HLS engine (`hls_viewer.rs`:
+//! first keyframe), HLS and DASH groups the player-like HLS engine (`hls_viewer.rs`,
+//! `dash_mpd.rs` for manifests:
 //! segments late for their playback deadline → stalls; "latency" is the
 //! segment fetch time; start-up = join → first segment).
 //!
@@ -747,15 +748,16 @@ fn start_group(
             }
             Engine::Live { shared, rx }
         }
-        ViewProtocol::Hls => {
+        ViewProtocol::Hls | ViewProtocol::Dash => {
+            let dash = v.protocol == ViewProtocol::Dash;
             let (dest, host, path) = http_dest(&url)?;
-            let (media_path, _) = crate::hls::resolve_media(
-                dest,
-                &host,
-                &path,
-                3,
-                Duration::from_secs_f64(hls_wait),
-            )?;
+            let media_path = if dash {
+                wait_mpd(dest, &host, &path, 3, Duration::from_secs_f64(hls_wait))?;
+                path
+            } else {
+                crate::hls::resolve_media(dest, &host, &path, 3, Duration::from_secs_f64(hls_wait))?
+                    .0
+            };
             let shared = Arc::new(hls_viewer::Shared::new(threads));
             shared.measuring.store(true, Ordering::Release);
             let (tx, rx) = mpsc::channel();
@@ -779,6 +781,7 @@ fn start_group(
                     recv_buf_size: 32768,
                     pin_cpu: None,
                     epoch,
+                    dash,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
                 handles.push(
@@ -790,7 +793,6 @@ fn start_group(
             }
             Engine::Hls { shared, rx }
         }
-        ViewProtocol::Dash => return Err("dash viewers are not implemented".into()),
     };
     Ok(Group {
         name,
@@ -802,6 +804,36 @@ fn start_group(
         engine,
         handles,
     })
+}
+
+/// Wait until the MPD at `path` lists `want` segments of its video
+/// Representation.
+fn wait_mpd(
+    dest: SocketAddrV4,
+    host: &str,
+    path: &str,
+    want: usize,
+    wait: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let last = match crate::hls::http_get(dest, host, path) {
+            Ok((200, body)) => match crate::dash_mpd::parse(&body) {
+                Ok(m) if m.segments.len() >= want => return Ok(()),
+                Ok(m) => format!("{} segments listed", m.segments.len()),
+                Err(e) => e,
+            },
+            Ok((s, _)) => format!("HTTP {s}"),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{path}: no MPD with {want} segments after {:.0} s (last: {last})",
+                wait.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// `startup`: every start-up of the step (most viewers start while

@@ -22,7 +22,7 @@
 //! url = "{rtmp}/live/bench{n}"
 //!
 //! [[viewers]]
-//! protocol = "http-flv"  # http-flv | rtmp | hls | http-ts  (dash: not yet)
+//! protocol = "http-flv"  # http-flv | rtmp | hls | dash | http-ts
 //! count = 50
 //! ramp = 100             # joins per second (0: as fast as possible)
 //! churn = 0              # leaves + joins per second while running
@@ -366,12 +366,6 @@ impl Scenario {
         }
         for (i, v) in self.viewers.iter().enumerate() {
             let f = |k: &str| format!("viewers[{i}].{k}");
-            if v.protocol == ViewProtocol::Dash {
-                return Err(format!(
-                    "{} = \"dash\": DASH viewers are not implemented yet (use hls, http-flv, http-ts or rtmp)",
-                    f("protocol")
-                ));
-            }
             if v.count == 0 {
                 return Err(format!("{} = 0: must be > 0", f("count")));
             }
@@ -391,11 +385,12 @@ impl Scenario {
             if !(v.churn.is_finite() && v.churn >= 0.0) {
                 return Err(format!("{} = {}: must be ≥ 0", f("churn"), v.churn));
             }
-            if v.churn > 0.0 && v.protocol == ViewProtocol::Hls {
+            if v.churn > 0.0 && matches!(v.protocol, ViewProtocol::Hls | ViewProtocol::Dash) {
                 return Err(format!(
-                    "{} = {}: churn is not implemented for hls viewers yet",
+                    "{} = {}: churn is not implemented for {} viewers yet",
                     f("churn"),
-                    v.churn
+                    v.churn,
+                    v.protocol.name()
                 ));
             }
             if v.stream >= streams {
@@ -568,6 +563,10 @@ url = "{http}/hls/{stream}/media.m3u8"
 protocol = "http-ts"
 count = 5
 url = "{http}/{stream}.ts"
+[[viewers]]
+protocol = "dash"
+count = 5
+url = "{http}/cmaf/{stream}/index.mpd"
 "#;
 
     #[test]
@@ -586,6 +585,11 @@ url = "{http}/{stream}.ts"
             "http://127.0.0.1:9000/hls/live+b0/media.m3u8"
         );
         assert_eq!(s.viewers[3].protocol, ViewProtocol::HttpTs);
+        assert_eq!(s.viewers[4].protocol, ViewProtocol::Dash);
+        assert_eq!(
+            s.viewer_url(4),
+            "http://127.0.0.1:9000/cmaf/live+b0/index.mpd"
+        );
         assert_eq!(s.viewers[1].churn, 1.5);
     }
 
@@ -666,8 +670,8 @@ url = "{http}/{stream}.ts"
             ),
             (
                 "protocol = \"http-flv\"",
-                "protocol = \"dash\"",
-                "viewers[0].protocol",
+                "protocol = \"dash\"\nchurn = 1",
+                "viewers[0].churn",
             ),
             ("count = 50", "count = 0", "viewers[0].count"),
             (
