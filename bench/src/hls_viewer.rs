@@ -82,6 +82,10 @@ pub struct Plan {
     /// The playlist is a DASH manifest (`dash_mpd.rs`): its first video
     /// Representation's segments are played.
     pub dash: bool,
+    /// Viewers leaving per second, each replaced at once by a new viewer
+    /// joining (same slot, fresh state: a new connection, a new join at the
+    /// live edge, a new playhead).
+    pub churn_per_sec: f64,
 }
 
 /// State the control thread drives and watches.
@@ -201,6 +205,8 @@ pub struct Stats {
     pub idle_closes: u64,
     /// Multishot receives re-armed for lack of provided buffers.
     pub nobufs: u64,
+    /// Viewers that left on purpose (churn), each replaced.
+    pub churned: u64,
     pub first_error: Option<String>,
 }
 
@@ -229,6 +235,7 @@ impl Stats {
             reconnects: 0,
             idle_closes: 0,
             nobufs: 0,
+            churned: 0,
             first_error: None,
         }
     }
@@ -256,6 +263,7 @@ impl Stats {
         self.reconnects += o.reconnects;
         self.idle_closes += o.idle_closes;
         self.nobufs += o.nobufs;
+        self.churned += o.churned;
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }
@@ -397,6 +405,9 @@ struct HlsThread {
     /// When the current batch of new viewers started joining (spread mode).
     batch_start: Instant,
     batch_base: usize,
+    churn_tokens: f64,
+    churn_last: Instant,
+    churn_cursor: usize,
 }
 
 /// Run one viewer thread until the phase becomes STOP.
@@ -426,6 +437,9 @@ pub fn run(plan: Plan, shared: Arc<Shared>, tx: Sender<(usize, Stats)>) -> io::R
         ramp_last: Instant::now(),
         batch_start: Instant::now(),
         batch_base: 0,
+        churn_tokens: 0.0,
+        churn_last: Instant::now(),
+        churn_cursor: 0,
         plan,
         shared,
         tx,
@@ -467,6 +481,7 @@ impl HlsThread {
                 let _ = self.tx.send((self.plan.index, s));
             }
             self.add_viewers();
+            self.churn();
             self.open_connections();
             self.fire_timers();
             self.io.ring.submit_and_wait(1)?;
@@ -543,25 +558,78 @@ impl HlsThread {
                 self.batch_start + self.plan.spread.mul_f64(unit_hash(key))
             };
             let vid = self.viewers.len() as u32;
-            self.viewers.push(Viewer {
-                join_us: join_at
-                    .saturating_duration_since(self.plan.epoch)
-                    .as_micros() as u64,
-                conn: None,
-                waiting: true,
-                target_us: 0,
-                queued_to: None,
-                queue: VecDeque::new(),
-                poll_due: false,
-                poll_at: None,
-                in_flight: None,
-                playback: Playback::new(),
-                stalled_in_period: false,
-                active_in_period: false,
-                starve_counted: false,
-            });
+            let v = self.new_viewer(join_at);
+            self.viewers.push(v);
             self.reconnect.push_back(vid);
             self.schedule_poll(vid, join_at);
+        }
+    }
+
+    /// A viewer that joins at `join_at` (waiting for its connection).
+    fn new_viewer(&self, join_at: Instant) -> Viewer {
+        Viewer {
+            join_us: join_at
+                .saturating_duration_since(self.plan.epoch)
+                .as_micros() as u64,
+            conn: None,
+            waiting: true,
+            target_us: 0,
+            queued_to: None,
+            queue: VecDeque::new(),
+            poll_due: false,
+            poll_at: None,
+            in_flight: None,
+            playback: Playback::new(),
+            stalled_in_period: false,
+            active_in_period: false,
+            starve_counted: false,
+        }
+    }
+
+    /// Churn: `churn_per_sec` playing viewers a second leave (their
+    /// connection closes) and a new viewer joins in their place at once.
+    fn churn(&mut self) {
+        if self.plan.churn_per_sec <= 0.0 || self.viewers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.churn_last).as_secs_f64();
+        self.churn_last = now;
+        self.churn_tokens = (self.churn_tokens + dt * self.plan.churn_per_sec)
+            .min((self.plan.churn_per_sec / 10.0).max(1.0));
+        let n = self.viewers.len();
+        let mut tries = 0;
+        while self.churn_tokens >= 1.0 && tries < n {
+            let vid = self.churn_cursor % n;
+            self.churn_cursor = self.churn_cursor.wrapping_add(1);
+            tries += 1;
+            let v = &self.viewers[vid];
+            let Some((slot, generation)) = v.conn else {
+                continue;
+            };
+            if v.waiting || !v.playback.started() {
+                continue;
+            }
+            self.churn_tokens -= 1.0;
+            self.out.churned += 1;
+            self.shared.playing.fetch_sub(1, Ordering::Relaxed);
+            // The new viewer takes the slot before the old connection
+            // closes, so the close does not queue a reconnect for it.
+            let mut fresh = self.new_viewer(now);
+            // Its poll timer (below) asks for the connection, after the old
+            // one's close has gone to the kernel.
+            fresh.waiting = false;
+            self.viewers[vid] = fresh;
+            let was_open = self
+                .conns
+                .get_mut(slot, generation)
+                .is_some_and(|c| c.state == State::Open);
+            self.drop_conn(slot, generation);
+            if was_open {
+                // A departure, not a replaced connection.
+                self.out.reconnects = self.out.reconnects.saturating_sub(1);
+            }
+            self.schedule_poll(vid as u32, now);
         }
     }
 

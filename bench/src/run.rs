@@ -694,7 +694,12 @@ fn start_group(
         .clone()
         .unwrap_or_else(|| format!("{}#{i}", v.protocol.name()));
     let threads = v.threads.min(max_count).max(1);
-    let per_thread = max_count.div_ceil(threads);
+    // Ring table size: the viewers, plus room for connections still
+    // closing while their replacements connect (churn, reconnects).
+    let base = max_count.div_ceil(threads);
+    let per_thread = (base + (v.churn / threads as f64).ceil() as usize * 2 + 16)
+        .min(20_000)
+        .max(base);
     let mut handles = Vec::new();
     let engine = match v.protocol {
         ViewProtocol::HttpFlv | ViewProtocol::HttpTs | ViewProtocol::Rtmp => {
@@ -782,6 +787,7 @@ fn start_group(
                     pin_cpu: None,
                     epoch,
                     dash,
+                    churn_per_sec: v.churn / threads as f64,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
                 handles.push(
@@ -877,7 +883,7 @@ fn group_report(
     let slack = g.churn.ceil() as usize;
     let churned = match t {
         Totals::Live(s) => s.churned,
-        Totals::Hls(_) => 0,
+        Totals::Hls(s) => s.churned,
     };
     let clean = connected + slack >= viewers
         && live + slack >= viewers

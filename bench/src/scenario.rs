@@ -385,14 +385,6 @@ impl Scenario {
             if !(v.churn.is_finite() && v.churn >= 0.0) {
                 return Err(format!("{} = {}: must be ≥ 0", f("churn"), v.churn));
             }
-            if v.churn > 0.0 && matches!(v.protocol, ViewProtocol::Hls | ViewProtocol::Dash) {
-                return Err(format!(
-                    "{} = {}: churn is not implemented for {} viewers yet",
-                    f("churn"),
-                    v.churn,
-                    v.protocol.name()
-                ));
-            }
             if v.stream >= streams {
                 return Err(format!(
                     "{} = {}: only {streams} stream(s) are published",
@@ -668,11 +660,6 @@ url = "{http}/cmaf/{stream}/index.mpd"
                 "protocol = \"webrtc\"",
                 "protocol",
             ),
-            (
-                "protocol = \"http-flv\"",
-                "protocol = \"dash\"\nchurn = 1",
-                "viewers[0].churn",
-            ),
             ("count = 50", "count = 0", "viewers[0].count"),
             (
                 "count = 50",
@@ -708,11 +695,6 @@ url = "{http}/cmaf/{stream}/index.mpd"
                 "url = \"{http}/{stream}.ts\"",
                 "url = \"{http}/{stream}.ts\"\n[soak]\nrss = 2",
                 "rss",
-            ),
-            (
-                "url = \"{http}/hls/{stream}/media.m3u8\"",
-                "url = \"{http}/hls/{stream}/media.m3u8\"\nchurn = 1",
-                "viewers[2].churn",
             ),
         ];
         for (from, to, field) in cases {
