@@ -130,6 +130,13 @@ pub struct Second {
     pub server_cpu: Option<f64>,
     pub server_rss: Option<u64>,
     pub server_fds: Option<u64>,
+    /// CPU seconds spate-bench itself used in this second.
+    #[serde(default)]
+    pub client_cpu: f64,
+    /// Busy CPU seconds of everything else on the machine (not the server,
+    /// not spate-bench, interrupts excluded): a noisy neighbour shows here.
+    #[serde(default)]
+    pub other_cpu: f64,
 }
 
 /// One viewer group's result in one step.
@@ -1026,6 +1033,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let mut sources_of_group = Vec::new();
     for (i, p) in sc.publisher.iter().enumerate() {
         let src = match (&p.source, &p.pattern) {
+            // A relative source is relative to the scenario file.
+            (Some(s), _) if s.is_relative() => {
+                args.scenario.parent().unwrap_or(Path::new("")).join(s)
+            }
             (Some(s), _) => s.clone(),
             (None, _) => {
                 std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -1281,6 +1292,8 @@ fn run_step(
     let connect_deadline = t0 + Duration::from_secs_f64(args.connect_deadline);
     let mut measure_start = None;
     let mut cpu_prev = server.cpu_seconds().ok().filter(|_| !server.is_empty());
+    let mut self_prev = crate::procstat::self_cpu_seconds();
+    let mut machine_prev = crate::procstat::MachineCpu::now();
     let (mut cpu_measured, mut rss_start, mut rss_end, mut rss_max) = (0.0, None, None, None);
     let (mut fds_start, mut fds_end) = (None, None);
     let mut next = t0 + Duration::from_secs(1);
@@ -1313,6 +1326,13 @@ fn run_step(
         let fds = server.fd_count().ok().filter(|_| !server.is_empty());
         let cpu_delta = cpu.zip(cpu_prev).map(|(a, b)| a - b);
         cpu_prev = cpu;
+        let self_now = crate::procstat::self_cpu_seconds();
+        let machine_now = crate::procstat::MachineCpu::now();
+        let client_cpu = self_now - self_prev;
+        let m = machine_prev.delta(&machine_now);
+        let other_cpu = (m.total - m.idle - m.irq - client_cpu - cpu_delta.unwrap_or(0.0)).max(0.0);
+        self_prev = self_now;
+        machine_prev = machine_now;
         let connected: usize = r.groups.iter().map(Group::connected).sum();
         let live: usize = r.groups.iter().map(Group::live).sum();
         let p =
@@ -1328,13 +1348,17 @@ fn run_step(
             server_cpu: cpu_delta,
             server_rss: rss,
             server_fds: fds,
+            client_cpu,
+            other_cpu,
         };
         if !args.quiet {
             eprintln!(
-                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms{}",
+                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms, CPU bench {:.2} other {:.2}{}",
                 row.t,
                 phase,
                 fmt_opt(row.p99_ms),
+                client_cpu,
+                other_cpu,
                 rss.map_or(String::new(), |b| format!(
                     " server RSS {:.1} MiB",
                     b as f64 / 1048576.0
@@ -1501,6 +1525,8 @@ mod tests {
                 server_cpu: None,
                 server_rss: None,
                 server_fds: None,
+                client_cpu: 0.0,
+                other_cpu: 0.0,
             })
             .collect();
         let (l, v) = plots("t", &tl);

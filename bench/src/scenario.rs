@@ -174,7 +174,8 @@ impl PublishProtocol {
 #[serde(deny_unknown_fields)]
 pub struct Publisher {
     pub protocol: PublishProtocol,
-    /// An FLV file (H.264/AAC), looped with continuing timestamps.
+    /// An FLV file (H.264/AAC), looped with continuing timestamps; relative
+    /// to the scenario file's directory.
     pub source: Option<PathBuf>,
     /// Generate the source with ffmpeg instead: `testsrc`.
     pub pattern: Option<String>,
