@@ -65,7 +65,7 @@ impl SendTimes {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    fn record(&self, ts: u32, us: u64) {
+    pub(crate) fn record(&self, ts: u32, us: u64) {
         let v = (u64::from(ts) << 32) | ((us + 1) & 0xFFFF_FFFF);
         self.video[ts as usize % SLOTS].store(v, Ordering::Release);
         self.newest.store(u64::from(ts) + 1, Ordering::Release);

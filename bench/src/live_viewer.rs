@@ -326,6 +326,46 @@ pub fn run(
     v.run()
 }
 
+/// Match a received video frame's timestamp `ts` with the publisher's send
+/// records. `offset` (viewer − publisher, wrapping) is the viewer's current
+/// idea of the server's shift, `newest` its newest matched publisher
+/// timestamp + 1 (0: none). Returns the frame's publisher timestamp, its
+/// send instant if it matched, and whether `offset` was re-learned.
+///
+/// A match never goes back on the publisher's timeline (a server that
+/// shifted timestamps back after a publisher reconnect would otherwise
+/// match older frames). With `learn`, a frame that matches neither with
+/// `offset` nor as passed through is taken to be the newest frame sent and
+/// the following ones are matched by that offset: until the viewer is
+/// caught up this re-learns on every frame (they stay unmatched); once it
+/// is, frames match exactly.
+fn match_frame(
+    offset: &mut u32,
+    newest: u64,
+    ts: u32,
+    times: &SendTimes,
+    learn: bool,
+) -> (u32, Option<u64>, bool) {
+    let prev = newest.checked_sub(1).map(|n| n as u32);
+    let forward = |ts: u32| prev.is_none_or(|p| ts.wrapping_sub(p) < 0x8000_0000);
+    let mapped = ts.wrapping_sub(*offset);
+    if let Some(sent) = times.sent_us(mapped).filter(|_| forward(mapped)) {
+        return (mapped, Some(sent), false);
+    }
+    if *offset != 0
+        && let Some(sent) = times.sent_us(ts).filter(|_| forward(ts))
+    {
+        // Back to pass-through.
+        *offset = 0;
+        return (ts, Some(sent), false);
+    }
+    if learn && let Some(n) = times.newest() {
+        *offset = ts.wrapping_sub(n);
+        return (n, None, true);
+    }
+    (mapped, None, false)
+}
+
 impl Viewer {
     fn run(&mut self) -> io::Result<()> {
         self.push_tick();
@@ -771,34 +811,14 @@ impl Viewer {
                 continue;
             }
             let v = &mut conn.view;
-            // A match must not go back on the publisher's timeline: a
-            // server that shifted timestamps back (after a publisher
-            // reconnect) would otherwise match older frames.
-            let prev = v.newest.checked_sub(1).map(|n| n as u32);
-            let forward = |ts: u32| prev.is_none_or(|p| ts.wrapping_sub(p) < 0x8000_0000);
-            let mut ts = t.ts.wrapping_sub(v.offset);
-            let mut sent = self.times.sent_us(ts).filter(|_| forward(ts));
-            if sent.is_none() && v.offset != 0 {
-                // Back to pass-through?
-                sent = self.times.sent_us(t.ts).filter(|_| forward(t.ts));
-                if sent.is_some() {
-                    v.offset = 0;
-                    ts = t.ts;
-                }
-            }
-            if sent.is_none()
-                && self.plan.learn_offset
-                && let Some(newest) = self.times.newest()
-            {
-                // The server shifted timestamps (a rebase after a publisher
-                // reconnect): assume this frame is the newest sent and match
-                // the next ones by that offset. Until the viewer is caught
-                // up this re-learns on every frame (the frames stay
-                // unmatched); once caught up, frames match exactly.
-                v.offset = t.ts.wrapping_sub(newest);
-                self.out.ts_shifts += 1;
-                ts = newest;
-            }
+            let (ts, sent, shifted) = match_frame(
+                &mut v.offset,
+                v.newest,
+                t.ts,
+                &self.times,
+                self.plan.learn_offset,
+            );
+            self.out.ts_shifts += u64::from(shifted);
             v.newest = u64::from(ts) + 1;
             if !v.started && t.peek[0] >> 4 == 1 {
                 v.started = true;
@@ -901,5 +921,70 @@ impl Viewer {
             Token::new(K_SHUTDOWN, slot, generation),
             Token::new(K_CLOSE, slot, generation),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames every 33 ms from 0 to `last`, sent at µs = ts × 1000.
+    fn sent_until(last: u32) -> SendTimes {
+        let t = SendTimes::new();
+        for ts in (0..=last).step_by(33) {
+            t.record(ts, u64::from(ts) * 1000);
+        }
+        t
+    }
+
+    #[test]
+    fn pass_through_matches_exactly() {
+        let t = sent_until(3300);
+        let mut off = 0;
+        assert_eq!(
+            match_frame(&mut off, 0, 99, &t, true),
+            (99, Some(99_000), false)
+        );
+        assert_eq!(off, 0);
+    }
+
+    #[test]
+    fn a_shifted_server_is_learned_then_matched() {
+        // The server's timestamps run 5000 ms ahead of the publisher's.
+        let t = sent_until(3300);
+        let newest = t.newest().unwrap();
+        let mut off = 0;
+        // The first frame is taken for the newest sent: re-learned.
+        let (ts, sent, shifted) = match_frame(&mut off, 0, newest + 5000, &t, true);
+        assert_eq!((ts, sent, shifted), (newest, None, true));
+        assert_eq!(off, 5000);
+        // The next frame the server sends matches exactly by the offset.
+        t.record(newest + 33, 9_999_000);
+        assert_eq!(
+            match_frame(&mut off, u64::from(ts) + 1, newest + 33 + 5000, &t, true),
+            (newest + 33, Some(9_999_000), false)
+        );
+        // Without learning the frame stays unmatched and the offset is kept.
+        let mut off = 0;
+        let (_, sent, shifted) = match_frame(&mut off, 0, newest + 5000, &t, false);
+        assert_eq!((sent, shifted, off), (None, false, 0));
+    }
+
+    #[test]
+    fn never_matches_backwards_and_returns_to_pass_through() {
+        let t = sent_until(3300);
+        // Newest matched: 3300. A server shifted 300 ms back sends 3333 as
+        // 3033, which is an old send record: not matched, re-learned.
+        let mut off = 0;
+        let (ts, sent, shifted) = match_frame(&mut off, 3301, 3033, &t, true);
+        assert_eq!((ts, sent, shifted), (3300, None, true));
+        assert_eq!(off, 3033u32.wrapping_sub(3300));
+        // A later pass-through frame matches again and resets the offset.
+        t.record(3366, 3_366_000);
+        assert_eq!(
+            match_frame(&mut off, 3301, 3366, &t, true),
+            (3366, Some(3_366_000), false)
+        );
+        assert_eq!(off, 0);
     }
 }
