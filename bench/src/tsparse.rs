@@ -12,7 +12,7 @@
 //! Frames are reported as [`TagSeen`] video tags so the live viewer treats
 //! every protocol alike: `peek[0]` is 0x17 (keyframe, AVC) or 0x27, and
 //! `peek[1]` is 1 (coded frame).
-use crate::flvparse::{ScanError, TagSeen};
+use crate::flvparse::{Dechunk, ScanError, TagSeen, response_head};
 
 const PACKET: usize = 188;
 
@@ -23,6 +23,8 @@ pub struct HttpTsScanner {
     head: Vec<u8>,
     pkt: [u8; PACKET],
     pkt_len: usize,
+    /// The body is `Transfer-Encoding: chunked`.
+    chunked: Option<Dechunk>,
 }
 
 impl Default for HttpTsScanner {
@@ -48,43 +50,45 @@ impl HttpTsScanner {
             head: Vec::new(),
             pkt: [0; PACKET],
             pkt_len: 0,
+            chunked: None,
         }
     }
 
     /// Consume `data`, calling `on_frame` for every video PES start in it.
     pub fn feed(
         &mut self,
-        mut data: &[u8],
+        data: &[u8],
         mut on_frame: impl FnMut(TagSeen),
     ) -> Result<(), ScanError> {
+        let mut data = data;
         if self.in_head {
-            let before = self.head.len();
-            self.head.extend_from_slice(data);
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.head) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let code = resp.code.unwrap_or(0);
-                    if code != 200 {
-                        return Err(ScanError::Status(code));
-                    }
-                    data = &data[n - before..];
-                    self.head = Vec::new();
-                    self.in_head = false;
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.head.len() > 16 * 1024 {
-                        return Err(ScanError::BadHead);
-                    }
-                    return Ok(());
-                }
-                Err(_) => return Err(ScanError::BadHead),
+            let mut chunked = false;
+            match response_head(&mut self.head, data, &mut chunked)? {
+                None => return Ok(()),
+                Some(rest) => data = rest,
             }
+            self.in_head = false;
+            self.chunked = chunked.then(Dechunk::default);
         }
+        match self.chunked.take() {
+            Some(mut d) => {
+                let r = d.feed(data, |piece| self.body(piece, &mut on_frame));
+                self.chunked = Some(d);
+                r
+            }
+            None => self.body(data, &mut on_frame),
+        }
+    }
+
+    fn body(
+        &mut self,
+        mut data: &[u8],
+        on_frame: &mut impl FnMut(TagSeen),
+    ) -> Result<(), ScanError> {
         while !data.is_empty() {
             if self.pkt_len == 0 && data.len() >= PACKET {
                 let (p, rest) = data.split_at(PACKET);
-                Self::packet(p, &mut on_frame)?;
+                Self::packet(p, on_frame)?;
                 data = rest;
                 continue;
             }
@@ -95,7 +99,7 @@ impl HttpTsScanner {
             if self.pkt_len == PACKET {
                 self.pkt_len = 0;
                 let p = self.pkt;
-                Self::packet(&p, &mut on_frame)?;
+                Self::packet(&p, on_frame)?;
             }
         }
         Ok(())
@@ -191,6 +195,38 @@ mod tests {
             assert_eq!(seen[1].ts, 1066);
             assert_eq!(seen[1].peek[0], 0x27);
         }
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        let mut body = Vec::new();
+        body.extend(pes_packet(2000, true));
+        body.extend(pes_packet(2033, false));
+        // Chunks of odd sizes, one with an extension, then the last chunk.
+        let mut all = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for (i, c) in body.chunks(77).enumerate() {
+            let ext = if i == 1 { ";x=y" } else { "" };
+            all.extend(format!("{:x}{ext}\r\n", c.len()).into_bytes());
+            all.extend_from_slice(c);
+            all.extend_from_slice(b"\r\n");
+        }
+        all.extend_from_slice(b"0\r\n\r\n");
+        for split in [1, 5, 64, 1000] {
+            let mut s = HttpTsScanner::new();
+            let mut seen = Vec::new();
+            for c in all.chunks(split) {
+                s.feed(c, |t| seen.push(t.ts)).unwrap();
+            }
+            assert_eq!(seen, [2000, 2033], "split {split}");
+        }
+        let mut s = HttpTsScanner::new();
+        assert_eq!(
+            s.feed(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                |_| {}
+            ),
+            Err(ScanError::BadChunk)
+        );
     }
 
     #[test]
