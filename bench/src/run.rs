@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Seconds to wait for the viewers of a step to be live.
     #[arg(long, default_value_t = 60.0)]
     connect_deadline: f64,
-    /// Seconds to wait for an HLS playlist to list 3 segments.
+    /// Seconds to wait for an HLS playlist or a DASH MPD to list 3 segments.
     #[arg(long, default_value_t = 40.0)]
     hls_wait: f64,
     /// No progress line.
