@@ -104,11 +104,17 @@ pub fn rows(a: &Report, b: &Report) -> Vec<Row> {
             .or_else(|| gb.get(i).filter(|o| o.protocol == g.protocol));
         let n = &g.name;
         let f = |f: &dyn Fn(&crate::run::GroupReport) -> Option<f64>| (f(g), other.and_then(f));
-        let metrics: [Metric<'_>; 10] = [
+        let metrics: [Metric<'_>; 12] = [
             ("live viewers", &|g| Some(g.live as f64)),
             ("latency p50 ms", &|g| g.latency.p50),
             ("latency p99 ms", &|g| g.latency.p99),
             ("latency max ms", &|g| g.latency.max),
+            ("end-to-end p50 ms", &|g| {
+                g.end_to_end.as_ref().and_then(|d| d.p50)
+            }),
+            ("end-to-end p99 ms", &|g| {
+                g.end_to_end.as_ref().and_then(|d| d.p99)
+            }),
             ("startup p50 ms", &|g| g.startup.p50),
             ("startup p99 ms", &|g| g.startup.p99),
             ("stalls", &|g| Some(g.stalls as f64)),
@@ -197,6 +203,7 @@ mod tests {
                 p50: Some(p99 / 2.0),
                 ..Dist::default()
             },
+            end_to_end: None,
             startup: Dist::default(),
             viewer_seconds: 100,
             stalled_viewer_seconds: u64::from(!c),

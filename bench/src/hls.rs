@@ -563,6 +563,7 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
                 .then(|| args.pin_cpus[index % args.pin_cpus.len()]),
             epoch,
             dash: false,
+            times: None,
             churn_per_sec: 0.0,
         };
         let (shared, tx) = (shared.clone(), tx.clone());

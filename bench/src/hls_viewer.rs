@@ -34,8 +34,11 @@ use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
 use spate_engine::runtime::slab::Slab;
 
 use crate::client::{close_fixed, connect_fixed, parse_head, sockaddr};
+use crate::flvparse::TagSeen;
 use crate::hls_playback::Playback;
 use crate::hls_playlist::{self, Playlist, start_index};
+use crate::live_publish::SendTimes;
+use crate::tsparse::TsPackets;
 
 const K_CONNECT: u8 = 1;
 const K_CONNECT_TIMEOUT: u8 = 2;
@@ -82,6 +85,10 @@ pub struct Plan {
     /// The playlist is a DASH manifest (`dash_mpd.rs`): its first video
     /// Representation's segments are played.
     pub dash: bool,
+    /// The publisher's send records: TS segments are scanned for their
+    /// video frames' DTS and each frame's end-to-end latency (publisher send
+    /// → segment complete at the viewer) is recorded.
+    pub times: Option<Arc<SendTimes>>,
     /// Viewers leaving per second, each replaced at once by a new viewer
     /// joining (same slot, fresh state: a new connection, a new join at the
     /// live edge, a new playhead).
@@ -179,6 +186,13 @@ pub struct Stats {
     pub margin: Histogram<u64>,
     /// Start-up time per viewer, µs: its join time → first segment complete.
     pub startup: Histogram<u64>,
+    /// End-to-end latency per video frame of TS segments, µs: publisher
+    /// send → the segment holding it complete (with `Plan::times`).
+    pub e2e_latency: Histogram<u64>,
+    /// Video frames of TS segments whose timestamp matched a send record /
+    /// did not.
+    pub e2e_matched: u64,
+    pub e2e_unmatched: u64,
     /// Segments fetched (200).
     pub segments: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
@@ -221,6 +235,9 @@ impl Stats {
             playlist_latency: histogram(),
             margin: histogram(),
             startup: histogram(),
+            e2e_latency: histogram(),
+            e2e_matched: 0,
+            e2e_unmatched: 0,
             segments: 0,
             playlists: 0,
             playlists_unchanged: 0,
@@ -249,6 +266,9 @@ impl Stats {
             .expect("same bounds");
         self.margin.add(&o.margin).expect("same bounds");
         self.startup.add(&o.startup).expect("same bounds");
+        self.e2e_latency.add(&o.e2e_latency).expect("same bounds");
+        self.e2e_matched += o.e2e_matched;
+        self.e2e_unmatched += o.e2e_unmatched;
         self.segments += o.segments;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
@@ -341,6 +361,10 @@ struct Conn {
     keep_body: bool,
     /// The body must start with 0x47 (a `.ts` segment, status 200).
     check_ts: bool,
+    /// Scanning this TS segment's frames (end-to-end latency).
+    ts_frames: Option<TsPackets>,
+    /// Video frame timestamps (ms) of the segment being received.
+    frame_ts: Vec<u32>,
     /// Bytes of the current response received.
     got_bytes: bool,
     /// The request (stays put until its send completes).
@@ -360,6 +384,8 @@ impl Conn {
             body: Vec::new(),
             keep_body: false,
             check_ts: false,
+            ts_frames: None,
+            frame_ts: Vec::new(),
             got_bytes: false,
             out: Vec::new(),
             sent: 0,
@@ -806,6 +832,8 @@ impl HlsThread {
             Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
             Req::Playlist => false,
         };
+        conn.ts_frames = (conn.check_ts && self.plan.times.is_some()).then(TsPackets::default);
+        conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
         v.in_flight = Some(InFlight {
@@ -1006,6 +1034,21 @@ impl HlsThread {
                     } else if self.measuring && conn.status == 200 {
                         self.out.segment_bytes += take as u64;
                     }
+                    if conn.status == 200
+                        && let Some(tp) = &mut conn.ts_frames
+                    {
+                        let frames = &mut conn.frame_ts;
+                        let r = tp.feed(&rest[..take], &mut |t: TagSeen| {
+                            if t.is_video_frame() {
+                                frames.push(t.ts);
+                            }
+                        });
+                        if r.is_err() {
+                            // Lost sync: no latency from this segment.
+                            conn.ts_frames = None;
+                            conn.frame_ts.clear();
+                        }
+                    }
                     conn.body_left = Some(left - take as u64);
                     rest = &rest[take..];
                 }
@@ -1026,6 +1069,24 @@ impl HlsThread {
             return;
         };
         let vid = conn.vid;
+        let frames = std::mem::take(&mut conn.frame_ts);
+        if let Some(times) = &self.plan.times
+            && d.status == 200
+            && self.measuring
+        {
+            let now = times.now_us();
+            for ts in frames {
+                match times.sent_us(ts) {
+                    Some(sent) => {
+                        self.out.e2e_matched += 1;
+                        self.out
+                            .e2e_latency
+                            .saturating_record(now.saturating_sub(sent).max(1));
+                    }
+                    None => self.out.e2e_unmatched += 1,
+                }
+            }
+        }
         let now = Instant::now();
         let now_us = self.now_us();
         let measuring = self.measuring;

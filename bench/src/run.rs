@@ -152,6 +152,11 @@ pub struct GroupReport {
     /// or `segment-fetch` (HLS).
     pub latency_kind: String,
     pub latency: Dist,
+    /// HLS with TS segments: per video frame, publisher send → the segment
+    /// holding it complete at the viewer (what a player could show at the
+    /// earliest). For FLV/RTMP/TS `latency` is already end to end.
+    #[serde(default)]
+    pub end_to_end: Option<Dist>,
     pub startup: Dist,
     /// Viewer-seconds observed and of them stalled (live engines); for HLS
     /// viewer periods with a segment fetched and with a late one.
@@ -794,6 +799,7 @@ fn start_group(
                     pin_cpu: None,
                     epoch,
                     dash,
+                    times: Some(times.clone()),
                     churn_per_sec: v.churn / threads as f64,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
@@ -906,6 +912,10 @@ fn group_report(
         live,
         latency_kind: latency_kind.into(),
         latency,
+        end_to_end: match t {
+            Totals::Hls(s) if s.e2e_matched + s.e2e_unmatched > 0 => Some(Dist::of(&s.e2e_latency)),
+            _ => None,
+        },
         startup,
         viewer_seconds: vs,
         stalled_viewer_seconds: svs,
@@ -919,6 +929,11 @@ fn group_report(
                 matched: s.ts_matched,
                 unmatched: s.ts_unmatched,
                 shifts: s.ts_shifts,
+            }),
+            Totals::Hls(s) if s.e2e_matched + s.e2e_unmatched > 0 => Some(TimestampMatch {
+                matched: s.e2e_matched,
+                unmatched: s.e2e_unmatched,
+                shifts: 0,
             }),
             Totals::Hls(_) => None,
         },
@@ -970,6 +985,16 @@ fn print_step(s: &StepReport) {
             g.bytes_per_s * 8.0 / 1e6,
             g.errors.values().sum::<u64>(),
         );
+        if let Some(d) = &g.end_to_end {
+            println!(
+                "  {:<14} end to end (publisher send → segment complete): p50 {} p99 {} max {} ms over {} frames",
+                "",
+                fmt_opt(d.p50),
+                fmt_opt(d.p99),
+                fmt_opt(d.max),
+                d.count
+            );
+        }
         if let Some(e) = &g.first_error {
             println!("  {:<14} first error: {e}", "");
         }
@@ -1549,6 +1574,7 @@ mod tests {
                 live: 1,
                 latency_kind: String::new(),
                 latency: Dist::default(),
+                end_to_end: None,
                 startup: Dist::default(),
                 viewer_seconds: 1,
                 stalled_viewer_seconds: 0,

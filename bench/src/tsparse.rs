@@ -21,10 +21,54 @@ const PACKET: usize = 188;
 pub struct HttpTsScanner {
     in_head: bool,
     head: Vec<u8>,
-    pkt: [u8; PACKET],
-    pkt_len: usize,
+    packets: TsPackets,
     /// The body is `Transfer-Encoding: chunked`.
     chunked: Option<Dechunk>,
+}
+
+/// The transport packet part of the scanner (a TS body without HTTP, e.g.
+/// an HLS segment), over split input.
+#[derive(Debug)]
+pub struct TsPackets {
+    pkt: [u8; PACKET],
+    pkt_len: usize,
+}
+
+impl Default for TsPackets {
+    fn default() -> Self {
+        Self {
+            pkt: [0; PACKET],
+            pkt_len: 0,
+        }
+    }
+}
+
+impl TsPackets {
+    /// Consume TS bytes, calling `on_frame` for every video PES start.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        on_frame: &mut impl FnMut(TagSeen),
+    ) -> Result<(), ScanError> {
+        while !data.is_empty() {
+            if self.pkt_len == 0 && data.len() >= PACKET {
+                let (p, rest) = data.split_at(PACKET);
+                packet(p, on_frame)?;
+                data = rest;
+                continue;
+            }
+            let take = (PACKET - self.pkt_len).min(data.len());
+            self.pkt[self.pkt_len..self.pkt_len + take].copy_from_slice(&data[..take]);
+            self.pkt_len += take;
+            data = &data[take..];
+            if self.pkt_len == PACKET {
+                self.pkt_len = 0;
+                let p = self.pkt;
+                packet(&p, on_frame)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for HttpTsScanner {
@@ -48,8 +92,7 @@ impl HttpTsScanner {
         Self {
             in_head: true,
             head: Vec::new(),
-            pkt: [0; PACKET],
-            pkt_len: 0,
+            packets: TsPackets::default(),
             chunked: None,
         }
     }
@@ -80,71 +123,51 @@ impl HttpTsScanner {
         }
     }
 
-    fn body(
-        &mut self,
-        mut data: &[u8],
-        on_frame: &mut impl FnMut(TagSeen),
-    ) -> Result<(), ScanError> {
-        while !data.is_empty() {
-            if self.pkt_len == 0 && data.len() >= PACKET {
-                let (p, rest) = data.split_at(PACKET);
-                Self::packet(p, on_frame)?;
-                data = rest;
-                continue;
-            }
-            let take = (PACKET - self.pkt_len).min(data.len());
-            self.pkt[self.pkt_len..self.pkt_len + take].copy_from_slice(&data[..take]);
-            self.pkt_len += take;
-            data = &data[take..];
-            if self.pkt_len == PACKET {
-                self.pkt_len = 0;
-                let p = self.pkt;
-                Self::packet(&p, on_frame)?;
-            }
-        }
-        Ok(())
+    fn body(&mut self, data: &[u8], on_frame: &mut impl FnMut(TagSeen)) -> Result<(), ScanError> {
+        self.packets.feed(data, on_frame)
     }
+}
 
-    fn packet(p: &[u8], on_frame: &mut impl FnMut(TagSeen)) -> Result<(), ScanError> {
-        if p[0] != 0x47 {
-            return Err(ScanError::BadTs);
-        }
-        let pusi = p[1] & 0x40 != 0;
-        let afc = (p[3] >> 4) & 0x03;
-        if !pusi || afc & 0x01 == 0 {
-            return Ok(());
-        }
-        let mut at = 4;
-        let mut rai = false;
-        if afc & 0x02 != 0 {
-            let len = usize::from(p[4]);
-            if len > 0 {
-                rai = p[5] & 0x40 != 0;
-            }
-            at = 5 + len;
-        }
-        let pay = p.get(at..).unwrap_or_default();
-        // PES header: 00 00 01 id len(2) flags(2) hdr_len, then PTS [DTS].
-        if pay.len() < 14 || pay[..3] != [0, 0, 1] || !(0xE0..=0xEF).contains(&pay[3]) {
-            return Ok(());
-        }
-        let flags = pay[7] >> 6;
-        let ts = match flags {
-            3 if pay.len() >= 19 => pes_ts(&pay[14..19]),
-            2 | 3 => pes_ts(&pay[9..14]),
-            _ => return Ok(()),
-        };
-        let es = pay.get(9 + usize::from(pay[8])..).unwrap_or_default();
-        let idr = es
-            .windows(4)
-            .any(|w| w[..3] == [0, 0, 1] && (w[3] & 0x1F == 5 || (w[3] >> 1) & 0x3F == 19));
-        on_frame(TagSeen {
-            tag_type: 9,
-            ts: (ts / 90) as u32,
-            peek: [if rai || idr { 0x17 } else { 0x27 }, 1],
-        });
-        Ok(())
+/// One transport packet: report a video PES start.
+fn packet(p: &[u8], on_frame: &mut impl FnMut(TagSeen)) -> Result<(), ScanError> {
+    if p[0] != 0x47 {
+        return Err(ScanError::BadTs);
     }
+    let pusi = p[1] & 0x40 != 0;
+    let afc = (p[3] >> 4) & 0x03;
+    if !pusi || afc & 0x01 == 0 {
+        return Ok(());
+    }
+    let mut at = 4;
+    let mut rai = false;
+    if afc & 0x02 != 0 {
+        let len = usize::from(p[4]);
+        if len > 0 {
+            rai = p[5] & 0x40 != 0;
+        }
+        at = 5 + len;
+    }
+    let pay = p.get(at..).unwrap_or_default();
+    // PES header: 00 00 01 id len(2) flags(2) hdr_len, then PTS [DTS].
+    if pay.len() < 14 || pay[..3] != [0, 0, 1] || !(0xE0..=0xEF).contains(&pay[3]) {
+        return Ok(());
+    }
+    let flags = pay[7] >> 6;
+    let ts = match flags {
+        3 if pay.len() >= 19 => pes_ts(&pay[14..19]),
+        2 | 3 => pes_ts(&pay[9..14]),
+        _ => return Ok(()),
+    };
+    let es = pay.get(9 + usize::from(pay[8])..).unwrap_or_default();
+    let idr = es
+        .windows(4)
+        .any(|w| w[..3] == [0, 0, 1] && (w[3] & 0x1F == 5 || (w[3] >> 1) & 0x3F == 19));
+    on_frame(TagSeen {
+        tag_type: 9,
+        ts: (ts / 90) as u32,
+        peek: [if rai || idr { 0x17 } else { 0x27 }, 1],
+    });
+    Ok(())
 }
 
 #[cfg(test)]

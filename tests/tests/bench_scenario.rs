@@ -297,6 +297,17 @@ stall_tolerance_ms = 400
             assert!(num(ts, "matched") > 100.0, "{name}");
             assert_eq!(num(ts, "shifts"), 0.0, "{name}: {context}");
         }
+        if g.get("protocol").and_then(Json::as_str) == Some("hls") {
+            // TS segments: per-frame publisher send → segment complete.
+            let e2e = g.get("end_to_end").expect("end_to_end");
+            assert!(num(e2e, "count") > 100.0, "{name}: {context}");
+            let p50 = num(e2e, "p50");
+            assert!(
+                p50 > 0.0 && p50 < 10_000.0,
+                "{name}: end-to-end p50 {p50} ms"
+            );
+            assert!(num(g.get("timestamps").expect("timestamps"), "matched") > 100.0);
+        }
         if churn {
             let c = num(g, "churned");
             assert!(
