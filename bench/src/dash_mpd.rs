@@ -97,6 +97,12 @@ fn fill(template: &str, rep: &str, bandwidth: &str, number: u64, time: u64) -> S
 
 /// Parse a manifest into the segments of its first video Representation.
 pub fn parse(body: &[u8]) -> Result<MediaPlaylist, String> {
+    parse_with_timescale(body).map(|(p, _)| p)
+}
+
+/// [`parse`], and the Representation's `SegmentTemplate@timescale` (the
+/// track timescale of its fMP4 segments).
+pub fn parse_with_timescale(body: &[u8]) -> Result<(MediaPlaylist, u64), String> {
     let xml = std::str::from_utf8(body).map_err(|_| "MPD is not UTF-8".to_string())?;
     let mpd = tags(xml, "MPD")
         .into_iter()
@@ -196,12 +202,15 @@ pub fn parse(body: &[u8]) -> Result<MediaPlaylist, String> {
     if segments.is_empty() {
         return Err("empty SegmentTimeline".into());
     }
-    Ok(MediaPlaylist {
-        target_us: longest,
-        media_sequence: start_number,
-        segments,
-        ended,
-    })
+    Ok((
+        MediaPlaylist {
+            target_us: longest,
+            media_sequence: start_number,
+            segments,
+            ended,
+        },
+        timescale,
+    ))
 }
 
 #[cfg(test)]
@@ -242,6 +251,7 @@ mod tests {
         assert_eq!(p.segments[4].duration_us, 1_500_000);
         assert_eq!(p.target_us, 2_000_000);
         assert!(!p.ended);
+        assert_eq!(parse_with_timescale(SPATE.as_bytes()).unwrap().1, 1000);
     }
 
     #[test]

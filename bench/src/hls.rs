@@ -564,6 +564,7 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
             epoch,
             dash: false,
             times: None,
+            fmp4_timescale: None,
             churn_per_sec: 0.0,
         };
         let (shared, tx) = (shared.clone(), tx.clone());

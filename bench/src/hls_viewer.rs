@@ -35,6 +35,7 @@ use spate_engine::runtime::slab::Slab;
 
 use crate::client::{close_fixed, connect_fixed, parse_head, sockaddr};
 use crate::flvparse::TagSeen;
+use crate::fmp4scan::MoofGatherer;
 use crate::hls_playback::Playback;
 use crate::hls_playlist::{self, Playlist, start_index};
 use crate::live_publish::SendTimes;
@@ -89,6 +90,10 @@ pub struct Plan {
     /// video frames' DTS and each frame's end-to-end latency (publisher send
     /// → segment complete at the viewer) is recorded.
     pub times: Option<Arc<SendTimes>>,
+    /// With `times` and `dash`: the video track's timescale; fMP4 segments'
+    /// `moof` give each frame's decode time (`fmp4scan.rs`) for the same
+    /// end-to-end latency.
+    pub fmp4_timescale: Option<u64>,
     /// Viewers leaving per second, each replaced at once by a new viewer
     /// joining (same slot, fresh state: a new connection, a new join at the
     /// live edge, a new playhead).
@@ -363,6 +368,8 @@ struct Conn {
     check_ts: bool,
     /// Scanning this TS segment's frames (end-to-end latency).
     ts_frames: Option<TsPackets>,
+    /// Gathering this fMP4 segment's `moof` (end-to-end latency).
+    moof: Option<MoofGatherer>,
     /// Video frame timestamps (ms) of the segment being received.
     frame_ts: Vec<u32>,
     /// Bytes of the current response received.
@@ -385,6 +392,7 @@ impl Conn {
             keep_body: false,
             check_ts: false,
             ts_frames: None,
+            moof: None,
             frame_ts: Vec::new(),
             got_bytes: false,
             out: Vec::new(),
@@ -833,6 +841,11 @@ impl HlsThread {
             Req::Playlist => false,
         };
         conn.ts_frames = (conn.check_ts && self.plan.times.is_some()).then(TsPackets::default);
+        conn.moof = (matches!(req, Req::Segment(_))
+            && self.plan.dash
+            && self.plan.times.is_some()
+            && self.plan.fmp4_timescale.is_some())
+        .then(MoofGatherer::default);
         conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
@@ -1048,6 +1061,13 @@ impl HlsThread {
                             conn.ts_frames = None;
                             conn.frame_ts.clear();
                         }
+                    }
+                    if conn.status == 200
+                        && let Some(g) = &mut conn.moof
+                        && let Some(ts) =
+                            g.feed(&rest[..take], self.plan.fmp4_timescale.unwrap_or(1000))
+                    {
+                        conn.frame_ts = ts;
                     }
                     conn.body_left = Some(left - take as u64);
                     rest = &rest[take..];

@@ -24,6 +24,7 @@ mod client;
 mod compare;
 mod dash_mpd;
 mod flvparse;
+mod fmp4scan;
 mod hls;
 mod hls_playback;
 mod hls_playlist;

@@ -768,8 +768,15 @@ fn start_group(
         ViewProtocol::Hls | ViewProtocol::Dash => {
             let dash = v.protocol == ViewProtocol::Dash;
             let (dest, host, path) = http_dest(&url)?;
+            let mut timescale = None;
             let media_path = if dash {
-                wait_mpd(dest, &host, &path, 3, Duration::from_secs_f64(hls_wait))?;
+                timescale = Some(wait_mpd(
+                    dest,
+                    &host,
+                    &path,
+                    3,
+                    Duration::from_secs_f64(hls_wait),
+                )?);
                 path
             } else {
                 crate::hls::resolve_media(dest, &host, &path, 3, Duration::from_secs_f64(hls_wait))?
@@ -800,6 +807,7 @@ fn start_group(
                     epoch,
                     dash,
                     times: Some(times.clone()),
+                    fmp4_timescale: timescale,
                     churn_per_sec: v.churn / threads as f64,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
@@ -826,20 +834,20 @@ fn start_group(
 }
 
 /// Wait until the MPD at `path` lists `want` segments of its video
-/// Representation.
+/// Representation; returns that Representation's timescale.
 fn wait_mpd(
     dest: SocketAddrV4,
     host: &str,
     path: &str,
     want: usize,
     wait: Duration,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let deadline = Instant::now() + wait;
     loop {
         let last = match crate::hls::http_get(dest, host, path) {
-            Ok((200, body)) => match crate::dash_mpd::parse(&body) {
-                Ok(m) if m.segments.len() >= want => return Ok(()),
-                Ok(m) => format!("{} segments listed", m.segments.len()),
+            Ok((200, body)) => match crate::dash_mpd::parse_with_timescale(&body) {
+                Ok((m, ts)) if m.segments.len() >= want => return Ok(ts),
+                Ok((m, _)) => format!("{} segments listed", m.segments.len()),
                 Err(e) => e,
             },
             Ok((s, _)) => format!("HTTP {s}"),

@@ -297,8 +297,12 @@ stall_tolerance_ms = 400
             assert!(num(ts, "matched") > 100.0, "{name}");
             assert_eq!(num(ts, "shifts"), 0.0, "{name}: {context}");
         }
-        if g.get("protocol").and_then(Json::as_str) == Some("hls") {
-            // TS segments: per-frame publisher send → segment complete.
+        if matches!(
+            g.get("protocol").and_then(Json::as_str),
+            Some("hls" | "dash")
+        ) {
+            // TS segments (HLS) and fMP4 moofs (DASH): per-frame publisher
+            // send → segment complete.
             let e2e = g.get("end_to_end").expect("end_to_end");
             assert!(num(e2e, "count") > 100.0, "{name}: {context}");
             let p50 = num(e2e, "p50");
