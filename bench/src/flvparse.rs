@@ -57,6 +57,10 @@ pub enum ScanError {
     BadHead,
     /// The FLV stream did not start with "FLV" or a tag type was reserved.
     BadFlv,
+    /// A transport packet did not start with the 0x47 sync byte.
+    BadTs,
+    /// A bad `Transfer-Encoding: chunked` size line.
+    BadChunk,
 }
 
 /// HTTP response head + FLV tag scanner.
@@ -71,6 +75,8 @@ pub struct HttpFlvScanner {
     sig_len: usize,
     cur: TagSeen,
     body_pos: u32,
+    /// The body is `Transfer-Encoding: chunked`.
+    chunked: Option<Dechunk>,
 }
 
 impl Default for HttpFlvScanner {
@@ -95,41 +101,36 @@ impl HttpFlvScanner {
                 peek: [0; 2],
             },
             body_pos: 0,
+            chunked: None,
         }
     }
 
     /// Consume `data`, calling `on_tag` for every tag completed in it.
-    pub fn feed(
-        &mut self,
-        mut data: &[u8],
-        mut on_tag: impl FnMut(TagSeen),
-    ) -> Result<(), ScanError> {
+    pub fn feed(&mut self, data: &[u8], mut on_tag: impl FnMut(TagSeen)) -> Result<(), ScanError> {
+        let mut data = data;
+        if self.st == St::Head {
+            let mut chunked = false;
+            match response_head(&mut self.head, data, &mut chunked)? {
+                None => return Ok(()),
+                Some(rest) => data = rest,
+            }
+            self.chunked = chunked.then(Dechunk::default);
+            self.st = St::Skip(13);
+        }
+        match self.chunked.take() {
+            Some(mut d) => {
+                let r = d.feed(data, |piece| self.body(piece, &mut on_tag));
+                self.chunked = Some(d);
+                r
+            }
+            None => self.body(data, &mut on_tag),
+        }
+    }
+
+    fn body(&mut self, mut data: &[u8], on_tag: &mut impl FnMut(TagSeen)) -> Result<(), ScanError> {
         while !data.is_empty() {
             match self.st {
-                St::Head => {
-                    let before = self.head.len();
-                    self.head.extend_from_slice(data);
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    let mut resp = httparse::Response::new(&mut headers);
-                    match resp.parse(&self.head) {
-                        Ok(httparse::Status::Complete(n)) => {
-                            let code = resp.code.unwrap_or(0);
-                            if code != 200 {
-                                return Err(ScanError::Status(code));
-                            }
-                            data = &data[n - before..];
-                            self.head = Vec::new();
-                            self.st = St::Skip(13);
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            if self.head.len() > 16 * 1024 {
-                                return Err(ScanError::BadHead);
-                            }
-                            return Ok(());
-                        }
-                        Err(_) => return Err(ScanError::BadHead),
-                    }
-                }
+                St::Head => unreachable!("the head is parsed in feed"),
                 St::Skip(n) => {
                     let take = n.min(data.len());
                     // The first three bytes of the stream must be "FLV".
@@ -200,6 +201,118 @@ impl HttpFlvScanner {
     }
 }
 
+/// Gather a response head in `head` from `data`: `Ok(None)` while it is
+/// incomplete; `Ok(Some(rest))` (the bytes after it) once it is complete with
+/// status 200, setting `chunked` when the body is `Transfer-Encoding: chunked`.
+pub fn response_head<'a>(
+    head: &mut Vec<u8>,
+    data: &'a [u8],
+    chunked: &mut bool,
+) -> Result<Option<&'a [u8]>, ScanError> {
+    let before = head.len();
+    head.extend_from_slice(data);
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(n)) => {
+            let code = resp.code.unwrap_or(0);
+            if code != 200 {
+                return Err(ScanError::Status(code));
+            }
+            *chunked = resp.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && String::from_utf8_lossy(h.value)
+                        .to_ascii_lowercase()
+                        .contains("chunked")
+            });
+            head.clear();
+            head.shrink_to_fit();
+            Ok(Some(&data[n - before..]))
+        }
+        Ok(httparse::Status::Partial) => {
+            if head.len() > 16 * 1024 {
+                return Err(ScanError::BadHead);
+            }
+            Ok(None)
+        }
+        Err(_) => Err(ScanError::BadHead),
+    }
+}
+
+/// Where a chunked body decoder is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum DcSt {
+    /// Reading a chunk-size line (hex digits, extensions, CRLF).
+    #[default]
+    Size,
+    /// In chunk data: bytes left.
+    Data(u64),
+    /// Skipping the CRLF after chunk data: bytes left.
+    Crlf(u8),
+    /// The last chunk (size 0) arrived: the rest (trailers) is ignored.
+    Done,
+}
+
+/// `Transfer-Encoding: chunked` decoder over split input.
+#[derive(Debug, Default)]
+pub struct Dechunk {
+    st: DcSt,
+    line: Vec<u8>,
+}
+
+impl Dechunk {
+    /// Decode `data`, handing each piece of body to `out`.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        mut out: impl FnMut(&[u8]) -> Result<(), ScanError>,
+    ) -> Result<(), ScanError> {
+        while !data.is_empty() {
+            match self.st {
+                DcSt::Size => {
+                    let Some(i) = data.iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(data);
+                        if self.line.len() > 1024 {
+                            return Err(ScanError::BadChunk);
+                        }
+                        return Ok(());
+                    };
+                    self.line.extend_from_slice(&data[..i]);
+                    data = &data[i + 1..];
+                    let line = String::from_utf8_lossy(&self.line).into_owned();
+                    self.line.clear();
+                    let hex = line.split(';').next().unwrap_or("").trim();
+                    let n = u64::from_str_radix(hex, 16).map_err(|_| ScanError::BadChunk)?;
+                    self.st = if n == 0 { DcSt::Done } else { DcSt::Data(n) };
+                }
+                DcSt::Data(n) => {
+                    let take = (n as usize).min(data.len());
+                    out(&data[..take])?;
+                    data = &data[take..];
+                    let left = n - take as u64;
+                    self.st = if left == 0 {
+                        DcSt::Crlf(2)
+                    } else {
+                        DcSt::Data(left)
+                    };
+                }
+                DcSt::Crlf(k) => {
+                    let take = usize::from(k).min(data.len());
+                    data = &data[take..];
+                    let left = k - take as u8;
+                    self.st = if left == 0 {
+                        DcSt::Size
+                    } else {
+                        DcSt::Crlf(left)
+                    };
+                }
+                DcSt::Done => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +351,28 @@ mod tests {
             assert_eq!(seen[2].ts, 33);
             assert_eq!(seen[3].ts, 0x0100_0021);
             assert_eq!(seen[4].ts, 66);
+        }
+    }
+
+    #[test]
+    fn chunked_http_flv() {
+        let mut body = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        body.extend(tag(9, 0, &[0x17, 1, 2, 3]));
+        body.extend(tag(9, 33, &[0x27, 1, 9, 9, 9]));
+        let mut s = b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n".to_vec();
+        for c in body.chunks(10) {
+            s.extend(format!("{:X}\r\n", c.len()).into_bytes());
+            s.extend_from_slice(c);
+            s.extend_from_slice(b"\r\n");
+        }
+        s.extend_from_slice(b"0\r\n\r\n");
+        for step in [1, 3, 11, 1000] {
+            let mut sc = HttpFlvScanner::new();
+            let mut seen = Vec::new();
+            for c in s.chunks(step) {
+                sc.feed(c, |t| seen.push(t.ts)).unwrap();
+            }
+            assert_eq!(seen, [0, 33], "step {step}");
         }
     }
 

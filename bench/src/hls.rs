@@ -370,7 +370,11 @@ fn print_row(r: &StepResult) {
 }
 
 /// A blocking `GET` (Connection: close) → (status, body).
-fn http_get(dest: SocketAddrV4, host: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+pub(crate) fn http_get(
+    dest: SocketAddrV4,
+    host: &str,
+    path: &str,
+) -> Result<(u16, Vec<u8>), String> {
     let mut s = TcpStream::connect_timeout(&dest.into(), Duration::from_secs(2))
         .map_err(|e| format!("connect {dest}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -399,7 +403,7 @@ fn http_get(dest: SocketAddrV4, host: &str, path: &str) -> Result<(u16, Vec<u8>)
 
 /// Follow the URL to a media playlist with at least `want` segments:
 /// returns its path and the playlist.
-fn resolve_media(
+pub(crate) fn resolve_media(
     dest: SocketAddrV4,
     host: &str,
     path: &str,
@@ -558,6 +562,10 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
             pin_cpu: (!args.pin_cpus.is_empty())
                 .then(|| args.pin_cpus[index % args.pin_cpus.len()]),
             epoch,
+            dash: false,
+            times: None,
+            fmp4_timescale: None,
+            churn_per_sec: 0.0,
         };
         let (shared, tx) = (shared.clone(), tx.clone());
         handles.push(

@@ -34,8 +34,12 @@ use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
 use spate_engine::runtime::slab::Slab;
 
 use crate::client::{close_fixed, connect_fixed, parse_head, sockaddr};
+use crate::flvparse::TagSeen;
+use crate::fmp4scan::MoofGatherer;
 use crate::hls_playback::Playback;
 use crate::hls_playlist::{self, Playlist, start_index};
+use crate::live_publish::SendTimes;
+use crate::tsparse::TsPackets;
 
 const K_CONNECT: u8 = 1;
 const K_CONNECT_TIMEOUT: u8 = 2;
@@ -79,6 +83,21 @@ pub struct Plan {
     pub pin_cpu: Option<usize>,
     /// Common clock origin of the playback model.
     pub epoch: Instant,
+    /// The playlist is a DASH manifest (`dash_mpd.rs`): its first video
+    /// Representation's segments are played.
+    pub dash: bool,
+    /// The publisher's send records: TS segments are scanned for their
+    /// video frames' DTS and each frame's end-to-end latency (publisher send
+    /// → segment complete at the viewer) is recorded.
+    pub times: Option<Arc<SendTimes>>,
+    /// With `times` and `dash`: the video track's timescale; fMP4 segments'
+    /// `moof` give each frame's decode time (`fmp4scan.rs`) for the same
+    /// end-to-end latency.
+    pub fmp4_timescale: Option<u64>,
+    /// Viewers leaving per second, each replaced at once by a new viewer
+    /// joining (same slot, fresh state: a new connection, a new join at the
+    /// live edge, a new playhead).
+    pub churn_per_sec: f64,
 }
 
 /// State the control thread drives and watches.
@@ -170,6 +189,15 @@ pub struct Stats {
     /// Playback margin of on-time segments, µs: how long before its
     /// deadline each segment (but a viewer's first) arrived.
     pub margin: Histogram<u64>,
+    /// Start-up time per viewer, µs: its join time → first segment complete.
+    pub startup: Histogram<u64>,
+    /// End-to-end latency per video frame of TS segments, µs: publisher
+    /// send → the segment holding it complete (with `Plan::times`).
+    pub e2e_latency: Histogram<u64>,
+    /// Video frames of TS segments whose timestamp matched a send record /
+    /// did not.
+    pub e2e_matched: u64,
+    pub e2e_unmatched: u64,
     /// Segments fetched (200).
     pub segments: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
@@ -196,6 +224,8 @@ pub struct Stats {
     pub idle_closes: u64,
     /// Multishot receives re-armed for lack of provided buffers.
     pub nobufs: u64,
+    /// Viewers that left on purpose (churn), each replaced.
+    pub churned: u64,
     pub first_error: Option<String>,
 }
 
@@ -209,6 +239,10 @@ impl Stats {
             segment_latency: histogram(),
             playlist_latency: histogram(),
             margin: histogram(),
+            startup: histogram(),
+            e2e_latency: histogram(),
+            e2e_matched: 0,
+            e2e_unmatched: 0,
             segments: 0,
             playlists: 0,
             playlists_unchanged: 0,
@@ -223,6 +257,7 @@ impl Stats {
             reconnects: 0,
             idle_closes: 0,
             nobufs: 0,
+            churned: 0,
             first_error: None,
         }
     }
@@ -235,6 +270,10 @@ impl Stats {
             .add(&o.playlist_latency)
             .expect("same bounds");
         self.margin.add(&o.margin).expect("same bounds");
+        self.startup.add(&o.startup).expect("same bounds");
+        self.e2e_latency.add(&o.e2e_latency).expect("same bounds");
+        self.e2e_matched += o.e2e_matched;
+        self.e2e_unmatched += o.e2e_unmatched;
         self.segments += o.segments;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
@@ -249,6 +288,7 @@ impl Stats {
         self.reconnects += o.reconnects;
         self.idle_closes += o.idle_closes;
         self.nobufs += o.nobufs;
+        self.churned += o.churned;
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }
@@ -284,6 +324,8 @@ struct InFlight {
 /// One player; outlives its connections.
 #[derive(Debug)]
 struct Viewer {
+    /// When it joins, µs since the plan's epoch.
+    join_us: u64,
     conn: Option<(u32, u32)>,
     /// In the (re)connect queue.
     waiting: bool,
@@ -324,6 +366,12 @@ struct Conn {
     keep_body: bool,
     /// The body must start with 0x47 (a `.ts` segment, status 200).
     check_ts: bool,
+    /// Scanning this TS segment's frames (end-to-end latency).
+    ts_frames: Option<TsPackets>,
+    /// Gathering this fMP4 segment's `moof` (end-to-end latency).
+    moof: Option<MoofGatherer>,
+    /// Video frame timestamps (ms) of the segment being received.
+    frame_ts: Vec<u32>,
     /// Bytes of the current response received.
     got_bytes: bool,
     /// The request (stays put until its send completes).
@@ -343,6 +391,9 @@ impl Conn {
             body: Vec::new(),
             keep_body: false,
             check_ts: false,
+            ts_frames: None,
+            moof: None,
+            frame_ts: Vec::new(),
             got_bytes: false,
             out: Vec::new(),
             sent: 0,
@@ -388,6 +439,9 @@ struct HlsThread {
     /// When the current batch of new viewers started joining (spread mode).
     batch_start: Instant,
     batch_base: usize,
+    churn_tokens: f64,
+    churn_last: Instant,
+    churn_cursor: usize,
 }
 
 /// Run one viewer thread until the phase becomes STOP.
@@ -417,6 +471,9 @@ pub fn run(plan: Plan, shared: Arc<Shared>, tx: Sender<(usize, Stats)>) -> io::R
         ramp_last: Instant::now(),
         batch_start: Instant::now(),
         batch_base: 0,
+        churn_tokens: 0.0,
+        churn_last: Instant::now(),
+        churn_cursor: 0,
         plan,
         shared,
         tx,
@@ -458,6 +515,7 @@ impl HlsThread {
                 let _ = self.tx.send((self.plan.index, s));
             }
             self.add_viewers();
+            self.churn();
             self.open_connections();
             self.fire_timers();
             self.io.ring.submit_and_wait(1)?;
@@ -534,22 +592,78 @@ impl HlsThread {
                 self.batch_start + self.plan.spread.mul_f64(unit_hash(key))
             };
             let vid = self.viewers.len() as u32;
-            self.viewers.push(Viewer {
-                conn: None,
-                waiting: true,
-                target_us: 0,
-                queued_to: None,
-                queue: VecDeque::new(),
-                poll_due: false,
-                poll_at: None,
-                in_flight: None,
-                playback: Playback::new(),
-                stalled_in_period: false,
-                active_in_period: false,
-                starve_counted: false,
-            });
+            let v = self.new_viewer(join_at);
+            self.viewers.push(v);
             self.reconnect.push_back(vid);
             self.schedule_poll(vid, join_at);
+        }
+    }
+
+    /// A viewer that joins at `join_at` (waiting for its connection).
+    fn new_viewer(&self, join_at: Instant) -> Viewer {
+        Viewer {
+            join_us: join_at
+                .saturating_duration_since(self.plan.epoch)
+                .as_micros() as u64,
+            conn: None,
+            waiting: true,
+            target_us: 0,
+            queued_to: None,
+            queue: VecDeque::new(),
+            poll_due: false,
+            poll_at: None,
+            in_flight: None,
+            playback: Playback::new(),
+            stalled_in_period: false,
+            active_in_period: false,
+            starve_counted: false,
+        }
+    }
+
+    /// Churn: `churn_per_sec` playing viewers a second leave (their
+    /// connection closes) and a new viewer joins in their place at once.
+    fn churn(&mut self) {
+        if self.plan.churn_per_sec <= 0.0 || self.viewers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.churn_last).as_secs_f64();
+        self.churn_last = now;
+        self.churn_tokens = (self.churn_tokens + dt * self.plan.churn_per_sec)
+            .min((self.plan.churn_per_sec / 10.0).max(1.0));
+        let n = self.viewers.len();
+        let mut tries = 0;
+        while self.churn_tokens >= 1.0 && tries < n {
+            let vid = self.churn_cursor % n;
+            self.churn_cursor = self.churn_cursor.wrapping_add(1);
+            tries += 1;
+            let v = &self.viewers[vid];
+            let Some((slot, generation)) = v.conn else {
+                continue;
+            };
+            if v.waiting || !v.playback.started() {
+                continue;
+            }
+            self.churn_tokens -= 1.0;
+            self.out.churned += 1;
+            self.shared.playing.fetch_sub(1, Ordering::Relaxed);
+            // The new viewer takes the slot before the old connection
+            // closes, so the close does not queue a reconnect for it.
+            let mut fresh = self.new_viewer(now);
+            // Its poll timer (below) asks for the connection, after the old
+            // one's close has gone to the kernel.
+            fresh.waiting = false;
+            self.viewers[vid] = fresh;
+            let was_open = self
+                .conns
+                .get_mut(slot, generation)
+                .is_some_and(|c| c.state == State::Open);
+            self.drop_conn(slot, generation);
+            if was_open {
+                // A departure, not a replaced connection.
+                self.out.reconnects = self.out.reconnects.saturating_sub(1);
+            }
+            self.schedule_poll(vid as u32, now);
         }
     }
 
@@ -726,6 +840,13 @@ impl HlsThread {
             Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
             Req::Playlist => false,
         };
+        conn.ts_frames = (conn.check_ts && self.plan.times.is_some()).then(TsPackets::default);
+        conn.moof = (matches!(req, Req::Segment(_))
+            && self.plan.dash
+            && self.plan.times.is_some()
+            && self.plan.fmp4_timescale.is_some())
+        .then(MoofGatherer::default);
+        conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
         v.in_flight = Some(InFlight {
@@ -926,6 +1047,28 @@ impl HlsThread {
                     } else if self.measuring && conn.status == 200 {
                         self.out.segment_bytes += take as u64;
                     }
+                    if conn.status == 200
+                        && let Some(tp) = &mut conn.ts_frames
+                    {
+                        let frames = &mut conn.frame_ts;
+                        let r = tp.feed(&rest[..take], &mut |t: TagSeen| {
+                            if t.is_video_frame() {
+                                frames.push(t.ts);
+                            }
+                        });
+                        if r.is_err() {
+                            // Lost sync: no latency from this segment.
+                            conn.ts_frames = None;
+                            conn.frame_ts.clear();
+                        }
+                    }
+                    if conn.status == 200
+                        && let Some(g) = &mut conn.moof
+                        && let Some(ts) =
+                            g.feed(&rest[..take], self.plan.fmp4_timescale.unwrap_or(1000))
+                    {
+                        conn.frame_ts = ts;
+                    }
                     conn.body_left = Some(left - take as u64);
                     rest = &rest[take..];
                 }
@@ -946,6 +1089,24 @@ impl HlsThread {
             return;
         };
         let vid = conn.vid;
+        let frames = std::mem::take(&mut conn.frame_ts);
+        if let Some(times) = &self.plan.times
+            && d.status == 200
+            && self.measuring
+        {
+            let now = times.now_us();
+            for ts in frames {
+                match times.sent_us(ts) {
+                    Some(sent) => {
+                        self.out.e2e_matched += 1;
+                        self.out
+                            .e2e_latency
+                            .saturating_record(now.saturating_sub(sent).max(1));
+                    }
+                    None => self.out.e2e_unmatched += 1,
+                }
+            }
+        }
         let now = Instant::now();
         let now_us = self.now_us();
         let measuring = self.measuring;
@@ -981,6 +1142,9 @@ impl HlsThread {
                     let late = v.playback.on_segment(now_us, s.duration_us);
                     if first {
                         self.shared.playing.fetch_add(1, Ordering::Relaxed);
+                        self.out
+                            .startup
+                            .saturating_record(now_us.saturating_sub(v.join_us).max(1));
                     }
                     if measuring {
                         v.active_in_period = true;
@@ -1026,7 +1190,14 @@ impl HlsThread {
 
     fn on_playlist(&mut self, vid: u32, body: &[u8], sent_at: Instant) {
         let now = Instant::now();
-        let p = match hls_playlist::parse(body) {
+        let parsed = if self.plan.dash {
+            crate::dash_mpd::parse(body)
+                .map(Playlist::Media)
+                .map_err(|e| format!("MPD: {e}"))
+        } else {
+            hls_playlist::parse(body).map_err(|e| e.to_string())
+        };
+        let p = match parsed {
             Ok(Playlist::Media(p)) => p,
             Ok(Playlist::Multivariant(_)) => {
                 self.out.errors.parse += 1;

@@ -358,6 +358,8 @@ pub fn run(args: LiveArgs) -> Result<ExitCode, String> {
             recv_bufs: args.recv_bufs,
             recv_buf_size: args.recv_buf_size,
             stall_ms,
+            churn_per_sec: 0.0,
+            learn_offset: false,
             pin_cpu: (!args.pin_cpus.is_empty())
                 .then(|| args.pin_cpus[index % args.pin_cpus.len()]),
         };

@@ -42,6 +42,8 @@ pub struct SendTimes {
     pub bytes_sent: AtomicU64,
     /// The publisher has stopped (error or end).
     pub stopped: AtomicBool,
+    /// Times the publisher closed its connection and published again.
+    pub reconnects: AtomicU64,
 }
 
 impl SendTimes {
@@ -54,6 +56,7 @@ impl SendTimes {
             frames_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
         }
     }
 
@@ -62,7 +65,7 @@ impl SendTimes {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    fn record(&self, ts: u32, us: u64) {
+    pub(crate) fn record(&self, ts: u32, us: u64) {
         let v = (u64::from(ts) << 32) | ((us + 1) & 0xFFFF_FFFF);
         self.video[ts as usize % SLOTS].store(v, Ordering::Release);
         self.newest.store(u64::from(ts) + 1, Ordering::Release);
@@ -128,6 +131,17 @@ fn load(path: &str) -> Result<(Vec<SrcTag>, u32), String> {
     let last = tags.iter().map(|t| t.ts).max().unwrap_or(0);
     // Next pass starts one frame interval after the file's last timestamp.
     Ok((tags, last + interval.max(1)))
+}
+
+/// Mean video frame interval of an FLV file, ms (≥ 1).
+pub fn video_interval_ms(path: &str) -> Result<u32, String> {
+    let (tags, _) = load(path)?;
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.kind == TagType::Video && !t.setup)
+        .map(|t| t.ts)
+        .collect();
+    Ok(((video[video.len() - 1] - video[0]) / (video.len() as u32 - 1)).max(1))
 }
 
 fn read_message(
@@ -252,30 +266,138 @@ pub fn start(
     times: Arc<SendTimes>,
     stop: Arc<AtomicBool>,
 ) -> Result<Publisher, String> {
+    start_with_reconnects(url, source, times, stop, None)
+}
+
+/// [`start`], and with `reconnect_every`, close the connection that often
+/// and publish again on a new one (sequence headers first, timestamps
+/// continuing), counting reconnects in `times.reconnects`.
+pub fn start_with_reconnects(
+    url: &RtmpUrl,
+    source: &str,
+    times: Arc<SendTimes>,
+    stop: Arc<AtomicBool>,
+    reconnect_every: Option<Duration>,
+) -> Result<Publisher, String> {
     let (tags, pass_len) = load(source)?;
-    let (mut sock, sid) = setup(url).map_err(|e| format!("publisher {}: {e}", url.tc_url))?;
-    // Drain whatever the server sends (acknowledgements, pings) so its
-    // send buffer never fills.
-    let mut reader = sock.try_clone().map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
-        .name("publish-drain".into())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
-        })
-        .map_err(|e| e.to_string())?;
+    let first = setup(url).map_err(|e| format!("publisher {}: {e}", url.tc_url))?;
+    let url = url.clone();
     let thread = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            let r = publish_loop(&mut sock, sid, &tags, pass_len, &times, &stop);
+            let mut pos = Position::new(&tags);
+            let mut conn = Some(first);
+            let r = loop {
+                let (mut sock, sid) = match conn.take() {
+                    Some(c) => c,
+                    None => match setup(&url) {
+                        Ok(c) => c,
+                        Err(e) => break Err(io::Error::other(format!("reconnect: {e}"))),
+                    },
+                };
+                // Drain whatever the server sends (acknowledgements,
+                // pings) so its send buffer never fills.
+                if let Ok(mut reader) = sock.try_clone() {
+                    let _ = std::thread::Builder::new()
+                        .name("publish-drain".into())
+                        .spawn(move || {
+                            let mut buf = [0u8; 4096];
+                            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+                        });
+                }
+                let until = reconnect_every.map(|d| Instant::now() + d);
+                let r = publish_loop(
+                    &mut sock, sid, &tags, pass_len, &times, &stop, &mut pos, until,
+                );
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+                match r {
+                    Ok(true) => {
+                        times.reconnects.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
             times.stopped.store(true, Ordering::Relaxed);
-            let _ = sock.shutdown(std::net::Shutdown::Both);
             r.map_err(|e| format!("publisher: {e}"))
         })
         .map_err(|e| e.to_string())?;
     Ok(Publisher { thread })
 }
 
+/// Where the publisher is in the looped file.
+struct Position {
+    start: Instant,
+    first_ts: u32,
+    offset: u32,
+    pass: u32,
+    index: usize,
+    /// Sequence headers and metadata must go first on this connection.
+    fresh: bool,
+}
+
+impl Position {
+    fn new(tags: &[SrcTag]) -> Self {
+        Self {
+            start: Instant::now(),
+            first_ts: tags.first().map_or(0, |t| t.ts),
+            offset: 0,
+            pass: 0,
+            index: 0,
+            fresh: true,
+        }
+    }
+}
+
+/// Send one tag at timestamp `ts`.
+fn send_tag(
+    sock: &mut TcpStream,
+    sid: u32,
+    t: &SrcTag,
+    ts: u32,
+    times: &SendTimes,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    let (csid, type_id, body): (u32, u8, &[u8]) = match t.kind {
+        TagType::Video => (CSID_VIDEO, message_type::VIDEO, &t.body),
+        TagType::Audio => (CSID_AUDIO, message_type::AUDIO, &t.body),
+        _ => {
+            // onMetaData → @setDataFrame data message.
+            let mut b = Vec::new();
+            amf0::encode(&Amf0Value::String("@setDataFrame".into()), &mut b);
+            b.extend_from_slice(&t.body);
+            let h = MessageHeader {
+                csid: CSID_DATA,
+                timestamp: ts,
+                type_id: message_type::DATA_AMF0,
+                stream_id: sid,
+            };
+            encode_message_to_vec(&h, &b, 4096, out);
+            return sock.write_all(out);
+        }
+    };
+    let h = MessageHeader {
+        csid,
+        timestamp: ts,
+        type_id,
+        stream_id: sid,
+    };
+    encode_message_to_vec(&h, body, 4096, out);
+    if t.kind == TagType::Video && !t.setup {
+        times.record(ts, times.now_us());
+        times.frames_sent.fetch_add(1, Ordering::Relaxed);
+    }
+    times
+        .bytes_sent
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    sock.write_all(out)
+}
+
+/// Publish from `pos` on. `Ok(true)`: `until` passed (at a keyframe, so the
+/// next connection starts cleanly); `Ok(false)`: `stop` was set.
+#[allow(clippy::too_many_arguments)]
 fn publish_loop(
     sock: &mut TcpStream,
     sid: u32,
@@ -283,62 +405,46 @@ fn publish_loop(
     pass_len: u32,
     times: &SendTimes,
     stop: &AtomicBool,
-) -> io::Result<()> {
-    let start = Instant::now();
-    let first_ts = tags.first().map_or(0, |t| t.ts);
+    pos: &mut Position,
+    until: Option<Instant>,
+) -> io::Result<bool> {
     let mut out = Vec::with_capacity(256 * 1024);
-    let mut offset: u32 = 0;
-    for pass in 0u32.. {
-        for t in tags {
+    if pos.fresh && (pos.pass > 0 || pos.index > 0) {
+        // A new connection: sequence headers and metadata first, at the
+        // current timestamp.
+        let ts = tags.get(pos.index).map_or(0, |t| t.ts) + pos.offset;
+        for t in tags.iter().filter(|t| t.setup) {
+            send_tag(sock, sid, t, ts, times, &mut out)?;
+        }
+    }
+    pos.fresh = false;
+    loop {
+        while pos.index < tags.len() {
+            let t = &tags[pos.index];
             if stop.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(false);
             }
-            if t.setup && pass > 0 {
+            if t.setup && pos.pass > 0 {
+                pos.index += 1;
                 continue;
             }
-            let ts = t.ts + offset;
-            let due = start + Duration::from_millis(u64::from(ts - first_ts));
+            let is_key =
+                t.kind == TagType::Video && !t.setup && t.body.first().is_some_and(|b| b >> 4 == 1);
+            if is_key && until.is_some_and(|u| Instant::now() >= u) {
+                pos.fresh = true;
+                return Ok(true);
+            }
+            let ts = t.ts + pos.offset;
+            let due = pos.start + Duration::from_millis(u64::from(ts - pos.first_ts));
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
-            out.clear();
-            let (csid, type_id, body): (u32, u8, &[u8]) = match t.kind {
-                TagType::Video => (CSID_VIDEO, message_type::VIDEO, &t.body),
-                TagType::Audio => (CSID_AUDIO, message_type::AUDIO, &t.body),
-                _ => {
-                    // onMetaData → @setDataFrame data message.
-                    let mut b = Vec::new();
-                    amf0::encode(&Amf0Value::String("@setDataFrame".into()), &mut b);
-                    b.extend_from_slice(&t.body);
-                    let h = MessageHeader {
-                        csid: CSID_DATA,
-                        timestamp: ts,
-                        type_id: message_type::DATA_AMF0,
-                        stream_id: sid,
-                    };
-                    encode_message_to_vec(&h, &b, 4096, &mut out);
-                    sock.write_all(&out)?;
-                    continue;
-                }
-            };
-            let h = MessageHeader {
-                csid,
-                timestamp: ts,
-                type_id,
-                stream_id: sid,
-            };
-            encode_message_to_vec(&h, body, 4096, &mut out);
-            if t.kind == TagType::Video && !t.setup {
-                times.record(ts, times.now_us());
-                times.frames_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            times
-                .bytes_sent
-                .fetch_add(body.len() as u64, Ordering::Relaxed);
-            sock.write_all(&out)?;
+            send_tag(sock, sid, t, ts, times, &mut out)?;
+            pos.index += 1;
         }
-        offset += pass_len;
+        pos.index = 0;
+        pos.pass += 1;
+        pos.offset += pass_len;
     }
-    Ok(())
 }

@@ -27,6 +27,7 @@ use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::{HttpFlvScanner, ScanError, TagSeen};
 use crate::live_publish::SendTimes;
 use crate::live_rtmp::{self, ChunkScanner, Reply, RtmpEvent, RtmpUrl, SERVER_HANDSHAKE};
+use crate::tsparse::HttpTsScanner;
 
 const K_CONNECT: u8 = 1;
 const K_CONNECT_TIMEOUT: u8 = 2;
@@ -48,6 +49,8 @@ pub enum Proto {
     Flv(Arc<Vec<u8>>),
     /// RTMP play of this URL.
     Rtmp(Arc<RtmpUrl>),
+    /// Progressive MPEG-TS over HTTP: this request is sent (`tsparse.rs`).
+    Ts(Arc<Vec<u8>>),
 }
 
 /// What one thread is asked to do.
@@ -66,6 +69,11 @@ pub struct Plan {
     pub recv_buf_size: u32,
     /// Lag (ms) above which a sample counts as a stall.
     pub stall_ms: u32,
+    /// Viewers leaving per second (each replaced by a new one: churn).
+    pub churn_per_sec: f64,
+    /// When a frame's timestamp matches no send record, learn the server's
+    /// timestamp offset (see `consume`) instead of leaving frames unmatched.
+    pub learn_offset: bool,
     pub pin_cpu: Option<usize>,
 }
 
@@ -104,6 +112,11 @@ impl Shared {
 pub struct Stats {
     /// Server-added latency per video frame, µs.
     pub latency: Histogram<u64>,
+    /// Start-up time per viewer, µs: connect started → first keyframe
+    /// (sent after the viewer asked or not: what a player could show).
+    pub startup: Histogram<u64>,
+    /// Viewers closed on purpose (churn).
+    pub churned: u64,
     /// Bytes received.
     pub bytes: u64,
     /// Viewer-seconds sampled and those with a stalled sample.
@@ -120,6 +133,8 @@ pub struct Stats {
     /// Video frames whose timestamp matched a send record / did not.
     pub ts_matched: u64,
     pub ts_unmatched: u64,
+    /// Times a viewer re-learned the server's timestamp offset.
+    pub ts_shifts: u64,
     /// Matched frames sent before the viewer asked (its start-up burst).
     pub burst_frames: u64,
     pub nobufs: u64,
@@ -131,6 +146,8 @@ impl Stats {
     pub fn new() -> Self {
         Self {
             latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            startup: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            churned: 0,
             bytes: 0,
             viewer_seconds: 0,
             stalled_viewer_seconds: 0,
@@ -140,6 +157,7 @@ impl Stats {
             protocol_errors: 0,
             ts_matched: 0,
             ts_unmatched: 0,
+            ts_shifts: 0,
             burst_frames: 0,
             nobufs: 0,
             first_error: None,
@@ -148,6 +166,8 @@ impl Stats {
 
     pub fn merge(&mut self, o: &Stats) {
         self.latency.add(&o.latency).expect("same bounds");
+        self.startup.add(&o.startup).expect("same bounds");
+        self.churned += o.churned;
         self.bytes += o.bytes;
         self.viewer_seconds += o.viewer_seconds;
         self.stalled_viewer_seconds += o.stalled_viewer_seconds;
@@ -157,6 +177,7 @@ impl Stats {
         self.protocol_errors += o.protocol_errors;
         self.ts_matched += o.ts_matched;
         self.ts_unmatched += o.ts_unmatched;
+        self.ts_shifts += o.ts_shifts;
         self.burst_frames += o.burst_frames;
         self.nobufs += o.nobufs;
         if self.first_error.is_none() {
@@ -182,6 +203,7 @@ enum State {
 enum Scan {
     Flv(HttpFlvScanner),
     Rtmp(Box<RtmpView>),
+    Ts(HttpTsScanner),
 }
 
 #[derive(Debug)]
@@ -198,10 +220,18 @@ struct RtmpView {
 
 #[derive(Debug)]
 struct View {
+    /// µs since epoch when the connect was started.
+    opened_us: u64,
+    /// A keyframe arrived (start-up recorded).
+    started: bool,
     /// µs since epoch when the request / play was sent (0: not yet).
     asked_us: u64,
-    /// Newest video frame timestamp + 1 (0: none).
+    /// Newest video frame timestamp + 1 (0: none), on the publisher's
+    /// timeline (the viewer's minus `offset`).
     newest: u64,
+    /// Viewer timestamp − publisher timestamp, ms (wrapping; 0 while the
+    /// server passes timestamps through).
+    offset: u32,
     live: bool,
     stalled_this_second: bool,
 }
@@ -245,6 +275,11 @@ struct Viewer {
     ramp_last: Instant,
     samples: u32,
     last_sample: Instant,
+    /// Churn: closes allowed so far (token bucket) and where the next
+    /// victim search starts.
+    churn_tokens: f64,
+    churn_last: Instant,
+    churn_cursor: usize,
     events: Vec<RtmpEvent>,
     tags: Vec<TagSeen>,
 }
@@ -278,6 +313,9 @@ pub fn run(
         ramp_last: Instant::now(),
         samples: 0,
         last_sample: Instant::now(),
+        churn_tokens: 0.0,
+        churn_last: Instant::now(),
+        churn_cursor: 0,
         events: Vec::new(),
         tags: Vec::new(),
         plan,
@@ -286,6 +324,46 @@ pub fn run(
         tx,
     };
     v.run()
+}
+
+/// Match a received video frame's timestamp `ts` with the publisher's send
+/// records. `offset` (viewer − publisher, wrapping) is the viewer's current
+/// idea of the server's shift, `newest` its newest matched publisher
+/// timestamp + 1 (0: none). Returns the frame's publisher timestamp, its
+/// send instant if it matched, and whether `offset` was re-learned.
+///
+/// A match never goes back on the publisher's timeline (a server that
+/// shifted timestamps back after a publisher reconnect would otherwise
+/// match older frames). With `learn`, a frame that matches neither with
+/// `offset` nor as passed through is taken to be the newest frame sent and
+/// the following ones are matched by that offset: until the viewer is
+/// caught up this re-learns on every frame (they stay unmatched); once it
+/// is, frames match exactly.
+fn match_frame(
+    offset: &mut u32,
+    newest: u64,
+    ts: u32,
+    times: &SendTimes,
+    learn: bool,
+) -> (u32, Option<u64>, bool) {
+    let prev = newest.checked_sub(1).map(|n| n as u32);
+    let forward = |ts: u32| prev.is_none_or(|p| ts.wrapping_sub(p) < 0x8000_0000);
+    let mapped = ts.wrapping_sub(*offset);
+    if let Some(sent) = times.sent_us(mapped).filter(|_| forward(mapped)) {
+        return (mapped, Some(sent), false);
+    }
+    if *offset != 0
+        && let Some(sent) = times.sent_us(ts).filter(|_| forward(ts))
+    {
+        // Back to pass-through.
+        *offset = 0;
+        return (ts, Some(sent), false);
+    }
+    if learn && let Some(n) = times.newest() {
+        *offset = ts.wrapping_sub(n);
+        return (n, None, true);
+    }
+    (mapped, None, false)
 }
 
 impl Viewer {
@@ -303,6 +381,7 @@ impl Viewer {
                 let s = std::mem::replace(&mut self.out, Stats::new());
                 let _ = self.tx.send((self.plan.index, s));
             }
+            self.churn();
             self.open_connections();
             self.io.ring.submit_and_wait(1)?;
             self.io.ring.drain_completions(&mut cqes);
@@ -362,6 +441,41 @@ impl Viewer {
         }
     }
 
+    /// Close `churn_per_sec` open viewers a second (round robin over the
+    /// slots); `open_connections` replaces them.
+    fn churn(&mut self) {
+        if self.plan.churn_per_sec <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.churn_last).as_secs_f64();
+        self.churn_last = now;
+        self.churn_tokens = (self.churn_tokens + dt * self.plan.churn_per_sec)
+            .min((self.plan.churn_per_sec / 10.0).max(1.0));
+        if self.churn_tokens < 1.0 {
+            return;
+        }
+        let slots: Vec<(u32, u32)> = self.conns.slots().collect();
+        if slots.is_empty() {
+            return;
+        }
+        let mut tries = 0;
+        while self.churn_tokens >= 1.0 && tries < slots.len() {
+            let (slot, generation) = slots[self.churn_cursor % slots.len()];
+            self.churn_cursor = self.churn_cursor.wrapping_add(1);
+            tries += 1;
+            let open = self
+                .conns
+                .get_mut(slot, generation)
+                .is_some_and(|c| c.state == State::Open && c.view.started);
+            if open {
+                self.churn_tokens -= 1.0;
+                self.out.churned += 1;
+                self.close(slot, generation);
+            }
+        }
+    }
+
     fn open_one(&mut self) -> io::Result<()> {
         let src = if self.plan.sources.is_empty() {
             None
@@ -372,6 +486,7 @@ impl Viewer {
         };
         let scan = match &self.plan.proto {
             Proto::Flv(_) => Scan::Flv(HttpFlvScanner::new()),
+            Proto::Ts(_) => Scan::Ts(HttpTsScanner::new()),
             Proto::Rtmp(_) => Scan::Rtmp(Box::new(RtmpView {
                 hs_got: 0,
                 s1: Vec::new(),
@@ -386,8 +501,11 @@ impl Viewer {
             state: State::Connecting,
             scan,
             view: View {
+                opened_us: self.times.now_us(),
+                started: false,
                 asked_us: 0,
                 newest: 0,
+                offset: 0,
                 live: false,
                 stalled_this_second: false,
             },
@@ -456,7 +574,7 @@ impl Viewer {
         // SAFETY: buffers come from the registered buffer ring.
         unsafe { self.io.ring.push(&e) };
         match &self.plan.proto {
-            Proto::Flv(req) => {
+            Proto::Flv(req) | Proto::Ts(req) => {
                 conn.pending.extend_from_slice(req);
                 conn.view.asked_us = self.times.now_us();
             }
@@ -601,6 +719,10 @@ impl Viewer {
                 ScanError::Status(s) => format!("HTTP status {s}"),
                 other => format!("{other:?}"),
             })?,
+            Scan::Ts(sc) => sc.feed(data, |t| tags.push(t)).map_err(|e| match e {
+                ScanError::Status(s) => format!("HTTP status {s}"),
+                other => format!("{other:?}"),
+            })?,
             Scan::Rtmp(rv) => {
                 let Proto::Rtmp(url) = &self.plan.proto else {
                     unreachable!()
@@ -689,8 +811,22 @@ impl Viewer {
                 continue;
             }
             let v = &mut conn.view;
-            v.newest = u64::from(t.ts) + 1;
-            match self.times.sent_us(t.ts) {
+            let (ts, sent, shifted) = match_frame(
+                &mut v.offset,
+                v.newest,
+                t.ts,
+                &self.times,
+                self.plan.learn_offset,
+            );
+            self.out.ts_shifts += u64::from(shifted);
+            v.newest = u64::from(ts) + 1;
+            if !v.started && t.peek[0] >> 4 == 1 {
+                v.started = true;
+                self.out
+                    .startup
+                    .saturating_record(now_us.saturating_sub(v.opened_us).max(1));
+            }
+            match sent {
                 Some(sent) => {
                     self.out.ts_matched += 1;
                     if v.asked_us > 0 && sent >= v.asked_us {
@@ -785,5 +921,70 @@ impl Viewer {
             Token::new(K_SHUTDOWN, slot, generation),
             Token::new(K_CLOSE, slot, generation),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames every 33 ms from 0 to `last`, sent at µs = ts × 1000.
+    fn sent_until(last: u32) -> SendTimes {
+        let t = SendTimes::new();
+        for ts in (0..=last).step_by(33) {
+            t.record(ts, u64::from(ts) * 1000);
+        }
+        t
+    }
+
+    #[test]
+    fn pass_through_matches_exactly() {
+        let t = sent_until(3300);
+        let mut off = 0;
+        assert_eq!(
+            match_frame(&mut off, 0, 99, &t, true),
+            (99, Some(99_000), false)
+        );
+        assert_eq!(off, 0);
+    }
+
+    #[test]
+    fn a_shifted_server_is_learned_then_matched() {
+        // The server's timestamps run 5000 ms ahead of the publisher's.
+        let t = sent_until(3300);
+        let newest = t.newest().unwrap();
+        let mut off = 0;
+        // The first frame is taken for the newest sent: re-learned.
+        let (ts, sent, shifted) = match_frame(&mut off, 0, newest + 5000, &t, true);
+        assert_eq!((ts, sent, shifted), (newest, None, true));
+        assert_eq!(off, 5000);
+        // The next frame the server sends matches exactly by the offset.
+        t.record(newest + 33, 9_999_000);
+        assert_eq!(
+            match_frame(&mut off, u64::from(ts) + 1, newest + 33 + 5000, &t, true),
+            (newest + 33, Some(9_999_000), false)
+        );
+        // Without learning the frame stays unmatched and the offset is kept.
+        let mut off = 0;
+        let (_, sent, shifted) = match_frame(&mut off, 0, newest + 5000, &t, false);
+        assert_eq!((sent, shifted, off), (None, false, 0));
+    }
+
+    #[test]
+    fn never_matches_backwards_and_returns_to_pass_through() {
+        let t = sent_until(3300);
+        // Newest matched: 3300. A server shifted 300 ms back sends 3333 as
+        // 3033, which is an old send record: not matched, re-learned.
+        let mut off = 0;
+        let (ts, sent, shifted) = match_frame(&mut off, 3301, 3033, &t, true);
+        assert_eq!((ts, sent, shifted), (3300, None, true));
+        assert_eq!(off, 3033u32.wrapping_sub(3300));
+        // A later pass-through frame matches again and resets the offset.
+        t.record(3366, 3_366_000);
+        assert_eq!(
+            match_frame(&mut off, 3301, 3366, &t, true),
+            (3366, Some(3_366_000), false)
+        );
+        assert_eq!(off, 0);
     }
 }

@@ -16,8 +16,15 @@
 //! `spate-bench live` (live.rs) publishes RTMP and runs HTTP-FLV / RTMP
 //! viewers; `spate-bench hls` (hls.rs) runs player-like live HLS viewers
 //! (playlist polls, each segment once, playback deadlines → stalls).
+//! `spate-bench run SCENARIO.toml` (run.rs, scenario.rs) runs a scenario
+//! file — publishers and viewer groups of HTTP-FLV, RTMP, HLS, DASH and HTTP-TS —
+//! against any server and writes a table, a JSON report and SVG plots;
+//! `spate-bench compare A.json B.json` (compare.rs) sets two side by side.
 mod client;
+mod compare;
+mod dash_mpd;
 mod flvparse;
+mod fmp4scan;
 mod hls;
 mod hls_playback;
 mod hls_playlist;
@@ -28,6 +35,10 @@ mod live_rtmp;
 mod live_viewer;
 mod procstat;
 mod report;
+mod run;
+mod scenario;
+mod svg;
+mod tsparse;
 mod udp_rx;
 
 use std::net::{Ipv4Addr, SocketAddrV4, ToSocketAddrs};
@@ -62,6 +73,11 @@ enum Command {
     /// MPEG-TS over UDP: receive N outputs and measure their pacing (PCR
     /// jitter, datagram gaps, continuity).
     UdpRx(udp_rx::UdpRxArgs),
+    /// Run a scenario file (publishers, viewer groups of any protocol)
+    /// against any server; table, JSON report and SVG plots.
+    Run(run::RunArgs),
+    /// Two `run` reports side by side, with ratios.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +151,8 @@ fn main() -> ExitCode {
         Command::Live(args) => live::run(args),
         Command::Hls(args) => hls::run(args),
         Command::UdpRx(args) => udp_rx::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(code) => code,

@@ -48,6 +48,29 @@ impl ServerProcs {
         Ok(ticks as f64 / tck)
     }
 
+    /// Summed resident set size in bytes (`/proc/PID/statm`, cheap enough
+    /// to read every second).
+    pub fn rss_bytes(&self) -> io::Result<u64> {
+        let page = page_size();
+        let mut sum = 0;
+        for &p in &self.pids {
+            let t = fs::read_to_string(format!("/proc/{p}/statm"))?;
+            sum += parse_statm_rss_pages(&t)
+                .ok_or_else(|| io::Error::other(format!("/proc/{p}/statm: bad format")))?
+                * page;
+        }
+        Ok(sum)
+    }
+
+    /// Summed open file descriptors (entries of `/proc/PID/fd`).
+    pub fn fd_count(&self) -> io::Result<u64> {
+        let mut sum = 0;
+        for &p in &self.pids {
+            sum += fs::read_dir(format!("/proc/{p}/fd"))?.count() as u64;
+        }
+        Ok(sum)
+    }
+
     /// Summed PSS in bytes.
     pub fn pss_bytes(&self) -> io::Result<u64> {
         let mut sum = 0;
@@ -199,5 +222,28 @@ mod tests {
         let me = ServerProcs::resolve(&[std::process::id()], &[]).unwrap();
         assert!(me.cpu_seconds().unwrap() >= 0.0);
         assert!(me.pss_bytes().unwrap() > 0);
+    }
+}
+
+/// Second field of `/proc/PID/statm`: resident pages.
+pub fn parse_statm_rss_pages(t: &str) -> Option<u64> {
+    t.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+#[cfg(test)]
+mod statm_tests {
+    #[test]
+    fn statm() {
+        assert_eq!(
+            super::parse_statm_rss_pages("1000 250 30 4 0 100 0\n"),
+            Some(250)
+        );
+        assert_eq!(super::parse_statm_rss_pages("1000"), None);
     }
 }

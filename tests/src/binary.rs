@@ -38,43 +38,60 @@ pub fn target_dir() -> PathBuf {
 /// output.
 pub fn spate_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let bin = BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SPATE_BIN").filter(|p| !p.is_empty()) {
-            let p = PathBuf::from(p);
-            return if p.is_file() {
-                Ok(p)
-            } else {
-                Err(format!("SPATE_BIN={} is not a file", p.display()))
-            };
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(&cargo)
-            .args(["build", "-p", "spate-engine", "--bin", "spate"])
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Err(e) => return Err(format!("cannot run {}: {e}", Path::new(&cargo).display())),
-            Ok(o) if !o.status.success() => {
-                return Err(format!(
-                    "`cargo build -p spate-engine --bin spate` failed ({}):\n{}{}",
-                    o.status,
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                ));
-            }
-            Ok(_) => {}
-        }
-        let p = target_dir().join("debug").join("spate");
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("built spate, but {} does not exist", p.display()))
-        }
-    });
+    let bin = BIN.get_or_init(|| workspace_bin("SPATE_BIN", "spate-engine", "spate"));
     match bin {
         Ok(p) => p,
         Err(e) => panic!("no spate binary: {e}"),
+    }
+}
+
+/// The `spate-bench` binary (the load generator), found and built like
+/// [`spate_bin`]: `$SPATE_BENCH_BIN`, or `cargo build -p spate-bench --bin
+/// spate-bench` once per test process. A missing binary panics: a test
+/// that needs it never silently skips.
+pub fn spate_bench_bin() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let bin = BIN.get_or_init(|| workspace_bin("SPATE_BENCH_BIN", "spate-bench", "spate-bench"));
+    match bin {
+        Ok(p) => p,
+        Err(e) => panic!("no spate-bench binary: {e}"),
+    }
+}
+
+/// `$env_var` if set, else `cargo build -p package --bin bin` and
+/// `<target>/debug/bin`.
+fn workspace_bin(env_var: &str, package: &str, bin: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{env_var}={} is not a file", p.display()))
+        };
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["build", "-p", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Err(e) => return Err(format!("cannot run {}: {e}", Path::new(&cargo).display())),
+        Ok(o) if !o.status.success() => {
+            return Err(format!(
+                "`cargo build -p {package} --bin {bin}` failed ({}):\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        Ok(_) => {}
+    }
+    let p = target_dir().join("debug").join(bin);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!("built {bin}, but {} does not exist", p.display()))
     }
 }
 

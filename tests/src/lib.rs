@@ -35,7 +35,7 @@ mod scratch;
 mod server;
 mod venv;
 
-pub use binary::{Finished, run_spate, spate_bin, target_dir, workspace_root};
+pub use binary::{Finished, run_spate, spate_bench_bin, spate_bin, target_dir, workspace_root};
 pub use browser::{
     Playback, Player, browser_dir, node_module_file, play_in_chromium, run_node_script,
 };

@@ -1,0 +1,246 @@
+//! Frame timestamps of a fragmented-MP4 media segment (DASH, CMAF): the
+//! segment's first `moof` (after an optional `styp`/`sidx`/`prft`) is
+//! gathered as it arrives, and its first `traf` gives every sample's decode
+//! time: `tfdt` base media decode time plus the `trun` sample durations
+//! (or `tfhd`'s default duration). With the track timescale (the MPD's
+//! `SegmentTemplate@timescale`) they become milliseconds, the publisher's
+//! FLV timestamps for a server that passes them through.
+
+/// Gathers the top-level boxes of a segment body up to the end of its first
+/// `moof`.
+#[derive(Debug, Default)]
+pub struct MoofGatherer {
+    buf: Vec<u8>,
+    done: bool,
+}
+
+/// Most bytes gathered before giving up (a `moof` is a few KiB).
+const MAX_GATHER: usize = 256 * 1024;
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Top-level boxes of `data`: (type, body) while complete.
+fn boxes(mut data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 8 {
+            return None;
+        }
+        let size = be32(data) as usize;
+        let kind = [data[4], data[5], data[6], data[7]];
+        let (hdr, size) = match size {
+            1 if data.len() >= 16 => (16, be64(&data[8..]) as usize),
+            0 => (8, data.len()),
+            n => (8, n),
+        };
+        if size < hdr || size > data.len() {
+            return None;
+        }
+        let body = &data[hdr..size];
+        data = &data[size..];
+        Some((kind, body))
+    })
+}
+
+impl MoofGatherer {
+    /// Feed body bytes; returns the frames' decode times (ms) once the first
+    /// `moof` is complete (then `None` for the rest of the segment).
+    pub fn feed(&mut self, data: &[u8], timescale: u64) -> Option<Vec<u32>> {
+        if self.done {
+            return None;
+        }
+        self.buf.extend_from_slice(data);
+        // Walk the complete top-level boxes.
+        let mut at = 0;
+        while self.buf.len() >= at + 8 {
+            let size = be32(&self.buf[at..]) as usize;
+            let kind = &self.buf[at + 4..at + 8];
+            let size = if size == 1 && self.buf.len() >= at + 16 {
+                be64(&self.buf[at + 8..]) as usize
+            } else {
+                size
+            };
+            if size < 8 {
+                self.done = true;
+                return None;
+            }
+            if kind == b"moof" {
+                if self.buf.len() < at + size {
+                    break;
+                }
+                self.done = true;
+                let moof = &self.buf[at + 8..at + size];
+                let r = decode_times(moof, timescale);
+                self.buf = Vec::new();
+                return r;
+            }
+            if kind == b"mdat" {
+                self.done = true;
+                return None;
+            }
+            at += size;
+        }
+        if self.buf.len() > MAX_GATHER {
+            self.done = true;
+            self.buf = Vec::new();
+        }
+        None
+    }
+}
+
+/// Decode times (ms) of the first `traf`'s samples in a `moof` body.
+pub fn decode_times(moof: &[u8], timescale: u64) -> Option<Vec<u32>> {
+    if timescale == 0 {
+        return None;
+    }
+    let (_, traf) = boxes(moof).find(|(k, _)| k == b"traf")?;
+    let mut default_duration = 0u32;
+    let mut base: Option<u64> = None;
+    let mut out = Vec::new();
+    for (kind, b) in boxes(traf) {
+        match &kind {
+            b"tfhd" if b.len() >= 8 => {
+                let flags = be32(b) & 0x00FF_FFFF;
+                let mut at = 8; // version/flags + track_ID
+                if flags & 0x01 != 0 {
+                    at += 8; // base_data_offset
+                }
+                if flags & 0x02 != 0 {
+                    at += 4; // sample_description_index
+                }
+                if flags & 0x08 != 0 && b.len() >= at + 4 {
+                    default_duration = be32(&b[at..]);
+                }
+            }
+            b"tfdt" if b.len() >= 8 => {
+                base = Some(if b[0] == 1 && b.len() >= 12 {
+                    be64(&b[4..])
+                } else {
+                    u64::from(be32(&b[4..]))
+                });
+            }
+            b"trun" if b.len() >= 8 => {
+                let t0 = base?;
+                let flags = be32(b) & 0x00FF_FFFF;
+                let count = be32(&b[4..]) as usize;
+                let mut at = 8;
+                if flags & 0x01 != 0 {
+                    at += 4; // data_offset
+                }
+                if flags & 0x04 != 0 {
+                    at += 4; // first_sample_flags
+                }
+                let per = [0x100, 0x200, 0x400, 0x800]
+                    .iter()
+                    .filter(|&&f| flags & f != 0)
+                    .count()
+                    * 4;
+                let mut t = t0;
+                for i in 0..count.min(100_000) {
+                    let s = at + i * per;
+                    if b.len() < s + per {
+                        return None;
+                    }
+                    out.push((t * 1000 / timescale) as u32);
+                    let d = if flags & 0x100 != 0 {
+                        be32(&b[s..])
+                    } else {
+                        default_duration
+                    };
+                    t += u64::from(d);
+                }
+            }
+            _ => {}
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// styp + moof (tfhd with a default duration, tfdt v1, trun with and
+    /// without per-sample durations) + mdat.
+    fn segment(per_sample: bool) -> Vec<u8> {
+        let mut tfhd = 0x0000_0008u32.to_be_bytes().to_vec(); // default-sample-duration-present
+        tfhd.extend_from_slice(&1u32.to_be_bytes());
+        tfhd.extend_from_slice(&40u32.to_be_bytes());
+        let mut tfdt = vec![1, 0, 0, 0];
+        tfdt.extend_from_slice(&90_000u64.to_be_bytes());
+        let flags: u32 = 0x001 | if per_sample { 0x300 } else { 0x200 };
+        let mut trun = flags.to_be_bytes().to_vec();
+        trun.extend_from_slice(&3u32.to_be_bytes());
+        trun.extend_from_slice(&0u32.to_be_bytes()); // data offset
+        for d in [33u32, 34, 33] {
+            if per_sample {
+                trun.extend_from_slice(&d.to_be_bytes());
+            }
+            trun.extend_from_slice(&100u32.to_be_bytes()); // size
+        }
+        let mut traf = boxed(b"tfhd", &tfhd);
+        traf.extend(boxed(b"tfdt", &tfdt));
+        traf.extend(boxed(b"trun", &trun));
+        let mut moof = boxed(b"mfhd", &[0, 0, 0, 0, 0, 0, 0, 1]);
+        moof.extend(boxed(b"traf", &traf));
+        let mut seg = boxed(b"styp", b"msdh\0\0\0\0");
+        seg.extend(boxed(b"moof", &moof));
+        seg.extend(boxed(b"mdat", &[0u8; 300]));
+        seg
+    }
+
+    #[test]
+    fn decode_times_from_moof_split_anywhere() {
+        for (per_sample, want) in [
+            (true, vec![90_000, 90_033, 90_067]),
+            (false, vec![90_000, 90_040, 90_080]),
+        ] {
+            let seg = segment(per_sample);
+            for step in [1, 7, 100, 10_000] {
+                let mut g = MoofGatherer::default();
+                let mut got = None;
+                for c in seg.chunks(step) {
+                    if let Some(t) = g.feed(c, 1000) {
+                        assert!(got.is_none(), "reported twice");
+                        got = Some(t);
+                    }
+                }
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&want[..]),
+                    "per_sample {per_sample} step {step}"
+                );
+            }
+        }
+        // A 90 kHz timescale.
+        let mut g = MoofGatherer::default();
+        assert_eq!(g.feed(&segment(true), 90_000), Some(vec![1000, 1000, 1000]));
+    }
+
+    #[test]
+    fn no_moof_no_times() {
+        let mut g = MoofGatherer::default();
+        assert_eq!(g.feed(&boxed(b"mdat", &[0; 10]), 1000), None);
+        assert_eq!(g.feed(&segment(true), 1000), None, "done after the mdat");
+        assert_eq!(decode_times(&boxed(b"traf", &[]), 1000), None);
+        assert_eq!(decode_times(&[], 0), None);
+        // Truncated trun.
+        let seg = segment(true);
+        let moof_at = 8 + 8 + 8;
+        let size = be32(&seg[moof_at - 8..]) as usize;
+        let moof = &seg[moof_at..moof_at - 8 + size - 10];
+        assert_eq!(decode_times(moof, 1000), None);
+    }
+}

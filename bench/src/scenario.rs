@@ -1,0 +1,755 @@
+//! Scenario files for `spate-bench run`: what to publish, who watches, for
+//! how long, against which server. TOML, parsed strictly: an unknown key, a
+//! wrong type or a bad value fails with a message naming the field.
+//!
+//! ```toml
+//! duration = 10          # seconds measured
+//! warmup = 2             # seconds after every viewer is up, not measured
+//! label = "spate"        # copied into the report (optional)
+//!
+//! [target]               # bases of the URL templates (--target / --rtmp override)
+//! http = "http://127.0.0.1:8080"
+//! rtmp = "rtmp://127.0.0.1:1935"
+//!
+//! [server]               # optional: sample this process's CPU and RSS
+//! pid = 1234
+//!
+//! [[publisher]]
+//! protocol = "rtmp"
+//! pattern = "testsrc"    # or source = "file.flv"
+//! bitrate = "1M"
+//! count = 1
+//! url = "{rtmp}/live/bench{n}"
+//!
+//! [[viewers]]
+//! protocol = "http-flv"  # http-flv | rtmp | hls | dash | http-ts
+//! count = 50
+//! ramp = 100             # joins per second (0: as fast as possible)
+//! churn = 0              # leaves + joins per second while running
+//! url = "{http}/{stream}.flv"
+//! ```
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Seconds measured (after warm-up).
+    pub duration: f64,
+    /// Seconds after every viewer is up before measuring starts.
+    #[serde(default = "default_warmup")]
+    pub warmup: f64,
+    /// Copied into the report.
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub target: Target,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub publisher: Vec<Publisher>,
+    #[serde(default)]
+    pub viewers: Vec<Viewers>,
+    /// `--find-max` settings.
+    #[serde(default)]
+    pub find_max: FindMax,
+    /// Present: judge the run as a soak (RSS flat, fds back, no viewer lost).
+    pub soak: Option<Soak>,
+}
+
+/// The soak verdict's rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soak {
+    /// The server's RSS at the end within ± this share of its value right
+    /// after warm-up.
+    #[serde(default = "default_rss_tolerance")]
+    pub rss_tolerance: f64,
+    /// Seconds to wait after the viewers leave before counting the
+    /// server's fds again.
+    #[serde(default = "default_settle")]
+    pub settle: f64,
+}
+
+fn default_rss_tolerance() -> f64 {
+    0.05
+}
+fn default_settle() -> f64 {
+    3.0
+}
+
+fn default_warmup() -> f64 {
+    2.0
+}
+
+/// Bases of the URL templates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default = "default_http")]
+    pub http: String,
+    #[serde(default = "default_rtmp")]
+    pub rtmp: String,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self {
+            http: default_http(),
+            rtmp: default_rtmp(),
+        }
+    }
+}
+
+fn default_http() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_rtmp() -> String {
+    "rtmp://127.0.0.1:1935".into()
+}
+
+/// The server under test (optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Process whose CPU and RSS are sampled from /proc.
+    pub pid: Option<u32>,
+    /// Also sample this process's direct children (an nginx master).
+    #[serde(default)]
+    pub with_children: bool,
+}
+
+/// Capacity search settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindMax {
+    /// Viewer-count multipliers tried in order (each viewer group's `count`
+    /// times the step).
+    #[serde(default = "default_steps")]
+    pub steps: Vec<f64>,
+    /// Seconds measured per step.
+    #[serde(default = "default_step_duration")]
+    pub step_duration: f64,
+    /// A step is clean when stalled viewer-seconds / viewer-seconds ≤ this.
+    #[serde(default)]
+    pub max_stall_ratio: f64,
+}
+
+impl Default for FindMax {
+    fn default() -> Self {
+        Self {
+            steps: default_steps(),
+            step_duration: default_step_duration(),
+            max_stall_ratio: 0.0,
+        }
+    }
+}
+
+fn default_steps() -> Vec<f64> {
+    vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+}
+fn default_step_duration() -> f64 {
+    10.0
+}
+
+/// Publisher protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublishProtocol {
+    Rtmp,
+}
+
+impl PublishProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rtmp => "rtmp",
+        }
+    }
+}
+
+/// A group of publishers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publisher {
+    pub protocol: PublishProtocol,
+    /// An FLV file (H.264/AAC), looped with continuing timestamps; relative
+    /// to the scenario file's directory.
+    pub source: Option<PathBuf>,
+    /// Generate the source with ffmpeg instead: `testsrc`.
+    pub pattern: Option<String>,
+    /// Video bitrate of the generated pattern (ffmpeg syntax: `1M`, `500k`).
+    #[serde(default = "default_bitrate")]
+    pub bitrate: String,
+    /// Seconds of generated media (looped while publishing).
+    #[serde(default = "default_pattern_seconds")]
+    pub pattern_seconds: u32,
+    /// Streams published by this group (`{n}` = 0..count).
+    #[serde(default = "one")]
+    pub count: usize,
+    /// `{rtmp}/APP/NAME{n}`.
+    pub url: String,
+    /// Close the connection and publish again this often, seconds (soak).
+    pub reconnect_every: Option<f64>,
+}
+
+fn default_bitrate() -> String {
+    "1M".into()
+}
+fn default_pattern_seconds() -> u32 {
+    10
+}
+fn one() -> usize {
+    1
+}
+
+/// Viewer protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViewProtocol {
+    HttpFlv,
+    Rtmp,
+    Hls,
+    Dash,
+    HttpTs,
+}
+
+impl ViewProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HttpFlv => "http-flv",
+            Self::Rtmp => "rtmp",
+            Self::Hls => "hls",
+            Self::Dash => "dash",
+            Self::HttpTs => "http-ts",
+        }
+    }
+}
+
+/// A group of viewers of one stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Viewers {
+    pub protocol: ViewProtocol,
+    pub count: usize,
+    /// Joins per second (0: as fast as the connect concurrency allows).
+    #[serde(default)]
+    pub ramp: f64,
+    /// Viewers leaving (and as many joining) per second while running.
+    #[serde(default)]
+    pub churn: f64,
+    /// `{http}/{stream}.flv`, `{rtmp}/live/{stream}`, `{http}/hls/{stream}/media.m3u8`…
+    pub url: String,
+    /// Which published stream `{stream}` names: its index over every
+    /// publisher group's streams in file order.
+    #[serde(default)]
+    pub stream: usize,
+    /// Viewer threads (one io_uring each, ≤ 20,000 viewers each).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Stall tolerance, ms, over one frame interval (FLV, RTMP, TS).
+    #[serde(default = "default_tolerance")]
+    pub stall_tolerance_ms: u32,
+    /// Label of the group in the report (default: protocol).
+    pub name: Option<String>,
+}
+
+fn default_tolerance() -> u32 {
+    100
+}
+
+/// A published stream, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// Index of its `[[publisher]]` group.
+    pub group: usize,
+    /// rtmp://host:port/app/name
+    pub url: String,
+    /// The last path segment of `url` (the RTMP stream key): `{stream}`.
+    pub name: String,
+}
+
+/// Parse and check a scenario.
+pub fn parse(text: &str) -> Result<Scenario, String> {
+    let s: Scenario = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    s.check()?;
+    Ok(s)
+}
+
+/// Read, parse and check a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Scenario {
+    /// Check every field (parse does; call again after overriding one).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
+            return Err(format!(
+                "duration = {}: must be > 0 and ≤ 86400 seconds",
+                self.duration
+            ));
+        }
+        if !(self.warmup.is_finite() && (0.0..=3600.0).contains(&self.warmup)) {
+            return Err(format!(
+                "warmup = {}: must be in 0..=3600 seconds",
+                self.warmup
+            ));
+        }
+        check_base(&self.target.http, "target.http", "http://")?;
+        check_base(&self.target.rtmp, "target.rtmp", "rtmp://")?;
+        if self.publisher.is_empty() {
+            return Err("publisher: at least one [[publisher]] is needed".into());
+        }
+        for (i, p) in self.publisher.iter().enumerate() {
+            let f = |k: &str| format!("publisher[{i}].{k}");
+            match (&p.source, &p.pattern) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{}: give source or pattern, not both",
+                        f("pattern")
+                    ));
+                }
+                (None, None) => return Err(format!("{}: missing (or give pattern)", f("source"))),
+                (None, Some(pat)) if pat != "testsrc" => {
+                    return Err(format!(
+                        "{} = {pat:?}: only \"testsrc\" is known",
+                        f("pattern")
+                    ));
+                }
+                _ => {}
+            }
+            if !p
+                .bitrate
+                .trim_end_matches(['k', 'K', 'M', 'm'])
+                .parse::<f64>()
+                .is_ok_and(|b| b > 0.0)
+            {
+                return Err(format!(
+                    "{} = {:?}: expected e.g. \"1M\" or \"500k\"",
+                    f("bitrate"),
+                    p.bitrate
+                ));
+            }
+            if p.pattern_seconds == 0 || p.pattern_seconds > 600 {
+                return Err(format!(
+                    "{} = {}: must be 1..=600",
+                    f("pattern_seconds"),
+                    p.pattern_seconds
+                ));
+            }
+            if p.count == 0 || p.count > 1000 {
+                return Err(format!("{} = {}: must be 1..=1000", f("count"), p.count));
+            }
+            if let Some(r) = p.reconnect_every
+                && !(r.is_finite() && r >= 1.0)
+            {
+                return Err(format!(
+                    "{} = {r}: must be ≥ 1 second",
+                    f("reconnect_every")
+                ));
+            }
+            if !p.url.starts_with("{rtmp}") && !p.url.starts_with("rtmp://") {
+                return Err(format!(
+                    "{} = {:?}: must start with {{rtmp}} or rtmp://",
+                    f("url"),
+                    p.url
+                ));
+            }
+            check_template(&p.url, &["rtmp", "http", "n"])
+                .map_err(|e| format!("{}: {e}", f("url")))?;
+        }
+        let streams: usize = self.publisher.iter().map(|p| p.count).sum();
+        if self.viewers.is_empty() {
+            return Err("viewers: at least one [[viewers]] group is needed".into());
+        }
+        for (i, v) in self.viewers.iter().enumerate() {
+            let f = |k: &str| format!("viewers[{i}].{k}");
+            if v.count == 0 {
+                return Err(format!("{} = 0: must be > 0", f("count")));
+            }
+            if v.threads == 0 || v.threads > 64 {
+                return Err(format!("{} = {}: must be 1..=64", f("threads"), v.threads));
+            }
+            if v.count.div_ceil(v.threads) > 20_000 {
+                return Err(format!(
+                    "{} = {}: more than 20,000 viewers per thread (one ring's direct-descriptor table); raise threads",
+                    f("count"),
+                    v.count
+                ));
+            }
+            if !(v.ramp.is_finite() && v.ramp >= 0.0) {
+                return Err(format!("{} = {}: must be ≥ 0", f("ramp"), v.ramp));
+            }
+            if !(v.churn.is_finite() && v.churn >= 0.0) {
+                return Err(format!("{} = {}: must be ≥ 0", f("churn"), v.churn));
+            }
+            if v.stream >= streams {
+                return Err(format!(
+                    "{} = {}: only {streams} stream(s) are published",
+                    f("stream"),
+                    v.stream
+                ));
+            }
+            check_template(&v.url, &["rtmp", "http", "stream"])
+                .map_err(|e| format!("{}: {e}", f("url")))?;
+            let want = if v.protocol == ViewProtocol::Rtmp {
+                "rtmp"
+            } else {
+                "http"
+            };
+            let scheme_ok = v.url.starts_with(&format!("{{{want}}}"))
+                || v.url.starts_with(&format!("{want}://"));
+            if !scheme_ok {
+                return Err(format!(
+                    "{} = {:?}: a {} viewer needs a {want}:// URL ({{{want}}}…)",
+                    f("url"),
+                    v.url,
+                    v.protocol.name()
+                ));
+            }
+        }
+        if let Some(soak) = &self.soak {
+            if !(soak.rss_tolerance.is_finite()
+                && soak.rss_tolerance > 0.0
+                && soak.rss_tolerance < 1.0)
+            {
+                return Err(format!(
+                    "soak.rss_tolerance = {}: must be in (0, 1)",
+                    soak.rss_tolerance
+                ));
+            }
+            if !(soak.settle.is_finite() && (0.0..=600.0).contains(&soak.settle)) {
+                return Err(format!(
+                    "soak.settle = {}: must be in 0..=600 seconds",
+                    soak.settle
+                ));
+            }
+        }
+        let fm = &self.find_max;
+        if fm.steps.is_empty() || fm.steps.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err("find_max.steps: must be a non-empty list of numbers > 0".into());
+        }
+        if !(fm.step_duration.is_finite() && fm.step_duration > 0.0) {
+            return Err("find_max.step_duration: must be > 0".into());
+        }
+        if !(fm.max_stall_ratio.is_finite() && (0.0..1.0).contains(&fm.max_stall_ratio)) {
+            return Err("find_max.max_stall_ratio: must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// Every published stream, in order.
+    pub fn streams(&self) -> Vec<StreamPlan> {
+        let mut out = Vec::new();
+        for (g, p) in self.publisher.iter().enumerate() {
+            for n in 0..p.count {
+                let url = expand(&p.url, &self.target, &[("n", &n.to_string())]);
+                let name = url.rsplit('/').next().unwrap_or_default().to_string();
+                out.push(StreamPlan {
+                    group: g,
+                    url,
+                    name,
+                });
+            }
+        }
+        out
+    }
+
+    /// The URL viewer group `i` opens.
+    pub fn viewer_url(&self, i: usize) -> String {
+        let v = &self.viewers[i];
+        let streams = self.streams();
+        expand(&v.url, &self.target, &[("stream", &streams[v.stream].name)])
+    }
+}
+
+fn check_base(base: &str, field: &str, scheme: &str) -> Result<(), String> {
+    let Some(rest) = base.strip_prefix(scheme) else {
+        return Err(format!("{field} = {base:?}: must start with {scheme}"));
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') {
+        return Err(format!(
+            "{field} = {base:?}: expected {scheme}HOST[:PORT] (no path)"
+        ));
+    }
+    Ok(())
+}
+
+/// Every `{name}` in `t` is one of `known`, braces balanced.
+fn check_template(t: &str, known: &[&str]) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest.as_bytes()[i] == b'}' {
+            return Err(format!("{t:?}: unmatched '}}'"));
+        }
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('}') else {
+            return Err(format!("{t:?}: unclosed '{{'"));
+        };
+        let name = &after[..j];
+        if !known.contains(&name) {
+            return Err(format!(
+                "{t:?}: unknown placeholder {{{name}}} (known: {})",
+                known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[j + 1..];
+    }
+    Ok(())
+}
+
+/// Replace `{http}`, `{rtmp}` (bases without a trailing slash) and the
+/// `extra` placeholders in a checked template.
+pub fn expand(t: &str, target: &Target, extra: &[(&str, &str)]) -> String {
+    let mut out = t
+        .replace("{http}", target.http.trim_end_matches('/'))
+        .replace("{rtmp}", target.rtmp.trim_end_matches('/'));
+    for (k, v) in extra {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+duration = 10
+warmup = 1
+label = "x"
+[target]
+http = "http://127.0.0.1:9000"
+rtmp = "rtmp://127.0.0.1:1999/"
+[server]
+pid = 42
+[[publisher]]
+protocol = "rtmp"
+pattern = "testsrc"
+bitrate = "500k"
+count = 2
+url = "{rtmp}/live/live+b{n}"
+[[viewers]]
+protocol = "http-flv"
+count = 50
+ramp = 100
+url = "{http}/{stream}.flv"
+stream = 1
+[[viewers]]
+protocol = "rtmp"
+count = 5
+churn = 1.5
+url = "{rtmp}/live/{stream}"
+[[viewers]]
+protocol = "hls"
+count = 5
+url = "{http}/hls/{stream}/media.m3u8"
+[[viewers]]
+protocol = "http-ts"
+count = 5
+url = "{http}/{stream}.ts"
+[[viewers]]
+protocol = "dash"
+count = 5
+url = "{http}/cmaf/{stream}/index.mpd"
+"#;
+
+    #[test]
+    fn good_file_parses_and_expands() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.duration, 10.0);
+        assert_eq!(s.server.pid, Some(42));
+        let streams = s.streams();
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[1].url, "rtmp://127.0.0.1:1999/live/live+b1");
+        assert_eq!(streams[1].name, "live+b1");
+        assert_eq!(s.viewer_url(0), "http://127.0.0.1:9000/live+b1.flv");
+        assert_eq!(s.viewer_url(1), "rtmp://127.0.0.1:1999/live/live+b0");
+        assert_eq!(
+            s.viewer_url(2),
+            "http://127.0.0.1:9000/hls/live+b0/media.m3u8"
+        );
+        assert_eq!(s.viewers[3].protocol, ViewProtocol::HttpTs);
+        assert_eq!(s.viewers[4].protocol, ViewProtocol::Dash);
+        assert_eq!(
+            s.viewer_url(4),
+            "http://127.0.0.1:9000/cmaf/live+b0/index.mpd"
+        );
+        assert_eq!(s.viewers[1].churn, 1.5);
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(
+            "duration = 5\n[[publisher]]\nprotocol = \"rtmp\"\nsource = \"a.flv\"\nurl = \"{rtmp}/live/x\"\n\
+             [[viewers]]\nprotocol = \"http-flv\"\ncount = 1\nurl = \"{http}/{stream}.flv\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.warmup, 2.0);
+        assert_eq!(s.target.http, "http://127.0.0.1:8080");
+        assert_eq!(s.publisher[0].count, 1);
+        assert_eq!(s.viewers[0].threads, 1);
+        assert_eq!(s.viewer_url(0), "http://127.0.0.1:8080/x.flv");
+    }
+
+    fn bad(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "{from}");
+        parse(&GOOD.replacen(from, to, 1)).unwrap_err()
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("duration = 10", "duration = 10\ncolour = 1", "colour"),
+            ("duration = 10", "duration = \"ten\"", "duration"),
+            ("duration = 10", "duration = -1", "duration"),
+            ("warmup = 1", "warmup = -3", "warmup"),
+            (
+                "http = \"http://127.0.0.1:9000\"",
+                "http = \"ftp://x\"",
+                "target.http",
+            ),
+            (
+                "rtmp = \"rtmp://127.0.0.1:1999/\"",
+                "rtmp = \"rtmp://h/app\"",
+                "target.rtmp",
+            ),
+            ("pid = 42", "pid = \"me\"", "pid"),
+            ("pid = 42", "pids = 42", "pids"),
+            (
+                "protocol = \"rtmp\"\npattern",
+                "protocol = \"srt\"\npattern",
+                "protocol",
+            ),
+            (
+                "pattern = \"testsrc\"",
+                "pattern = \"smpte\"",
+                "publisher[0].pattern",
+            ),
+            ("pattern = \"testsrc\"", "", "publisher[0].source"),
+            (
+                "pattern = \"testsrc\"",
+                "pattern = \"testsrc\"\nsource = \"a.flv\"",
+                "publisher[0].pattern",
+            ),
+            (
+                "bitrate = \"500k\"",
+                "bitrate = \"fast\"",
+                "publisher[0].bitrate",
+            ),
+            ("count = 2", "count = 0", "publisher[0].count"),
+            (
+                "url = \"{rtmp}/live/live+b{n}\"",
+                "url = \"{rtmp}/live/{m}\"",
+                "publisher[0].url",
+            ),
+            (
+                "url = \"{rtmp}/live/live+b{n}\"",
+                "url = \"http://x/live\"",
+                "publisher[0].url",
+            ),
+            (
+                "protocol = \"http-flv\"",
+                "protocol = \"webrtc\"",
+                "protocol",
+            ),
+            ("count = 50", "count = 0", "viewers[0].count"),
+            (
+                "count = 50",
+                "count = 50\nthreads = 0",
+                "viewers[0].threads",
+            ),
+            ("count = 50", "count = 50000", "viewers[0].count"),
+            ("ramp = 100", "ramp = -1", "viewers[0].ramp"),
+            ("ramp = 100", "rampp = 100", "rampp"),
+            ("stream = 1", "stream = 2", "viewers[0].stream"),
+            (
+                "url = \"{http}/{stream}.flv\"",
+                "url = \"{http}/{stream.flv\"",
+                "viewers[0].url",
+            ),
+            (
+                "url = \"{http}/{stream}.flv\"",
+                "url = \"{rtmp}/{stream}\"",
+                "viewers[0].url",
+            ),
+            ("churn = 1.5", "churn = -2", "viewers[1].churn"),
+            (
+                "count = 2",
+                "count = 2\nreconnect_every = 0.5",
+                "publisher[0].reconnect_every",
+            ),
+            (
+                "url = \"{http}/{stream}.ts\"",
+                "url = \"{http}/{stream}.ts\"\n[soak]\nrss_tolerance = 2",
+                "soak.rss_tolerance",
+            ),
+            (
+                "url = \"{http}/{stream}.ts\"",
+                "url = \"{http}/{stream}.ts\"\n[soak]\nrss = 2",
+                "rss",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let e = bad(from, to);
+            assert!(
+                e.contains(field),
+                "{to:?}: error {e:?} does not name {field}"
+            );
+        }
+        assert!(
+            parse("duration = 1\n[[viewers]]\nprotocol=\"hls\"\ncount=1\nurl=\"{http}/x\"\n")
+                .unwrap_err()
+                .contains("publisher")
+        );
+    }
+
+    #[test]
+    fn committed_examples_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} example scenarios in {}", dir.display());
+        let soak = load(&dir.join("soak.toml")).unwrap();
+        assert_eq!(soak.soak.unwrap().rss_tolerance, 0.05);
+        assert_eq!(soak.publisher[0].reconnect_every, Some(60.0));
+    }
+
+    #[test]
+    fn templates() {
+        let t = Target {
+            http: "http://h:1/".into(),
+            rtmp: "rtmp://h:2".into(),
+        };
+        assert_eq!(
+            expand("{http}/{stream}.ts", &t, &[("stream", "a+b")]),
+            "http://h:1/a+b.ts"
+        );
+        assert_eq!(
+            expand("{rtmp}/live/s{n}", &t, &[("n", "7")]),
+            "rtmp://h:2/live/s7"
+        );
+        assert!(
+            check_template("{http}/{x}", &["http"])
+                .unwrap_err()
+                .contains("{x}")
+        );
+        assert!(check_template("{http}/}", &["http"]).is_err());
+        assert!(check_template("{http}/{", &["http"]).is_err());
+        assert!(check_template("plain", &["http"]).is_ok());
+    }
+}

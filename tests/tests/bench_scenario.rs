@@ -1,0 +1,384 @@
+//! `spate-bench run` end to end: the real `spate` binary, the real
+//! `spate-bench` binary (built by the harness, never skipped), a scenario
+//! file with one RTMP publisher of an FLV that ffmpeg makes from testsrc at
+//! the start of the test, and 50 viewers of each implemented protocol
+//! (HTTP-FLV, RTMP, HTTP-TS, HLS, DASH) plus small churning HTTP-FLV and HLS groups,
+//! measured for 10 s. Asserts: every viewer connected and live, zero
+//! stalls, zero errors, latency measured, a well-formed JSON report, and
+//! the two SVG plots well-formed. Also: a bad scenario file fails naming
+//! the field; `compare` prints ratios.
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use spate_tests::{Json, ScratchDir, Spate, ffmpeg_bin, run_with_timeout, spate_bench_bin};
+
+/// 6 s of 640x360 testsrc2 + sine, H.264/AAC FLV, keyframe every 2 s.
+fn make_flv(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("src.flv");
+    let mut cmd = Command::new(ffmpeg_bin());
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30:duration=6",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000:duration=6",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "500k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            "-y",
+        ])
+        .arg(&out);
+    let o = run_with_timeout(cmd, dir, "make-flv", Duration::from_secs(60));
+    assert!(
+        o.success() && out.is_file(),
+        "ffmpeg could not make {}: {}",
+        out.display(),
+        o.stderr
+    );
+    out
+}
+
+/// Balanced, properly nested tags under one `<svg>` root; every numeric
+/// attribute finite.
+fn check_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut stack: Vec<String> = Vec::new();
+    let mut roots = 0;
+    let mut rest = text.as_str();
+    let mut polylines = 0;
+    while let Some(i) = rest.find('<') {
+        let after = &rest[i + 1..];
+        let j = after
+            .find('>')
+            .unwrap_or_else(|| panic!("{}: unclosed '<'", path.display()));
+        let tag = &after[..j];
+        rest = &after[j + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            let open = stack.pop();
+            assert_eq!(
+                open.as_deref(),
+                Some(name),
+                "{}: </{name}> does not close the open tag",
+                path.display()
+            );
+            continue;
+        }
+        let body = tag.trim_end_matches('/');
+        let name = body.split_whitespace().next().unwrap_or_default();
+        if stack.is_empty() {
+            assert_eq!(name, "svg", "{}: <{name}> outside the root", path.display());
+            roots += 1;
+        }
+        if name == "polyline" {
+            polylines += 1;
+        }
+        for attr in [
+            "x", "y", "x1", "y1", "x2", "y2", "width", "height", "points",
+        ] {
+            let key = format!(" {attr}=\"");
+            if let Some(k) = body.find(&key) {
+                let v = &body[k + key.len()..];
+                let v = &v[..v.find('"').expect("terminated attribute")];
+                for n in v.split([' ', ',']).filter(|s| !s.is_empty()) {
+                    let f: f64 = n.parse().unwrap_or_else(|_| {
+                        panic!("{}: <{name} {attr}> {n:?} is not a number", path.display())
+                    });
+                    assert!(f.is_finite(), "{}: <{name} {attr}> {n}", path.display());
+                }
+            }
+        }
+        if !tag.ends_with('/') {
+            stack.push(name.to_string());
+        }
+    }
+    assert_eq!(roots, 1, "{}: one <svg> root", path.display());
+    assert!(stack.is_empty(), "{}: unclosed {stack:?}", path.display());
+    assert!(polylines >= 2, "{}: no data lines", path.display());
+}
+
+fn num(j: &Json, key: &str) -> f64 {
+    j.get(key)
+        .and_then(Json::as_f64)
+        .unwrap_or_else(|| panic!("report: no number {key:?} in {j:?}"))
+}
+
+#[test]
+fn scenario_run_against_spate_is_clean_and_reported() {
+    let s = Spate::builder()
+        .label("bench-scenario")
+        .stream("live", &[])
+        .start();
+    let dir = ScratchDir::new("bench-scenario");
+    let flv = make_flv(dir.path());
+    let scenario = dir.path().join("small.toml");
+    // Bases come from the command line; the file's are placeholders that
+    // would not connect. Stall tolerance 400 ms over the frame interval:
+    // the box is shared (two cores, other tests in parallel) and a debug
+    // spate-bench thread can be descheduled for a few hundred ms; a viewer
+    // that stops receiving still counts (no frame for 2 s, or lagging).
+    let text = format!(
+        r#"
+duration = 10
+warmup = 1
+label = "spate-e2e"
+
+[target]
+http = "http://127.0.0.1:9"
+rtmp = "rtmp://127.0.0.1:9"
+
+[[publisher]]
+protocol = "rtmp"
+source = "{}"
+url = "{{rtmp}}/live/live+bench{{n}}"
+
+[[viewers]]
+protocol = "http-flv"
+count = 50
+ramp = 200
+url = "{{http}}/{{stream}}.flv"
+stall_tolerance_ms = 400
+
+[[viewers]]
+protocol = "rtmp"
+count = 50
+ramp = 200
+url = "{{rtmp}}/live/{{stream}}"
+stall_tolerance_ms = 400
+
+[[viewers]]
+protocol = "http-ts"
+count = 50
+ramp = 200
+url = "{{http}}/{{stream}}.ts"
+stall_tolerance_ms = 400
+
+[[viewers]]
+protocol = "hls"
+count = 50
+ramp = 200
+url = "{{http}}/hls/{{stream}}/media.m3u8"
+
+[[viewers]]
+protocol = "dash"
+count = 50
+ramp = 200
+url = "{{http}}/cmaf/{{stream}}/index.mpd"
+
+[[viewers]]
+name = "churn-hls"
+protocol = "hls"
+count = 10
+churn = 2
+url = "{{http}}/hls/{{stream}}/media.m3u8"
+
+[[viewers]]
+name = "churn"
+protocol = "http-flv"
+count = 10
+churn = 2
+url = "{{http}}/{{stream}}.flv"
+stall_tolerance_ms = 400
+"#,
+        flv.display()
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let report = dir.path().join("out").join("run.json");
+    let mut cmd = Command::new(spate_bench_bin());
+    cmd.arg("run")
+        .arg(&scenario)
+        .arg("--target")
+        .arg(format!("http://127.0.0.1:{}", s.port()))
+        .arg("--rtmp")
+        .arg(format!("rtmp://127.0.0.1:{}", s.rtmp_port()))
+        .arg("--server-pid")
+        .arg(s.pid().to_string())
+        .arg("--json")
+        .arg(&report);
+    let o = run_with_timeout(cmd, dir.path(), "spate-bench-run", Duration::from_secs(150));
+    let context = format!(
+        "spate-bench run ({:?}):\nstdout:\n{}\nstderr:\n{}\nserver:\n{}",
+        o.status,
+        o.stdout,
+        o.stderr,
+        s.stderr()
+    );
+    assert!(o.success(), "run not clean: {context}");
+    assert!(o.stdout.contains("clean"), "{context}");
+    assert!(
+        o.stderr.contains("viewers ") && o.stderr.contains(" p99 "),
+        "no progress line: {context}"
+    );
+
+    let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
+        .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
+    assert_eq!(j.get("mode").and_then(Json::as_str), Some("scenario"));
+    assert_eq!(j.get("label").and_then(Json::as_str), Some("spate-e2e"));
+    assert_eq!(j.get("failure"), Some(&Json::Null), "{context}");
+    assert_eq!(num(&j, "max_clean_viewers"), 270.0, "{context}");
+    let steps = j.get("steps").and_then(Json::as_array).expect("steps");
+    assert_eq!(steps.len(), 1);
+    let step = &steps[0];
+    assert_eq!(
+        step.get("clean").and_then(Json::as_bool),
+        Some(true),
+        "{context}"
+    );
+    assert!(num(step, "seconds") >= 9.5, "{context}");
+    let groups = step.get("groups").and_then(Json::as_array).expect("groups");
+    let protocols: Vec<&str> = groups
+        .iter()
+        .map(|g| g.get("protocol").and_then(Json::as_str).unwrap())
+        .collect();
+    assert_eq!(
+        protocols,
+        [
+            "http-flv", "rtmp", "http-ts", "hls", "dash", "hls", "http-flv"
+        ]
+    );
+    for g in groups {
+        let name = g.get("name").and_then(Json::as_str).unwrap();
+        let churn = name.starts_with("churn");
+        let want = if churn { 10.0 } else { 50.0 };
+        assert_eq!(num(g, "viewers"), want, "{name}");
+        if !churn {
+            assert_eq!(num(g, "connected"), want, "{name}: {context}");
+            assert_eq!(num(g, "live"), want, "{name}: {context}");
+        }
+        assert_eq!(num(g, "stalls"), 0.0, "{name}: {context}");
+        assert_eq!(num(g, "stalled_viewer_seconds"), 0.0, "{name}: {context}");
+        assert!(num(g, "viewer_seconds") > 0.0, "{name}: {context}");
+        assert!(num(g, "bytes_per_s") > 10_000.0, "{name}: {context}");
+        let errors = g.get("errors").expect("errors");
+        let Json::Obj(kinds) = errors else {
+            panic!("errors is not an object")
+        };
+        assert!(!kinds.is_empty(), "{name}: no error kinds");
+        for (k, v) in kinds {
+            assert_eq!(v.as_f64(), Some(0.0), "{name}: {k} errors: {context}");
+        }
+        let latency = g.get("latency").expect("latency");
+        assert!(num(latency, "count") > 0.0, "{name}: no latency samples");
+        let p99 = num(latency, "p99");
+        assert!(p99 > 0.0 && p99 < 2000.0, "{name}: latency p99 {p99} ms");
+        let startup = g.get("startup").expect("startup");
+        assert!(
+            num(startup, "count") >= want,
+            "{name}: start-ups: {context}"
+        );
+        if g.get("latency_kind").and_then(Json::as_str) == Some("publisher-send-to-receipt") {
+            // The server passes timestamps through: frames matched.
+            assert!(num(latency, "count") > 100.0, "{name}");
+            let ts = g.get("timestamps").expect("timestamps");
+            assert!(num(ts, "matched") > 100.0, "{name}");
+            assert_eq!(num(ts, "shifts"), 0.0, "{name}: {context}");
+        }
+        if matches!(
+            g.get("protocol").and_then(Json::as_str),
+            Some("hls" | "dash")
+        ) {
+            // TS segments (HLS) and fMP4 moofs (DASH): per-frame publisher
+            // send → segment complete.
+            let e2e = g.get("end_to_end").expect("end_to_end");
+            assert!(num(e2e, "count") > 100.0, "{name}: {context}");
+            let p50 = num(e2e, "p50");
+            assert!(
+                p50 > 0.0 && p50 < 10_000.0,
+                "{name}: end-to-end p50 {p50} ms"
+            );
+            assert!(num(g.get("timestamps").expect("timestamps"), "matched") > 100.0);
+        }
+        if churn {
+            let c = num(g, "churned");
+            assert!(
+                (10.0..=30.0).contains(&c),
+                "churn group churned {c} viewers"
+            );
+        }
+    }
+    let server = step.get("server").expect("server usage");
+    assert!(num(server, "rss_max") > 1e6, "{context}");
+    let timeline = step.get("timeline").and_then(Json::as_array).unwrap();
+    assert!(
+        timeline.len() >= 11,
+        "{} seconds in the timeline",
+        timeline.len()
+    );
+
+    check_svg(&dir.path().join("out").join("run-latency.svg"));
+    check_svg(&dir.path().join("out").join("run-viewers.svg"));
+
+    // compare: a report against itself is 1× everywhere.
+    let mut cmd = Command::new(spate_bench_bin());
+    cmd.arg("compare").arg(&report).arg(&report);
+    let c = run_with_timeout(
+        cmd,
+        dir.path(),
+        "spate-bench-compare",
+        Duration::from_secs(20),
+    );
+    assert!(c.success(), "compare failed: {}", c.stderr);
+    assert!(c.stdout.contains("max clean viewers"), "{}", c.stdout);
+    assert!(c.stdout.contains("rtmp#1: latency p99 ms"), "{}", c.stdout);
+    assert!(c.stdout.contains("1.00×"), "{}", c.stdout);
+}
+
+#[test]
+fn bad_scenario_fails_naming_the_field() {
+    let dir = ScratchDir::new("bench-bad-scenario");
+    let cases = [
+        ("duration = 5\ncolour = 1\n", "colour"),
+        (
+            "duration = 5\n[[publisher]]\nprotocol = \"rtmp\"\nsource = \"a.flv\"\nurl = \"{rtmp}/live/x\"\n\
+             [[viewers]]\nprotocol = \"http-flv\"\ncount = 0\nurl = \"{http}/{stream}.flv\"\n",
+            "viewers[0].count",
+        ),
+        (
+            "duration = 5\n[[publisher]]\nprotocol = \"rtmp\"\nsource = \"a.flv\"\nurl = \"{rtmp}/live/{x}\"\n\
+             [[viewers]]\nprotocol = \"http-flv\"\ncount = 1\nurl = \"{http}/{stream}.flv\"\n",
+            "publisher[0].url",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let mut cmd = Command::new(spate_bench_bin());
+        cmd.arg("run").arg(&p);
+        let o = run_with_timeout(cmd, dir.path(), "spate-bench-bad", Duration::from_secs(20));
+        assert_eq!(
+            o.status.and_then(|s| s.code()),
+            Some(2),
+            "{field}: exit status; stderr: {}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains(field),
+            "error for {field} does not name it: {}",
+            o.stderr
+        );
+    }
+}
