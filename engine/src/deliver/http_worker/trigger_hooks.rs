@@ -166,10 +166,6 @@ impl TriggerHooks {
     }
 }
 
-fn fnv(data: &[u8]) -> u64 {
-    super::fnv1a(data)
-}
-
 /// `rtmp://host[:port]/app/key` → (app, key): the first path segment is the
 /// app, the rest the key (MistServer's split).
 fn parse_rtmp_url(url: &str) -> Option<(String, String)> {
@@ -649,8 +645,8 @@ impl Worker {
             req.target
         );
         let session = match query_param(req.query.as_deref(), "tkn") {
-            Some(t) => fnv(t.as_bytes()),
-            None => fnv(format!("{host} {stream} {connector}").as_bytes()),
+            Some(t) => super::fnv1a(t.as_bytes()),
+            None => super::fnv1a(format!("{host} {stream} {connector}").as_bytes()),
         };
         let v = ViewerGate {
             slot,
@@ -712,7 +708,7 @@ impl Worker {
         }
         let host = self.peer_host(slot, generation);
         let url = self.rtmp_url(slot, generation, app, key);
-        let session = fnv(format!("{host} {name} RTMP").as_bytes());
+        let session = super::fnv1a(format!("{host} {name} RTMP").as_bytes());
         let v = ViewerGate {
             slot,
             generation,
