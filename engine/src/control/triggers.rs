@@ -39,8 +39,7 @@
 use spate_protocols::http::upstream;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -766,7 +765,7 @@ impl Shared {
                 if let Some((tx, waker)) = self.workers.get(worker)
                     && tx.send(TriggerReply { token, response }).is_ok()
                 {
-                    wake(waker.as_raw_fd());
+                    crate::ingest::exec::wake(waker.as_raw_fd());
                 }
             }
         }
@@ -852,13 +851,6 @@ fn defaults(handlers: &[Arc<Handler>]) -> Response {
     handlers.last().and_then(|h| h.default.clone())
 }
 
-fn wake(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to an eventfd; a full counter
-    // (EAGAIN) still leaves the reader woken.
-    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-}
-
 /// Trim one trailing newline (`\n` or `\r\n`), as MistServer's handlers'
 /// answers end with `echo`'s.
 fn trim_newline(mut s: String) -> String {
@@ -935,7 +927,6 @@ fn run_exec(
     max_bytes: usize,
     deadline: Instant,
 ) -> Result<String, Failure> {
-    let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .arg(trigger.name())
@@ -944,33 +935,7 @@ fn run_exec(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe calls (sigemptyset, pthread_sigmask, setsid,
-    // prctl, getppid) on its own stack; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // spate's threads block SIGINT/SIGTERM/SIGHUP (main takes them
-            // with sigwait); the mask survives exec.
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            // Its own process group: a timeout kills whatever it started.
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                return Err(io::Error::other("spate exited while starting it"));
-            }
-            Ok(())
-        });
-    }
+    crate::ingest::exec::isolate(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| ("spawn", format!("cannot start {:?}: {e}", argv[0])))?;
@@ -1428,21 +1393,10 @@ fn sweep_sessions(q: &mut Queue, now: Instant) {
         .retain(|_, s| !matches!(s, Session::Done { until, .. } if now >= *until));
 }
 
-/// A duplicate of `fd` (close on exec).
-pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: dup of a descriptor the caller keeps open for this call; the
-    // result is checked and owned by the returned value.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: d is a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(d) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
 
     #[test]
     fn names_round_trip() {

@@ -229,7 +229,44 @@ pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
     unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
 
-fn wake(fd: RawFd) {
+/// Make `cmd`'s child a process of its own, as every command Spate runs
+/// (`ts-exec:` sources, trigger handlers) must be: no signal blocked (spate
+/// blocks SIGINT/SIGTERM/SIGHUP in every thread for `sigwait`, and the mask
+/// survives exec, so the command would ignore our SIGTERM); its own session
+/// and process group (a kill of the group reaches whatever it starts); and
+/// SIGKILLed if the spawning thread dies (spate's threads that spawn live
+/// until their children are reaped).
+pub fn isolate(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe calls (sigemptyset, pthread_sigmask, setsid,
+    // prctl, getppid) on its own stack; it touches no memory shared with
+    // the parent and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent {
+                return Err(io::Error::other("spate exited while starting it"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Wake the reader of eventfd `fd`.
+pub fn wake(fd: RawFd) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live u64 to an eventfd; a full counter
     // (EAGAIN) still leaves the reader woken.
@@ -488,44 +525,12 @@ impl Runner {
             );
             return;
         }
-        let parent = std::process::id() as libc::pid_t;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (sigemptyset, sigprocmask, setsid,
-        // prctl, getppid) on its own stack; it touches no memory shared with
-        // the parent and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                // spate blocks SIGINT/SIGTERM/SIGHUP in every thread (main
-                // takes them with sigwait); the mask survives exec, so the
-                // command would ignore our SIGTERM.
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                // Its own session and process group: a kill of the group
-                // reaches whatever it starts.
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // Dies with this thread (= with spate: the thread lives
-                // until shutdown has killed every child).
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                if libc::getppid() != parent {
-                    return Err(io::Error::other("spate exited while starting it"));
-                }
-                Ok(())
-            });
-        }
+        isolate(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
