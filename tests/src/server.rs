@@ -463,19 +463,26 @@ impl Spate {
     }
 
     /// Wait until `GET /NAME.flv` answers 200 with an FLV header and a video
-    /// keyframe. Panics (with the publisher's stderr) if the publisher exits
-    /// first or `timeout` passes.
+    /// keyframe. Panics (with the publisher's and the server's stderr) if the
+    /// publisher exits first or `timeout` passes.
     pub fn wait_flv_live(&self, name: &str, publisher: &mut crate::ChildGuard, timeout: Duration) {
+        self.wait_flv_path(&format!("/{name}.flv"), publisher, timeout)
+    }
+
+    /// [`wait_flv_live`](Self::wait_flv_live) for a whole path
+    /// (`/NAME.flv?token=...`).
+    pub fn wait_flv_path(&self, path: &str, publisher: &mut crate::ChildGuard, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("never tried");
         while Instant::now() < deadline {
             if let Some(status) = publisher.try_exit() {
                 panic!(
-                    "publisher of {name} exited ({status}) before the stream was live:\n{}",
-                    publisher.stderr()
+                    "the publisher exited ({status}) before {path} was live:\n{}\nserver log:\n{}",
+                    publisher.stderr(),
+                    abbreviate(&self.stderr(), 40, 40)
                 );
             }
-            let v = crate::FlvViewer::start(self.addr(), &format!("/{name}.flv"));
+            let v = crate::FlvViewer::start(self.addr(), path);
             crate::wait_until(Duration::from_secs(3), || {
                 let l = v.log();
                 l.ended.is_some()
@@ -489,7 +496,10 @@ impl Spate {
             last = log.summary();
             std::thread::sleep(Duration::from_millis(300));
         }
-        panic!("/{name}.flv not live within {timeout:?}; last attempt: {last}");
+        panic!(
+            "{path} not live within {timeout:?}; last attempt: {last}\nserver log:\n{}",
+            abbreviate(&self.stderr(), 40, 40)
+        );
     }
 
     /// Send a signal (e.g. `libc::SIGTERM`).

@@ -19,45 +19,14 @@
 //!   libx265 source) is not offered over FLV or RTMP; an unknown stream is
 //!   a 404 with a JSON body.
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spate_tests::{
-    ChildGuard, FlvViewer, Json, Player, Spate, TestStream, curl, decode_for, ffmpeg_bin,
-    ffprobe_streams, play_in_chromium, publish, run_spate, wait_until,
+    Json, Player, Spate, TestStream, curl, decode_for, ffmpeg_bin, ffprobe_streams,
+    play_in_chromium, publish, run_spate, wait_until,
 };
 
 const SECRET: &str = "s3cret-for-tests";
-
-/// Wait until `/<name>.flv` (with `query`) delivers a video keyframe.
-fn wait_live(s: &Spate, name: &str, query: &str, publisher: &mut ChildGuard) {
-    let deadline = Instant::now() + Duration::from_secs(25);
-    let mut last = String::from("never tried");
-    while Instant::now() < deadline {
-        if let Some(status) = publisher.try_exit() {
-            panic!(
-                "publisher of {name} exited ({status}) before the stream was live:\n{}",
-                publisher.stderr()
-            );
-        }
-        let v = FlvViewer::start(s.addr(), &format!("/{name}.flv{query}"));
-        wait_until(Duration::from_secs(3), || {
-            let l = v.log();
-            l.ended.is_some()
-                || (l.status != 0 && l.status != 200)
-                || l.video().any(|r| r.tag.keyframe && !r.tag.config)
-        });
-        let log = v.stop();
-        if log.status == 200 && log.video().any(|r| r.tag.keyframe && !r.tag.config) {
-            return;
-        }
-        last = log.summary();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!(
-        "/{name}.flv not live in time; last attempt: {last}\n{}",
-        s.stderr()
-    );
-}
 
 /// Wait until `path` answers 200 (HLS/JSON: the first segment is out).
 fn wait_200(s: &Spate, path: &str) -> Vec<u8> {
@@ -148,7 +117,11 @@ fn publish_keys_name_the_stream_and_keyed_streams_refuse_their_bare_name() {
         .extra_toml("[access]\npublish_keys = { abc123 = \"live+alice\" }\n")
         .start();
     let mut p = publish(s.dir(), &s.rtmp_url("live", "abc123"), &stream_of(30));
-    wait_live(&s, "live+alice", "", &mut p);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", "live+alice", ""),
+        &mut p,
+        Duration::from_secs(25),
+    );
     let streams =
         ffprobe_streams(s.dir(), &s.flv_url("live+alice")).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -206,7 +179,11 @@ fn play_tokens_guard_every_play_path() {
     let token = mint(&s, name, "600");
     let q = format!("?token={token}");
     let mut p = publish(s.dir(), &s.rtmp_url("live", name), &stream_of(60));
-    wait_live(&s, name, &q, &mut p);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", name, &q),
+        &mut p,
+        Duration::from_secs(25),
+    );
     wait_200(&s, &format!("/hls/{name}/index.m3u8{q}"));
     wait_200(&s, &format!("/cmaf/{name}/index.mpd{q}"));
 
@@ -323,7 +300,11 @@ fn play_tokens_guard_every_play_path() {
 
     // Streams that need no token play without one.
     let mut o = publish(s.dir(), &s.rtmp_url("live", "open"), &stream_of(20));
-    wait_live(&s, "open", "", &mut o);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", "open", ""),
+        &mut o,
+        Duration::from_secs(25),
+    );
 
     // Every refusal above was counted: 6 bad tokens × 5 URLs, the expired
     // FLV, the bare segment, 2 RTMP plays.
@@ -402,7 +383,11 @@ fn json_sources_list_the_outputs_that_carry_the_codecs() {
     assert_eq!(r.media_type().as_deref(), Some("application/json"));
 
     let mut p = publish(s.dir(), &s.rtmp_url("live", "live+js"), &stream_of(60));
-    wait_live(&s, "live+js", "", &mut p);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", "live+js", ""),
+        &mut p,
+        Duration::from_secs(25),
+    );
     let j = {
         wait_200(&s, "/json_live+js.js");
         let r2 = s.curl(&["--max-time", "10"], "/json_live+js.js");
@@ -510,7 +495,11 @@ fn json_sources_list_the_outputs_that_carry_the_codecs() {
     let mut p2 = publish(s.dir(), &s.rtmp_url("live", "sec"), &stream_of(60));
     let token = mint(&s, "sec", "600");
     let q = format!("?token={token}");
-    wait_live(&s, "sec", &q, &mut p2);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", "sec", &q),
+        &mut p2,
+        Duration::from_secs(25),
+    );
     let j = sources_json(&s, &format!("/json_sec.js{q}"));
     let sources = source_list(&j);
     assert_eq!(sources.len(), 6, "{sources:?}");
@@ -540,7 +529,11 @@ fn hls_js_and_dash_js_play_a_token_protected_stream() {
     let token = mint(&s, name, "600");
     let q = format!("?token={token}");
     let mut p = publish(s.dir(), &s.rtmp_url("live", name), &stream_of(90));
-    wait_live(&s, name, &q, &mut p);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", name, &q),
+        &mut p,
+        Duration::from_secs(25),
+    );
     wait_200(&s, &format!("/cmaf/{name}/index.mpd{q}"));
     for (player, src) in [
         (Player::HlsJs, format!("/cmaf/{name}/index.m3u8{q}")),
@@ -591,5 +584,9 @@ fn a_reload_replaces_the_publish_keys() {
         "publishing with a removed key should fail: {status:?}"
     );
     let mut p = publish(s.dir(), &s.rtmp_url("live", "newkey2"), &stream_of(30));
-    wait_live(&s, "live+alice", "", &mut p);
+    s.wait_flv_path(
+        &format!("/{}.flv{}", "live+alice", ""),
+        &mut p,
+        Duration::from_secs(25),
+    );
 }

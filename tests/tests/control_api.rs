@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    ChildGuard, CurlResponse, FlvViewer, Json, Spate, SpateBuilder, TestStream, curl,
-    in_private_netns, publish, run_with_timeout, venv_python, wait_until, workspace_root,
+    CurlResponse, FlvViewer, Json, Spate, SpateBuilder, TestStream, curl, in_private_netns,
+    publish, run_with_timeout, venv_python, wait_until, workspace_root,
 };
 
 /// `curl -X METHOD [--data-binary @body] http://127.0.0.1:<api port>PATH`.
@@ -690,27 +690,6 @@ impl Scrape {
     }
 }
 
-/// Start `/live.flv` viewers until one gets a video keyframe (the stream is
-/// live on every core).
-fn wait_live(s: &Spate, publisher: &mut ChildGuard) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(st) = publisher.try_exit() {
-            panic!("publisher exited ({st}): {}", publisher.stderr());
-        }
-        let v = FlvViewer::start(s.addr(), "/live.flv");
-        wait_until(Duration::from_secs(3), || {
-            let l = v.log();
-            l.ended.is_some() || l.video().any(|r| r.tag.keyframe && !r.tag.config)
-        });
-        if v.log().video().any(|r| r.tag.keyframe && !r.tag.config) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("live was not live within 30 s");
-}
-
 fn has_keyframe(v: &FlvViewer) -> bool {
     v.log().video().any(|r| r.tag.keyframe && !r.tag.config)
 }
@@ -745,12 +724,19 @@ fn live_stream_sessions_kick_and_metrics_move() {
             ..TestStream::sized(320, 240)
         },
     );
-    wait_live(&s, &mut publisher);
+    s.wait_flv_live("live", &mut publisher, Duration::from_secs(30));
     assert!(
         wait_until(Duration::from_secs(5), || flv_sessions(&s).is_empty()),
         "the probe viewer's session did not go away"
     );
-    let m0 = scrape(&s);
+    // The stream is live; its first segment is cut up to a segment
+    // duration (2 s) later.
+    let mut m0 = scrape(&s);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while m0.value("spate_segments_packaged_total", &[]) < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        m0 = scrape(&s);
+    }
     for (family, kind) in [
         ("spate_connections", "gauge"),
         ("spate_connections_accepted", "counter"),

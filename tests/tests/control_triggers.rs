@@ -37,39 +37,6 @@ fn server(label: &str) -> SpateBuilder {
     Spate::builder().label(label).stream("live", &[])
 }
 
-/// Wait until `/NAME.flv` delivers a video keyframe (panics with the
-/// publisher's stderr if it exits first).
-fn wait_live(s: &Spate, name: &str, publisher: &mut ChildGuard, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("never tried");
-    while Instant::now() < deadline {
-        if let Some(status) = publisher.try_exit() {
-            panic!(
-                "publisher exited ({status}) before {name} was live:\n{}\nserver log:\n{}",
-                publisher.stderr(),
-                s.stderr()
-            );
-        }
-        let v = FlvViewer::start(s.addr(), &format!("/{name}.flv"));
-        wait_until(Duration::from_secs(3), || {
-            let l = v.log();
-            l.ended.is_some()
-                || (l.status != 0 && l.status != 200)
-                || l.video().any(|r| r.tag.keyframe && !r.tag.config)
-        });
-        let log = v.stop();
-        if log.status == 200 && log.video().any(|r| r.tag.keyframe && !r.tag.config) {
-            return;
-        }
-        last = log.summary();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!(
-        "/{name}.flv not live within {timeout:?}; last attempt: {last}\nserver log:\n{}",
-        s.stderr()
-    );
-}
-
 /// The social-streaming flow: key `abc123` is user `alice`; the handler
 /// answers the URL of `live+alice`; other keys get an empty answer.
 fn push_rewrite_flow(label: &str, handler_toml: String, calls: &Path) {
@@ -83,7 +50,7 @@ fn push_rewrite_flow(label: &str, handler_toml: String, calls: &Path) {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+alice", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+alice", &mut p, Duration::from_secs(20));
     // What the handler got: the full RTMP URL, then the peer's address.
     let got = std::fs::read_to_string(calls).unwrap_or_default();
     let first = got.split("\n---\n").next().unwrap_or("");
@@ -123,7 +90,7 @@ fn push_rewrite_flow(label: &str, handler_toml: String, calls: &Path) {
     );
     // alice is still live.
     assert!(p.try_exit().is_none(), "alice's publisher stopped");
-    wait_live(&s, "live+alice", &mut p, Duration::from_secs(10));
+    s.wait_flv_live("live+alice", &mut p, Duration::from_secs(10));
 }
 
 #[test]
@@ -223,7 +190,7 @@ fn stream_buffer_fires_full_on_publish_and_empty_after_unpublish() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+buf", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+buf", &mut p, Duration::from_secs(20));
     assert!(
         wait_until(Duration::from_secs(10), || entries(&file)
             .iter()
@@ -303,8 +270,8 @@ fn user_new_denies_with_403_allows_with_200_and_is_cached_per_session() {
             ..TestStream::default()
         },
     );
-    // wait_live's own requests are a session too (no token).
-    wait_live(&s, "live+u", &mut p, Duration::from_secs(20));
+    // wait_flv_live's own requests are a session too (no token).
+    s.wait_flv_live("live+u", &mut p, Duration::from_secs(20));
     assert_eq!(status_of(&s, "/live+u.flv?tkn=good"), 200, "{}", s.stderr());
     assert_eq!(status_of(&s, "/live+u.flv?tkn=evil"), 403, "{}", s.stderr());
     assert_eq!(status_of(&s, "/live+u.flv?tkn=good"), 200);
@@ -546,7 +513,7 @@ echo ($trigger === "CONN_PLAY" && $deny) ? "false" : "true";
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+show", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+show", &mut p, Duration::from_secs(20));
     // RTMP play through app `deny`: refused with an RTMP error, ffprobe
     // fails.
     let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("deny", "live+show"));
@@ -602,7 +569,7 @@ fn push_out_start_redirects_a_push_and_push_end_reports_it() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+out", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+out", &mut p, Duration::from_secs(20));
     let mut buf = [0u8; 2048];
     let got_redirected = wait_until(Duration::from_secs(10), || {
         redirected
@@ -661,7 +628,7 @@ fn stream_buffer_goes_dry_when_the_publisher_stalls_and_recovers_after() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+dry", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+dry", &mut p, Duration::from_secs(20));
     let states = || -> Vec<String> {
         entries(&file)
             .iter()
@@ -791,7 +758,7 @@ fn push_rewrite_renames_and_stream_push_refuses_publishes() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+cooked", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+cooked", &mut p, Duration::from_secs(20));
     let rw_lines: Vec<String> = entries(&rw_log)[0].lines().map(str::to_string).collect();
     assert_eq!(
         rw_lines,
@@ -861,7 +828,7 @@ fn stream_and_viewer_lifecycle_triggers_carry_mistservers_payloads() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+life", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+life", &mut p, Duration::from_secs(20));
     let v = FlvViewer::start(s.addr(), "/live+life.flv");
     std::thread::sleep(Duration::from_millis(1500));
     let seen = v.stop();
@@ -900,7 +867,7 @@ fn stream_and_viewer_lifecycle_triggers_carry_mistservers_payloads() {
         of("STREAM_END"),
         vec![vec!["live+life", "0", "0", "0", "0", "0", "0"]]
     );
-    // The viewer that watched 1.5 s (wait_live's viewers too: every FLV
+    // The viewer that watched 1.5 s (wait_flv_live's viewers too: every FLV
     // viewer's connection).
     let closes = of("CONN_CLOSE");
     assert!(closes.len() >= 2, "{closes:?}");
@@ -953,9 +920,9 @@ fn play_rewrite_serves_another_stream_or_refuses() {
             ..TestStream::default()
         },
     );
-    wait_live(&s, "live+real", &mut p, Duration::from_secs(20));
+    s.wait_flv_live("live+real", &mut p, Duration::from_secs(20));
     // HTTP-FLV of the alias: the real stream.
-    wait_live(&s, "live+alias", &mut p, Duration::from_secs(10));
+    s.wait_flv_live("live+alias", &mut p, Duration::from_secs(10));
     // RTMP play of the alias too.
     let probed = spate_tests::ffprobe_streams(s.dir(), &s.rtmp_url("live", "live+alias"))
         .unwrap_or_else(|e| panic!("{e}\n{}", s.stderr()));
