@@ -381,6 +381,10 @@ pub enum FileSend {
     SendZc,
     /// Head, then IORING_OP_SPLICE file -> pipe -> socket.
     Splice,
+    /// Head by `send(2)`, body by `sendfile(2)` from the loop, on a regular
+    /// descriptor installed once per connection (within
+    /// `sendfile_descriptors`; past it, `send`).
+    Sendfile,
 }
 
 /// `[http]`
@@ -405,6 +409,10 @@ pub struct HttpConfig {
     pub max_connections_per_worker: u32,
     /// How file bodies are sent.
     pub file_send: FileSend,
+    /// `file_send = "sendfile"`: regular descriptors per worker it may
+    /// install (0 = the fd limit less a reserve of 2048, split between the
+    /// workers). Connections past it send bodies by `send`.
+    pub sendfile_descriptors: u32,
     /// Seconds an opened file is reused before it is checked again.
     pub open_file_cache_valid: u64,
     /// Log one line per request.
@@ -425,6 +433,7 @@ impl Default for HttpConfig {
             max_headers: 64,
             max_connections_per_worker: 19_000,
             file_send: FileSend::Send,
+            sendfile_descriptors: 0,
             open_file_cache_valid: 1,
             access_log: false,
             cache_control: "public, max-age=60".into(),

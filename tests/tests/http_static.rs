@@ -648,7 +648,7 @@ fn access_log_lines_go_to_stderr() {
 
 #[test]
 fn every_file_send_mode_delivers_exact_bytes() {
-    for mode in ["send", "send_zc", "splice"] {
+    for mode in ["send", "send_zc", "splice", "sendfile"] {
         let s = Spate::builder()
             .label(mode)
             .http("file_send", &format!("\"{mode}\""))

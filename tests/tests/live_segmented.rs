@@ -1045,8 +1045,18 @@ fn helpers_renumber_segment_uris_and_read_iso_8601_times() {
 /// are immutable while playlists expire within half a target duration.
 #[test]
 fn segments_over_splice_with_range_conditional_head_and_cache_headers() {
-    let s = live_server("seg_splice")
-        .http("file_send", "\"splice\"")
+    segments_by_file_send("splice");
+}
+
+/// The same with `file_send = "sendfile"` (sendfile(2) from the memfd).
+#[test]
+fn segments_over_sendfile_with_range_conditional_head_and_cache_headers() {
+    segments_by_file_send("sendfile");
+}
+
+fn segments_by_file_send(mode: &str) {
+    let s = live_server(&format!("seg_{mode}"))
+        .http("file_send", &format!("\"{mode}\""))
         .start();
     let mut p = publish_av(&s, NAME, 40);
     let hls = wait_hls(
@@ -1109,7 +1119,7 @@ fn segments_over_splice_with_range_conditional_head_and_cache_headers() {
         Some(whole.body.len())
     );
     // The bytes decode on their own (a segment starts with PAT/PMT and a keyframe).
-    let file = s.dir().join("splice-segment.ts");
+    let file = s.dir().join(format!("{mode}-segment.ts"));
     std::fs::write(&file, &whole.body).expect("write segment");
     assert_probe(
         s.dir(),

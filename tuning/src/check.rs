@@ -393,6 +393,10 @@ fn probe_checks(p: &RingProbe, release: &str) -> Vec<Check> {
         ),
         ("splice", "file_send = \"splice\"; falls back to send"),
         ("socket", "outgoing sockets as direct descriptors"),
+        (
+            "fixed_fd_install",
+            "file_send = \"sendfile\" (Linux >= 6.8); falls back to send",
+        ),
     ] {
         let ok = p.opcodes.iter().any(|(n, s)| *n == name && *s);
         out.push(Check {

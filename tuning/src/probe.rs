@@ -45,6 +45,7 @@ pub fn run() -> RingProbe {
         ("async_cancel", has(opcode::AsyncCancel::CODE)),
         ("socket", has(opcode::Socket::CODE)),
         ("connect", has(opcode::Connect::CODE)),
+        ("fixed_fd_install", has(opcode::FixedFdInstall::CODE)),
     ];
     let direct_descriptors = ring.submitter().register_files_sparse(16).is_ok();
     RingProbe {

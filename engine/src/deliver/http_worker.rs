@@ -46,6 +46,7 @@ mod live_routes;
 mod loop_stats;
 mod publisher;
 mod reload;
+mod sendfile;
 mod sources;
 mod trigger_hooks;
 mod udp_push;
@@ -196,6 +197,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const CHUNK: u64 = 1 << 20;
 const PIPE_SIZE: i32 = 1 << 20;
 const MAX_PIPES: usize = 1024;
+/// `file_send = "sendfile"`: bodies shorter than this go by `send` (one
+/// sendmsg of head + body beats a send and a sendfile).
+const SENDFILE_MIN: u64 = 16 * 1024;
 /// Connections closed per loop turn during shutdown.
 const SHUTDOWN_CLOSE_BATCH: usize = 512;
 
@@ -341,6 +345,8 @@ struct Transfer {
     /// in either order; only read when no splice is in flight).
     piped: i64,
     zc_notifs: u16,
+    /// `sendfile` mode could not get a regular fd: this body goes by send.
+    no_sendfile: bool,
     log: Option<Box<str>>,
 }
 
@@ -451,6 +457,14 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         }
         file_send = FileSend::Send;
     }
+    if file_send == FileSend::Sendfile && !features.fd_install {
+        if setup.index == 0 {
+            tracing::warn!(
+                "kernel lacks IORING_OP_FIXED_FD_INSTALL (Linux >= 6.8): file_send = \"send\" instead"
+            );
+        }
+        file_send = FileSend::Send;
+    }
     if !features.openat2 {
         let _ = ready.send(Err(
             "kernel lacks IORING_OP_OPENAT2 (Linux >= 5.6 needed, 6.1 supported)".into(),
@@ -503,6 +517,14 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
         pipes: Vec::new(),
         pipes_out: 0,
+        sys_fds: sendfile::SysFds::new(
+            files,
+            if file_send == FileSend::Sendfile {
+                sendfile::SysFds::budget(http.sendfile_descriptors, setup.config.worker_count())
+            } else {
+                0
+            },
+        ),
         limits,
         file_send,
         send_timeout: http.send_timeout(),
@@ -603,6 +625,8 @@ struct Worker {
     cache: FileCache,
     pipes: Vec<Pipe>,
     pipes_out: usize,
+    /// `file_send = "sendfile"`: connections' installed regular fds.
+    sys_fds: sendfile::SysFds,
     limits: http::Limits,
     file_send: FileSend,
     send_timeout: Duration,
@@ -837,7 +861,14 @@ impl Worker {
                 }
             }
             RECV => self.on_recv(t, res, flags),
-            SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT | OPEN | SHUT_WR => self.on_op(t, res, flags),
+            SEND
+            | SEND_ZC
+            | SPLICE_IN
+            | SPLICE_OUT
+            | OPEN
+            | SHUT_WR
+            | sendfile::FD_INSTALL
+            | sendfile::POLL_OUT => self.on_op(t, res, flags),
             LIVE_SEND => self.on_live_send(t, res),
             sources::SRC_RECV => self.on_source_recv(t, res, flags),
             exec_sources::EXEC_READ => self.on_exec_read(t, res),
@@ -1196,6 +1227,8 @@ impl Worker {
             pipe: None,
             piped: 0,
             zc_notifs: 0,
+            // Small bodies go out with their head in one sendmsg.
+            no_sendfile: body.end - body.start < SENDFILE_MIN,
             log,
         })));
         self.pump(slot, generation);
@@ -1214,10 +1247,16 @@ impl Worker {
         let splice_src = x.body.as_ref().and_then(BodySrc::splice_src);
         let mode = match self.file_send {
             FileSend::Splice if splice_src.is_none() => FileSend::Send,
+            FileSend::Sendfile if splice_src.is_none() || x.no_sendfile => FileSend::Send,
             m => m,
         };
         if c.ops > x.zc_notifs {
             // An operation of this transfer is in flight.
+            return;
+        }
+        if mode == FileSend::Sendfile {
+            let src = splice_src.expect("sendfile mode has a source");
+            self.pump_sendfile(slot, generation, src);
             return;
         }
         let head_left = x.head.len() - x.head_off;
@@ -1258,7 +1297,7 @@ impl Worker {
             .user_data(Token::new(SEND, slot, generation).0)
         } else if body_left > 0 || x.piped > 0 {
             match mode {
-                FileSend::Send | FileSend::SendZc => {
+                FileSend::Send | FileSend::SendZc | FileSend::Sendfile => {
                     let Some(base) = map_ptr else {
                         unreachable!("a non-empty body has a mapping")
                     };
@@ -1404,6 +1443,11 @@ impl Worker {
                 c.ops += 1;
             }
         }
+        if t.kind() == sendfile::FD_INSTALL {
+            let (fd, closing) = (c.fd, c.phase == Phase::Closing);
+            self.on_fd_installed(slot, generation, fd, res, closing);
+            return;
+        }
         if c.phase == Phase::Closing {
             self.maybe_free(slot, generation);
             return;
@@ -1414,6 +1458,18 @@ impl Worker {
         }
         match t.kind() {
             OPEN => self.on_open(slot, generation, res),
+            sendfile::POLL_OUT => {
+                if res < 0 {
+                    tracing::debug!(
+                        "{}: waiting to send failed: {}",
+                        self.conn_id(slot, generation),
+                        std::io::Error::from_raw_os_error(-res)
+                    );
+                    self.abort(slot, generation);
+                    return;
+                }
+                self.pump(slot, generation);
+            }
             SHUT_WR => {}
             SEND | SEND_ZC | SPLICE_IN | SPLICE_OUT => {
                 if res < 0 {
@@ -1480,6 +1536,112 @@ impl Worker {
             }
             _ => {}
         }
+    }
+
+    /// `file_send = "sendfile"`: head by `send`, body by `sendfile`, on the
+    /// connection's installed descriptor, until done or the socket is full.
+    fn pump_sendfile(&mut self, slot: u32, generation: u32, (src_fd, src_off): (RawFd, u64)) {
+        let now = self.now.get();
+        let Some(c) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        let fd = c.fd;
+        let Some(sys) = self.sys_fds.get(fd) else {
+            if self.sys_fds.reserve() {
+                c.ops += 1;
+                let e = opcode::FixedFdInstall::new(types::Fixed(fd), 0)
+                    .build()
+                    .user_data(Token::new(sendfile::FD_INSTALL, slot, generation).0);
+                self.push(e);
+            } else if let Some(Work::Sending(x)) = c.work.as_deref_mut() {
+                // Out of budget: this connection's bodies go by send.
+                x.no_sendfile = true;
+                self.pump(slot, generation);
+            }
+            return;
+        };
+        loop {
+            let Some(c) = self.conns.get_mut(slot, generation) else {
+                return;
+            };
+            let Some(Work::Sending(x)) = c.work.as_deref_mut() else {
+                return;
+            };
+            let head_left = x.head.len() - x.head_off;
+            let body_left = x.end - x.pos;
+            let wrote = if head_left > 0 {
+                sendfile::send_head(sys, &x.head[x.head_off..], body_left > 0)
+            } else if body_left > 0 {
+                sendfile::send_file(sys, src_fd, src_off + x.pos, body_left.min(CHUNK))
+            } else {
+                self.finish_transfer(slot, generation);
+                return;
+            };
+            match wrote {
+                sendfile::Wrote::Bytes(n) => {
+                    if head_left > 0 {
+                        x.head_off += n as usize;
+                    } else if n == 0 {
+                        tracing::warn!(
+                            "{}: file shrank while being sent",
+                            self.conn_id(slot, generation)
+                        );
+                        self.abort(slot, generation);
+                        return;
+                    } else {
+                        x.pos += n;
+                        self.counters.body_bytes += n;
+                    }
+                    c.deadline = Some(now + self.send_timeout);
+                }
+                sendfile::Wrote::Full => {
+                    c.ops += 1;
+                    c.deadline = Some(now + self.send_timeout);
+                    let e = opcode::PollAdd::new(types::Fixed(fd), libc::POLLOUT as u32)
+                        .build()
+                        .user_data(Token::new(sendfile::POLL_OUT, slot, generation).0);
+                    self.push(e);
+                    return;
+                }
+                sendfile::Wrote::Failed(e) => {
+                    tracing::debug!("{}: send failed: {e}", self.conn_id(slot, generation));
+                    self.abort(slot, generation);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The install of a connection's regular descriptor came back.
+    fn on_fd_installed(&mut self, slot: u32, generation: u32, fd: u32, res: i32, closing: bool) {
+        if res < 0 || closing {
+            self.sys_fds.unreserve((res >= 0).then_some(res));
+            if res < 0 && self.sys_fds.warn_once() {
+                tracing::warn!(
+                    "worker {}: cannot install a descriptor for sendfile ({}); such connections send bodies by send",
+                    self.index,
+                    std::io::Error::from_raw_os_error(-res)
+                );
+            }
+            if closing {
+                self.maybe_free(slot, generation);
+                return;
+            }
+            if let Some(c) = self.conns.get_mut(slot, generation)
+                && let Some(Work::Sending(x)) = c.work.as_deref_mut()
+            {
+                x.no_sendfile = true;
+            }
+        } else {
+            self.sys_fds.set(fd, res);
+            if self.sys_fds.get(fd).is_none()
+                && let Some(c) = self.conns.get_mut(slot, generation)
+                && let Some(Work::Sending(x)) = c.work.as_deref_mut()
+            {
+                x.no_sendfile = true;
+            }
+        }
+        self.pump(slot, generation);
     }
 
     fn on_open(&mut self, slot: u32, generation: u32, res: i32) {
@@ -1607,9 +1769,18 @@ impl Worker {
         let mut kinds: &[u8] = &[RECV];
         if busy {
             kinds = &[
-                RECV, SEND, SEND_ZC, SPLICE_IN, SPLICE_OUT, OPEN, SHUT_WR, LIVE_SEND,
+                RECV,
+                SEND,
+                SEND_ZC,
+                SPLICE_IN,
+                SPLICE_OUT,
+                OPEN,
+                SHUT_WR,
+                LIVE_SEND,
+                sendfile::POLL_OUT,
             ];
         }
+        self.sys_fds.release(fd);
         for &kind in kinds {
             let cancel = opcode::AsyncCancel::new(Token::new(kind, slot, generation).0)
                 .build()

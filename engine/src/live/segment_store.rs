@@ -18,7 +18,9 @@
 //!   reference goes.
 //!
 //! memfd pages are allocated on first write (tmpfs), so an arena's nominal
-//! size costs nothing until used, and reusing an arena reuses its pages.
+//! size costs nothing until used. Reusing an arena punches its old pages out
+//! first: `sendfile`/`splice` responses leave references to them in socket
+//! buffers until slow peers read them, and those bytes must not change.
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
@@ -46,6 +48,30 @@ impl Arena {
         file.set_len(cap as u64)?;
         let map = MmapOptions::new().len(cap).map_raw(&file)?;
         Ok(Self { file, map, cap })
+    }
+
+    /// Drop the arena's pages before it is written again. `sendfile` and
+    /// `splice` leave references to these pages in socket buffers until the
+    /// peer reads them; rewriting the pages in place would change bytes a
+    /// slow reader has yet to receive. Punching them out of the memfd gives
+    /// the next writes fresh pages, while the old ones live on, unchanged,
+    /// for as long as a socket holds them.
+    fn rewind(&self) -> std::io::Result<()> {
+        // SAFETY: fallocate on our own memfd over its own length; our
+        // mapping stays valid (the punched range reads as zeroes and is
+        // refilled by the next writes' page faults).
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                self.cap as libc::off_t,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
@@ -239,7 +265,10 @@ impl SegmentWriter {
         // Drop unreferenced arenas beyond what we might reuse soon.
         self.older.retain_mut(|a| Arc::get_mut(a).is_none());
         let next = match next {
-            Some(a) => a,
+            Some(a) => {
+                a.rewind()?;
+                a
+            }
             None => {
                 if self.arenas() >= self.max_arenas {
                     return Err(StoreError::Full {
@@ -301,6 +330,42 @@ mod tests {
             assert!(b[10_000..].iter().all(|&x| x == i.wrapping_add(1)));
             assert_eq!(&s.to_bytes()[..], b);
         }
+    }
+
+    /// `sendfile`/`splice` put references to the memfd's pages into socket
+    /// buffers, where they stay until the peer reads them, long after the
+    /// response (and its `SegmentBytes`) is done. Reusing the arena must not
+    /// change what such a slow reader still receives.
+    #[test]
+    fn bytes_queued_by_sendfile_survive_arena_reuse() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = l.accept().unwrap();
+        let mut w = SegmentWriter::new(64 * 1024, 2);
+        w.begin();
+        w.write(&[0xAA; 40_000]).unwrap();
+        let s = w.finish().unwrap();
+        let (fd, off) = s.file_range();
+        let mut o = off as libc::off_t;
+        // SAFETY: both descriptors are open; `o` is a live local.
+        let n = unsafe { libc::sendfile(tx.as_raw_fd(), fd, &mut o, s.len()) };
+        assert_eq!(n, 40_000, "sendfile: {}", std::io::Error::last_os_error());
+        drop(s);
+        // Fill the arenas over and over: the first one is rewound and
+        // rewritten while the reader has not read a byte yet.
+        for i in 0..8u8 {
+            w.begin();
+            w.write(&[i; 40_000]).unwrap();
+            w.finish().unwrap();
+        }
+        let mut got = vec![0; 40_000];
+        rx.read_exact(&mut got).unwrap();
+        assert!(
+            got.iter().all(|&b| b == 0xAA),
+            "a slow reader got rewritten bytes: first bad at {:?}",
+            got.iter().position(|&b| b != 0xAA)
+        );
     }
 
     #[test]

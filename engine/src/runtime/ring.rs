@@ -42,6 +42,8 @@ pub struct Features {
     pub openat2: bool,
     /// IORING_OP_SOCKET (direct-descriptor sockets for clients).
     pub socket: bool,
+    /// IORING_OP_FIXED_FD_INSTALL (a direct descriptor into the fd table).
+    pub fd_install: bool,
 }
 
 /// An io_uring owned by one thread.
@@ -85,6 +87,7 @@ impl Ring {
                 splice: false,
                 openat2: false,
                 socket: false,
+                fd_install: false,
             };
         }
         Features {
@@ -92,6 +95,7 @@ impl Ring {
             splice: probe.is_supported(opcode::Splice::CODE),
             openat2: probe.is_supported(opcode::OpenAt2::CODE),
             socket: probe.is_supported(opcode::Socket::CODE),
+            fd_install: probe.is_supported(opcode::FixedFdInstall::CODE),
         }
     }
 
