@@ -743,3 +743,82 @@ fn clients_aborting_mid_download_do_not_hurt_the_server() {
     r.assert_status(200);
     assert_bytes_eq(&r.body, &s.file(LARGE_FILE), "GET large after aborts");
 }
+
+/// A reader that pauses before each of its first `slow` reads.
+struct SlowReader<R> {
+    inner: R,
+    slow: usize,
+}
+
+impl<R: Read> Read for SlowReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.slow > 0 {
+            self.slow -= 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.inner.read(buf)
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// `file_send = "sendfile"`: a reader slower than the socket (the server
+/// meets a full socket and waits for POLLOUT) gets the exact bytes; the
+/// regular fds installed for sendfile stay within `sendfile_descriptors`
+/// (a second connection past the budget is served by send, exactly too); and
+/// the fd goes away with its connection.
+#[test]
+fn sendfile_slow_reader_budget_and_no_fd_leak() {
+    let s = Spate::builder()
+        .server("workers", "1")
+        .http("file_send", "\"sendfile\"")
+        .http("sendfile_descriptors", "1")
+        .with_large_file()
+        .start();
+    let large = s.file(LARGE_FILE);
+    let request = format!("GET /{LARGE_FILE} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut a = connect_small_window(s.addr(), 16 * 1024).expect("connect a");
+    a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    a.write_all(request.as_bytes()).unwrap();
+    // Let a's transfer start (and take the one descriptor) before b asks.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = s.connect();
+    b.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    b.write_all(request.as_bytes()).unwrap();
+    let rb = read_response(&mut BufReader::new(&mut b), false).expect("b's response");
+    assert_eq!(rb.status, 200);
+    assert_bytes_eq(&rb.body, &large, "b (past the sendfile budget)");
+    let with_a = open_fds(s.pid());
+    let mut slow = BufReader::with_capacity(
+        16 * 1024,
+        SlowReader {
+            inner: &mut a,
+            slow: 40,
+        },
+    );
+    let ra = read_response(&mut slow, false).expect("a's response");
+    assert_eq!(ra.status, 200);
+    assert_bytes_eq(&ra.body, &large, "a (slow reader, sendfile)");
+    // b holds no installed fd: closing it changes nothing; closing a gives
+    // back exactly one.
+    drop(b);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        open_fds(s.pid()),
+        with_a,
+        "closing the connection past the budget changed the fd count"
+    );
+    drop(slow);
+    drop(a);
+    assert!(
+        wait_until(Duration::from_secs(5), || open_fds(s.pid()) == with_a - 1),
+        "the installed fd was not closed with its connection: {} fds, {} with it open",
+        open_fds(s.pid()),
+        with_a
+    );
+    s.get("/index.html").assert_status(200);
+}
