@@ -137,6 +137,10 @@ pub struct Second {
     /// not spate-bench, interrupts excluded): a noisy neighbour shows here.
     #[serde(default)]
     pub other_cpu: f64,
+    /// File descriptors spate-bench itself has open (its viewer connections
+    /// are io_uring direct descriptors, not among them).
+    #[serde(default)]
+    pub client_fds: u64,
 }
 
 /// One viewer group's result in one step.
@@ -207,6 +211,12 @@ pub struct StepReport {
     pub clean: bool,
     pub groups: Vec<GroupReport>,
     pub server: Option<ServerUsage>,
+    /// Most viewer connections open at once in the step (every group,
+    /// every phase) and spate-bench's own open fds at most.
+    #[serde(default)]
+    pub max_connected: usize,
+    #[serde(default)]
+    pub client_fds_max: u64,
     pub timeline: Vec<Second>,
 }
 
@@ -579,59 +589,61 @@ fn bits(b: &str) -> f64 {
 }
 
 /// Make the publisher's FLV from ffmpeg's test pattern.
-fn generate(dir: &Path, i: usize, bitrate: &str, seconds: u32) -> Result<PathBuf, String> {
+fn generate(dir: &Path, i: usize, p: &scenario::Publisher) -> Result<PathBuf, String> {
+    let (bitrate, seconds, fps) = (&p.bitrate, p.pattern_seconds, p.pattern_fps);
     let out = dir.join(format!("pattern-{i}.flv"));
     let b = bits(bitrate) as u64;
     let ffmpeg = std::env::var("FFMPEG").unwrap_or_else(|_| "ffmpeg".into());
-    let o = Command::new(&ffmpeg)
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
+    let mut cmd = Command::new(&ffmpeg);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!(
+        "testsrc2=size={}:rate={fps}:duration={seconds}",
+        p.pattern_size
+    ));
+    if p.pattern_audio {
+        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
             "sine=frequency=1000:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-        ])
-        .arg("-b:v")
-        .arg(b.to_string())
-        .arg("-maxrate")
-        .arg(b.to_string())
-        .arg("-bufsize")
-        .arg((2 * b).to_string())
-        .args([
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-            "-shortest",
-            "-y",
-        ])
+        ));
+    }
+    // A keyframe every 2 s.
+    let gop = (2 * fps).to_string();
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop,
+        "-keyint_min",
+        &gop,
+        "-sc_threshold",
+        "0",
+    ])
+    .arg("-b:v")
+    .arg(b.to_string())
+    .arg("-maxrate")
+    .arg(b.to_string())
+    .arg("-bufsize")
+    .arg((2 * b).to_string());
+    if p.pattern_audio {
+        cmd.args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"]);
+    } else {
+        cmd.arg("-an");
+    }
+    let o = cmd
+        .args(["-shortest", "-y"])
         .arg(&out)
         .stdin(Stdio::null())
         .output()
@@ -963,6 +975,10 @@ fn print_step(s: &StepReport) {
         if s.clean { "clean" } else { "NOT clean" }
     );
     println!(
+        "  connections: {} at most at once; spate-bench's own open fds: {} at most",
+        s.max_connected, s.client_fds_max
+    );
+    println!(
         "  {:<14} {:>7} {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>9} | {:>7} {:>9} | {:>8} | {:>6}",
         "group",
         "viewers",
@@ -1077,7 +1093,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
                     "spate-bench run: generating publisher[{i}]'s test pattern ({} s at {})",
                     p.pattern_seconds, p.bitrate
                 );
-                generate(&tmp, i, &p.bitrate, p.pattern_seconds)?
+                generate(&tmp, i, p)?
             }
         };
         let src = src.to_string_lossy().into_owned();
@@ -1368,6 +1384,7 @@ fn run_step(
         machine_prev = machine_now;
         let connected: usize = r.groups.iter().map(Group::connected).sum();
         let live: usize = r.groups.iter().map(Group::live).sum();
+        let client_fds = crate::procstat::self_fd_count();
         let p =
             |q| (!sec.latency.is_empty()).then(|| sec.latency.value_at_quantile(q) as f64 / 1000.0);
         let row = Second {
@@ -1383,10 +1400,11 @@ fn run_step(
             server_fds: fds,
             client_cpu,
             other_cpu,
+            client_fds,
         };
         if !args.quiet {
             eprintln!(
-                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms, CPU bench {:.2} other {:.2}{}",
+                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms, CPU bench {:.2} other {:.2}, bench fds {client_fds}{}",
                 row.t,
                 phase,
                 fmt_opt(row.p99_ms),
@@ -1478,6 +1496,8 @@ fn run_step(
             fds_start,
             fds_end,
         }),
+        max_connected: timeline.iter().map(|s| s.connected).max().unwrap_or(0),
+        client_fds_max: timeline.iter().map(|s| s.client_fds).max().unwrap_or(0),
         timeline,
     })
 }
@@ -1560,6 +1580,7 @@ mod tests {
                 server_fds: None,
                 client_cpu: 0.0,
                 other_cpu: 0.0,
+                client_fds: 0,
             })
             .collect();
         let (l, v) = plots("t", &tl);
@@ -1605,6 +1626,8 @@ mod tests {
                 fds_start: None,
                 fds_end: None,
             }),
+            max_connected: 1,
+            client_fds_max: 0,
             timeline: vec![],
         }
     }
