@@ -8,6 +8,7 @@
 #
 #   scripts/bench-40k.sh                  # takes /tmp/spate-bench.lock itself
 #   COUNT=42000 scripts/bench-40k.sh      # another viewer count (3 rings ≤ 60,000)
+#   SPATE=path BENCH=path scripts/bench-40k.sh   # these binaries, no build
 #
 # Prints spate-bench's table, then the most connections it held at once and
 # its fd count (/proc/PID/fd, sampled every second from outside, and its own
@@ -16,6 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SPATE_BENCH_LOCKED:-}" ]; then
+    # Build first, then wait for the box (other measurements) and run.
+    if [ -z "${SPATE:-}" ] || [ -z "${BENCH:-}" ]; then
+        cargo build --release -q -p spate-engine -p spate-bench
+    fi
     SPATE_BENCH_LOCKED=1 exec flock /tmp/spate-bench.lock "$0" "$@"
 fi
 OUT=${OUT:-target/bench-40k}
@@ -23,9 +28,8 @@ WORK=${WORK:-/tmp/spate-bench-40k}
 COUNT=${COUNT:-40000}
 HTTP_PORT=18190
 RTMP_PORT=11945
-cargo build --release -q -p spate-engine -p spate-bench
-SPATE=target/release/spate
-BENCH=target/release/spate-bench
+SPATE=${SPATE:-target/release/spate}
+BENCH=${BENCH:-target/release/spate-bench}
 mkdir -p "$OUT" "$WORK/www"
 echo "fd limit of this shell: $(ulimit -n)"
 cat >"$WORK/spate.toml" <<TOML
