@@ -243,9 +243,11 @@ pub struct Report {
 }
 
 /// A soak's result: pass = RSS at the end within the tolerance of its
-/// value right after warm-up, the server's fds back to their count before
-/// the viewers came once they left, and no viewer lost (disconnected,
-/// refused, timed out) — across the publisher's reconnects too.
+/// value right after warm-up, the server's fds, once the viewers left, not
+/// above their count right after warm-up (the same point: by then the
+/// server has made what it keeps per stream, e.g. segment-store arenas),
+/// and no viewer lost (disconnected, refused, timed out) — across the
+/// publisher's reconnects too.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SoakVerdict {
     pub pass: bool,
@@ -253,7 +255,13 @@ pub struct SoakVerdict {
     pub rss_after_warmup: Option<u64>,
     pub rss_end: Option<u64>,
     pub rss_change: Option<f64>,
+    /// The server's fds at the first measured second (after warm-up): the
+    /// baseline `fds_after` is judged against.
     pub fds_baseline: Option<u64>,
+    /// The server's fds before the viewers came (reported, not judged).
+    #[serde(default)]
+    pub fds_before_viewers: Option<u64>,
+    /// The server's fds `settle` seconds after the viewers left.
     pub fds_after: Option<u64>,
     pub lost_viewers: u64,
     pub publisher_reconnects: u64,
@@ -264,14 +272,16 @@ pub struct SoakVerdict {
 pub fn soak_verdict(
     rule: &scenario::Soak,
     step: Option<&StepReport>,
-    fds_baseline: Option<u64>,
+    fds_before_viewers: Option<u64>,
     fds_after: Option<u64>,
     publisher_reconnects: u64,
 ) -> SoakVerdict {
     let mut reasons = Vec::new();
-    let (rss_after_warmup, rss_end) = step
+    let (rss_after_warmup, rss_end, fds_baseline) = step
         .and_then(|s| s.server.as_ref())
-        .map_or((None, None), |u| (u.rss_start, u.rss_end));
+        .map_or((None, None, None), |u| {
+            (u.rss_start, u.rss_end, u.fds_start)
+        });
     let rss_change = rss_after_warmup
         .zip(rss_end)
         .filter(|(a, _)| *a > 0)
@@ -288,7 +298,7 @@ pub fn soak_verdict(
     match (fds_baseline, fds_after) {
         (Some(b), Some(a)) if a > b => {
             reasons.push(format!(
-                "{} more server fds after the viewers left ({b} → {a})",
+                "{} more server fds after the viewers left than after warm-up ({b} → {a})",
                 a - b
             ));
         }
@@ -315,6 +325,7 @@ pub fn soak_verdict(
         rss_end,
         rss_change,
         fds_baseline,
+        fds_before_viewers,
         fds_after,
         lost_viewers: lost,
         publisher_reconnects,
@@ -1157,7 +1168,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         return Err(e);
     }
 
-    let fds_baseline = server.fd_count().ok().filter(|_| !server.is_empty());
+    // Reported with the soak verdict; its baseline is the first measured
+    // second's count, like RSS's.
+    let fds_before_viewers = server.fd_count().ok().filter(|_| !server.is_empty());
     let mut steps = Vec::new();
     let mut failure = None;
     for &m in &multipliers {
@@ -1196,20 +1209,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             .iter()
             .map(|p| p.1.reconnects.load(Ordering::Relaxed))
             .sum();
-        soak_verdict(rule, steps.last(), fds_baseline, fds_after, reconnects)
+        soak_verdict(
+            rule,
+            steps.last(),
+            fds_before_viewers,
+            fds_after,
+            reconnects,
+        )
     });
     if let Some(f) = running.shutdown() {
         failure.get_or_insert(f);
     }
     if let Some(v) = &soak {
         println!(
-            "soak: {} — RSS after warm-up {} MiB, at the end {} MiB ({}), fds {} → {} after the viewers left, {} viewers lost, {} publisher reconnects{}",
+            "soak: {} — RSS after warm-up {} MiB, at the end {} MiB ({}), fds after warm-up {} (before the viewers {}) → {} after the viewers left, {} viewers lost, {} publisher reconnects{}",
             if v.pass { "PASS" } else { "FAIL" },
             fmt_opt(v.rss_after_warmup.map(|b| b as f64 / 1048576.0)),
             fmt_opt(v.rss_end.map(|b| b as f64 / 1048576.0)),
             v.rss_change
                 .map_or("-".into(), |c| format!("{:+.1}%", c * 100.0)),
             v.fds_baseline.map_or("-".into(), |f| f.to_string()),
+            v.fds_before_viewers.map_or("-".into(), |f| f.to_string()),
             v.fds_after.map_or("-".into(), |f| f.to_string()),
             v.lost_viewers,
             v.publisher_reconnects,
@@ -1589,6 +1609,11 @@ mod tests {
     }
 
     fn step_with(rss: (u64, u64), errors: u64) -> StepReport {
+        step_fds(rss, errors, Some(10))
+    }
+
+    /// `fds`: the server's fds at the first measured second.
+    fn step_fds(rss: (u64, u64), errors: u64, fds: Option<u64>) -> StepReport {
         StepReport {
             multiplier: 1.0,
             viewers: 1,
@@ -1623,8 +1648,8 @@ mod tests {
                 rss_start: Some(rss.0),
                 rss_end: Some(rss.1),
                 rss_max: Some(rss.1),
-                fds_start: None,
-                fds_end: None,
+                fds_start: fds,
+                fds_end: fds,
             }),
             max_connected: 1,
             client_fds_max: 0,
@@ -1675,6 +1700,48 @@ mod tests {
         );
         assert!(!v.pass && v.lost_viewers == 2, "{v:?}");
         assert!(!soak_verdict(&rule, None, None, None, 0).pass);
+        // The baseline is after warm-up: fds made during warm-up and kept
+        // (segment-store arenas: 18 before the viewers, 20 from warm-up on)
+        // pass; the count before the viewers is reported.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(20))),
+            Some(18),
+            Some(20),
+            0,
+        );
+        assert!(v.pass, "{v:?}");
+        assert_eq!(
+            (v.fds_before_viewers, v.fds_baseline, v.fds_after),
+            (Some(18), Some(20), Some(20))
+        );
+        // Fewer after the viewers left (a server whose fds move with its
+        // viewers) passes; one more than after warm-up fails.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(1420))),
+            Some(18),
+            Some(20),
+            0,
+        );
+        assert!(v.pass, "{v:?}");
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(20))),
+            Some(18),
+            Some(21),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("after warm-up"), "{v:?}");
+        // No fd sample after warm-up: not judged as passing.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, None)),
+            Some(18),
+            Some(18),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("fd"), "{v:?}");
         crate::svg::check(&memory_plot("m", &[])).unwrap();
     }
 
