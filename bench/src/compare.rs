@@ -251,6 +251,8 @@ mod tests {
                         fds_start: None,
                         fds_end: None,
                     }),
+                    max_connected: live * (i + 1),
+                    client_fds_max: 0,
                     timeline: vec![],
                 })
                 .collect(),

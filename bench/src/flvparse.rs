@@ -76,7 +76,7 @@ pub struct HttpFlvScanner {
     cur: TagSeen,
     body_pos: u32,
     /// The body is `Transfer-Encoding: chunked`.
-    chunked: Option<Dechunk>,
+    chunked: Option<crate::httpbody::Dechunk>,
 }
 
 impl Default for HttpFlvScanner {
@@ -114,12 +114,18 @@ impl HttpFlvScanner {
                 None => return Ok(()),
                 Some(rest) => data = rest,
             }
-            self.chunked = chunked.then(Dechunk::default);
+            self.chunked = chunked.then(crate::httpbody::Dechunk::default);
             self.st = St::Skip(13);
         }
         match self.chunked.take() {
             Some(mut d) => {
-                let r = d.feed(data, |piece| self.body(piece, &mut on_tag));
+                let r = d
+                    .feed(
+                        data,
+                        |_| ScanError::BadChunk,
+                        |piece| self.body(piece, &mut on_tag),
+                    )
+                    .map(|_| ());
                 self.chunked = Some(d);
                 r
             }
@@ -211,105 +217,23 @@ pub fn response_head<'a>(
 ) -> Result<Option<&'a [u8]>, ScanError> {
     let before = head.len();
     head.extend_from_slice(data);
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(head) {
-        Ok(httparse::Status::Complete(n)) => {
-            let code = resp.code.unwrap_or(0);
-            if code != 200 {
-                return Err(ScanError::Status(code));
+    match spate_protocols::http::upstream::parse_head(head) {
+        Ok(Some(h)) => {
+            if h.code != 200 {
+                return Err(ScanError::Status(h.code));
             }
-            *chunked = resp.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("transfer-encoding")
-                    && String::from_utf8_lossy(h.value)
-                        .to_ascii_lowercase()
-                        .contains("chunked")
-            });
+            *chunked = h.chunked();
             head.clear();
             head.shrink_to_fit();
-            Ok(Some(&data[n - before..]))
+            Ok(Some(&data[h.len - before..]))
         }
-        Ok(httparse::Status::Partial) => {
+        Ok(None) => {
             if head.len() > 16 * 1024 {
                 return Err(ScanError::BadHead);
             }
             Ok(None)
         }
         Err(_) => Err(ScanError::BadHead),
-    }
-}
-
-/// Where a chunked body decoder is.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum DcSt {
-    /// Reading a chunk-size line (hex digits, extensions, CRLF).
-    #[default]
-    Size,
-    /// In chunk data: bytes left.
-    Data(u64),
-    /// Skipping the CRLF after chunk data: bytes left.
-    Crlf(u8),
-    /// The last chunk (size 0) arrived: the rest (trailers) is ignored.
-    Done,
-}
-
-/// `Transfer-Encoding: chunked` decoder over split input.
-#[derive(Debug, Default)]
-pub struct Dechunk {
-    st: DcSt,
-    line: Vec<u8>,
-}
-
-impl Dechunk {
-    /// Decode `data`, handing each piece of body to `out`.
-    pub fn feed(
-        &mut self,
-        mut data: &[u8],
-        mut out: impl FnMut(&[u8]) -> Result<(), ScanError>,
-    ) -> Result<(), ScanError> {
-        while !data.is_empty() {
-            match self.st {
-                DcSt::Size => {
-                    let Some(i) = data.iter().position(|&b| b == b'\n') else {
-                        self.line.extend_from_slice(data);
-                        if self.line.len() > 1024 {
-                            return Err(ScanError::BadChunk);
-                        }
-                        return Ok(());
-                    };
-                    self.line.extend_from_slice(&data[..i]);
-                    data = &data[i + 1..];
-                    let line = String::from_utf8_lossy(&self.line).into_owned();
-                    self.line.clear();
-                    let hex = line.split(';').next().unwrap_or("").trim();
-                    let n = u64::from_str_radix(hex, 16).map_err(|_| ScanError::BadChunk)?;
-                    self.st = if n == 0 { DcSt::Done } else { DcSt::Data(n) };
-                }
-                DcSt::Data(n) => {
-                    let take = (n as usize).min(data.len());
-                    out(&data[..take])?;
-                    data = &data[take..];
-                    let left = n - take as u64;
-                    self.st = if left == 0 {
-                        DcSt::Crlf(2)
-                    } else {
-                        DcSt::Data(left)
-                    };
-                }
-                DcSt::Crlf(k) => {
-                    let take = usize::from(k).min(data.len());
-                    data = &data[take..];
-                    let left = k - take as u8;
-                    self.st = if left == 0 {
-                        DcSt::Size
-                    } else {
-                        DcSt::Crlf(left)
-                    };
-                }
-                DcSt::Done => return Ok(()),
-            }
-        }
-        Ok(())
     }
 }
 

@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::client::parse_head;
 use crate::hls_playlist::{self, MediaPlaylist, Playlist};
 use crate::hls_viewer::{self, PHASE_STOP, Plan, Shared, Stats};
+use crate::httpbody::{Framing, response_framing};
 use crate::live_publish::{self, SendTimes};
 use crate::live_rtmp::parse_rtmp_url;
 use crate::procstat::{self, ServerProcs};
@@ -385,13 +385,48 @@ pub(crate) fn http_get(
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
+    let mut head = None;
+    let mut body = Vec::new();
     loop {
-        match parse_head(&buf) {
-            Ok(Some((status, len, used))) if buf.len() as u64 >= used as u64 + len => {
-                return Ok((status, buf[used..used + len as usize].to_vec()));
+        if head.is_none() {
+            match response_framing(&buf).map_err(|e| format!("GET {path}: {e}"))? {
+                Some((status, framing, used)) => {
+                    buf.drain(..used);
+                    head = Some((status, framing));
+                }
+                None if buf.len() > 64 * 1024 => {
+                    return Err(format!("GET {path}: response head over 64 KiB"));
+                }
+                None => {}
             }
-            Ok(_) => {}
-            Err(()) => return Err(format!("GET {path}: bad response head")),
+        }
+        if let Some((status, framing)) = &mut head {
+            let complete = match framing {
+                Framing::Length(n) => {
+                    if buf.len() as u64 >= *n {
+                        buf.truncate(*n as usize);
+                        body = std::mem::take(&mut buf);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Framing::Chunked(d) => {
+                    let (_, fin) = d.feed(
+                        &buf,
+                        |e| format!("GET {path}: chunked body: {e}"),
+                        |piece| {
+                            body.extend_from_slice(piece);
+                            Ok(())
+                        },
+                    )?;
+                    buf.clear();
+                    fin
+                }
+            };
+            if complete {
+                return Ok((*status, body));
+            }
         }
         let n = s.read(&mut chunk).map_err(|e| format!("GET {path}: {e}"))?;
         if n == 0 {

@@ -33,11 +33,12 @@ use spate_engine::runtime::bufring::BufRing;
 use spate_engine::runtime::ring::{Ring, Token, buffer_id, more};
 use spate_engine::runtime::slab::Slab;
 
-use crate::client::{close_fixed, connect_fixed, parse_head, sockaddr};
+use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::TagSeen;
 use crate::fmp4scan::MoofGatherer;
 use crate::hls_playback::Playback;
 use crate::hls_playlist::{self, Playlist, start_index};
+use crate::httpbody::{Framing, response_framing};
 use crate::live_publish::SendTimes;
 use crate::tsparse::TsPackets;
 
@@ -358,8 +359,9 @@ struct Conn {
     vid: u32,
     /// Partial response head (only while a head spans receives).
     head: Vec<u8>,
-    /// Body bytes still expected; `None` while reading a head.
-    body_left: Option<u64>,
+    /// How the body ends (`Content-Length` bytes left, or chunked); `None`
+    /// while reading a head.
+    framing: Option<Framing>,
     status: u16,
     /// Playlist body being collected.
     body: Vec<u8>,
@@ -386,7 +388,7 @@ impl Conn {
             state: State::Connecting,
             vid,
             head: Vec::new(),
-            body_left: None,
+            framing: None,
             status: 0,
             body: Vec::new(),
             keep_body: false,
@@ -403,6 +405,7 @@ impl Conn {
 }
 
 /// A response that completed.
+#[derive(Debug)]
 struct Done {
     status: u16,
     body: Vec<u8>,
@@ -987,101 +990,8 @@ impl HlsThread {
             return Err("bytes received with no request outstanding".into());
         }
         conn.got_bytes = true;
-        let mut rest = data;
-        let mut done = None;
-        while !rest.is_empty() {
-            if done.is_some() {
-                return Err("bytes after the response (none was asked for)".into());
-            }
-            match conn.body_left {
-                None => {
-                    let bad = || "malformed response head (or no Content-Length)".to_string();
-                    let (status, body, used) = if conn.head.is_empty() {
-                        match parse_head(rest).map_err(|()| bad())? {
-                            Some(h) => h,
-                            None => {
-                                conn.head.extend_from_slice(rest);
-                                return Ok(None);
-                            }
-                        }
-                    } else {
-                        let before = conn.head.len();
-                        conn.head.extend_from_slice(rest);
-                        match parse_head(&conn.head).map_err(|()| bad())? {
-                            Some((s, b, used)) => {
-                                conn.head.clear();
-                                (s, b, used - before)
-                            }
-                            None => {
-                                if conn.head.len() > 64 * 1024 {
-                                    return Err("response head over 64 KiB".into());
-                                }
-                                return Ok(None);
-                            }
-                        }
-                    };
-                    conn.status = status;
-                    conn.body_left = Some(body);
-                    if status != 200 {
-                        conn.check_ts = false;
-                        conn.keep_body = false;
-                    }
-                    if conn.keep_body && body > MAX_PLAYLIST as u64 {
-                        return Err(format!("playlist of {body} bytes"));
-                    }
-                    rest = &rest[used..];
-                }
-                Some(left) => {
-                    let take = (left.min(rest.len() as u64)) as usize;
-                    if conn.check_ts && take > 0 {
-                        if rest[0] != 0x47 {
-                            return Err(format!(
-                                "segment body starts with 0x{:02x}, not a TS sync byte",
-                                rest[0]
-                            ));
-                        }
-                        conn.check_ts = false;
-                    }
-                    if conn.keep_body {
-                        conn.body.extend_from_slice(&rest[..take]);
-                    } else if self.measuring && conn.status == 200 {
-                        self.out.segment_bytes += take as u64;
-                    }
-                    if conn.status == 200
-                        && let Some(tp) = &mut conn.ts_frames
-                    {
-                        let frames = &mut conn.frame_ts;
-                        let r = tp.feed(&rest[..take], &mut |t: TagSeen| {
-                            if t.is_video_frame() {
-                                frames.push(t.ts);
-                            }
-                        });
-                        if r.is_err() {
-                            // Lost sync: no latency from this segment.
-                            conn.ts_frames = None;
-                            conn.frame_ts.clear();
-                        }
-                    }
-                    if conn.status == 200
-                        && let Some(g) = &mut conn.moof
-                        && let Some(ts) =
-                            g.feed(&rest[..take], self.plan.fmp4_timescale.unwrap_or(1000))
-                    {
-                        conn.frame_ts = ts;
-                    }
-                    conn.body_left = Some(left - take as u64);
-                    rest = &rest[take..];
-                }
-            }
-            if conn.body_left == Some(0) {
-                conn.body_left = None;
-                done = Some(Done {
-                    status: conn.status,
-                    body: std::mem::take(&mut conn.body),
-                });
-            }
-        }
-        Ok(done)
+        let timescale = self.plan.fmp4_timescale.unwrap_or(1000);
+        parse_response(conn, data, self.measuring, &mut self.out, timescale)
     }
 
     fn on_response(&mut self, slot: u32, generation: u32, d: Done) {
@@ -1325,9 +1235,254 @@ impl HlsThread {
     }
 }
 
+/// Parse a connection's received bytes (a response head, its body by
+/// `Content-Length` or chunked, across receives); returns the response
+/// they completed, if any. Bytes past it are an error: one request is
+/// outstanding at a time.
+fn parse_response(
+    conn: &mut Conn,
+    data: &[u8],
+    measuring: bool,
+    out: &mut Stats,
+    timescale: u64,
+) -> Result<Option<Done>, String> {
+    let mut rest = data;
+    let mut done = None;
+    while !rest.is_empty() {
+        if done.is_some() {
+            return Err("bytes after the response (none was asked for)".into());
+        }
+        let mut finished = false;
+        match &mut conn.framing {
+            None => {
+                let (status, framing, used) = if conn.head.is_empty() {
+                    match response_framing(rest)? {
+                        Some(h) => h,
+                        None => {
+                            conn.head.extend_from_slice(rest);
+                            return Ok(None);
+                        }
+                    }
+                } else {
+                    let before = conn.head.len();
+                    conn.head.extend_from_slice(rest);
+                    match response_framing(&conn.head)? {
+                        Some((s, f, used)) => {
+                            conn.head.clear();
+                            (s, f, used - before)
+                        }
+                        None => {
+                            if conn.head.len() > 64 * 1024 {
+                                return Err("response head over 64 KiB".into());
+                            }
+                            return Ok(None);
+                        }
+                    }
+                };
+                conn.status = status;
+                if status != 200 {
+                    conn.check_ts = false;
+                    conn.keep_body = false;
+                }
+                if let Framing::Length(body) = framing
+                    && conn.keep_body
+                    && body > MAX_PLAYLIST as u64
+                {
+                    return Err(format!("playlist of {body} bytes"));
+                }
+                if matches!(framing, Framing::Length(0)) {
+                    finished = true;
+                } else {
+                    conn.framing = Some(framing);
+                }
+                rest = &rest[used..];
+            }
+            Some(Framing::Length(left)) => {
+                let take = ((*left).min(rest.len() as u64)) as usize;
+                *left -= take as u64;
+                finished = *left == 0;
+                body_bytes(conn, &rest[..take], measuring, out, timescale)?;
+                rest = &rest[take..];
+                if finished {
+                    conn.framing = None;
+                }
+            }
+            Some(Framing::Chunked(d)) => {
+                let mut d = std::mem::take(d);
+                let (used, fin) = d.feed(
+                    rest,
+                    |e| format!("chunked body: {e}"),
+                    |piece| body_bytes(conn, piece, measuring, out, timescale),
+                )?;
+                rest = &rest[used..];
+                finished = fin;
+                conn.framing = (!fin).then_some(Framing::Chunked(d));
+            }
+        }
+        if finished {
+            done = Some(Done {
+                status: conn.status,
+                body: std::mem::take(&mut conn.body),
+            });
+        }
+    }
+    Ok(done)
+}
+
+/// Body bytes of the current response: kept (playlists), counted
+/// (segments), scanned for frame timestamps (end-to-end latency).
+fn body_bytes(
+    conn: &mut Conn,
+    piece: &[u8],
+    measuring: bool,
+    out: &mut Stats,
+    timescale: u64,
+) -> Result<(), String> {
+    if piece.is_empty() {
+        return Ok(());
+    }
+    if conn.check_ts {
+        if piece[0] != 0x47 {
+            return Err(format!(
+                "segment body starts with 0x{:02x}, not a TS sync byte",
+                piece[0]
+            ));
+        }
+        conn.check_ts = false;
+    }
+    if conn.keep_body {
+        if conn.body.len() + piece.len() > MAX_PLAYLIST {
+            return Err(format!("playlist of more than {MAX_PLAYLIST} bytes"));
+        }
+        conn.body.extend_from_slice(piece);
+    } else if measuring && conn.status == 200 {
+        out.segment_bytes += piece.len() as u64;
+    }
+    if conn.status == 200
+        && let Some(tp) = &mut conn.ts_frames
+    {
+        let frames = &mut conn.frame_ts;
+        let r = tp.feed(piece, &mut |t: TagSeen| {
+            if t.is_video_frame() {
+                frames.push(t.ts);
+            }
+        });
+        if r.is_err() {
+            // Lost sync: no latency from this segment.
+            conn.ts_frames = None;
+            conn.frame_ts.clear();
+        }
+    }
+    if conn.status == 200
+        && let Some(g) = &mut conn.moof
+        && let Some(ts) = g.feed(piece, timescale)
+    {
+        conn.frame_ts = ts;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::httpbody::chunk;
+
+    /// Feed `wire` in pieces of `step`; the responses completed.
+    fn responses(conn: &mut Conn, out: &mut Stats, wire: &[u8], step: usize) -> Vec<Done> {
+        let mut done = Vec::new();
+        for piece in wire.chunks(step) {
+            if let Some(d) = parse_response(conn, piece, true, out, 1000).unwrap() {
+                done.push(d);
+            }
+        }
+        done
+    }
+
+    #[test]
+    fn chunked_playlists_and_segments_in_any_split() {
+        let playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg1.ts\n".repeat(20);
+        let mut segment = vec![0x47u8; 188 * 12];
+        segment[1] = 0x1f;
+        for step in [1, 3, 17, 188, 100_000] {
+            // A chunked playlist with a trailer…
+            let mut conn = Conn::new(0);
+            let mut out = Stats::new();
+            conn.keep_body = true;
+            let mut wire =
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/vnd.apple.mpegurl\r\n\r\n"
+                    .to_vec();
+            wire.extend(chunk(&playlist, &[5, 300, 64], true));
+            let d = responses(&mut conn, &mut out, &wire, step);
+            assert_eq!(d.len(), 1, "step {step}");
+            assert_eq!((d[0].status, &d[0].body), (200, &playlist), "step {step}");
+            // …then, on the same connection, a chunked TS segment (its
+            // first body byte must be the sync byte, not a chunk size)…
+            conn.keep_body = false;
+            conn.check_ts = true;
+            let mut wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            wire.extend(chunk(&segment, &[1000, 7], false));
+            let d = responses(&mut conn, &mut out, &wire, step);
+            assert_eq!(d.len(), 1, "step {step}");
+            assert_eq!(out.segment_bytes, segment.len() as u64, "step {step}");
+            // …then one with Content-Length.
+            conn.check_ts = true;
+            let mut wire = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                segment.len()
+            )
+            .into_bytes();
+            wire.extend_from_slice(&segment);
+            assert_eq!(responses(&mut conn, &mut out, &wire, step).len(), 1);
+            assert_eq!(out.segment_bytes, 2 * segment.len() as u64, "step {step}");
+        }
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        let mut out = Stats::new();
+        let mut conn = Conn::new(0);
+        conn.check_ts = true;
+        let e = parse_response(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            true,
+            &mut out,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("sync byte"), "{e}");
+        let mut conn = Conn::new(0);
+        let e = parse_response(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\n\r\nabc",
+            true,
+            &mut out,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("neither"), "{e}");
+        let mut conn = Conn::new(0);
+        let e = parse_response(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+            true,
+            &mut out,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("chunk"), "{e}");
+        // Bytes after a complete response.
+        let mut conn = Conn::new(0);
+        let e = parse_response(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1",
+            true,
+            &mut out,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("after the response"), "{e}");
+    }
 
     #[test]
     fn spread_is_uniform_enough() {

@@ -29,6 +29,7 @@ mod hls;
 mod hls_playback;
 mod hls_playlist;
 mod hls_viewer;
+mod httpbody;
 mod live;
 mod live_publish;
 mod live_rtmp;

@@ -145,6 +145,12 @@ pub fn self_cpu_seconds() -> f64 {
     cpu_ticks(std::process::id()).unwrap_or(0) as f64 / clock_ticks()
 }
 
+/// File descriptors this process has open (entries of `/proc/self/fd`;
+/// connections held as io_uring direct descriptors are not among them).
+pub fn self_fd_count() -> u64 {
+    fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
 /// Machine-wide CPU time from the first line of /proc/stat, in seconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MachineCpu {

@@ -137,6 +137,10 @@ pub struct Second {
     /// not spate-bench, interrupts excluded): a noisy neighbour shows here.
     #[serde(default)]
     pub other_cpu: f64,
+    /// File descriptors spate-bench itself has open (its viewer connections
+    /// are io_uring direct descriptors, not among them).
+    #[serde(default)]
+    pub client_fds: u64,
 }
 
 /// One viewer group's result in one step.
@@ -207,6 +211,12 @@ pub struct StepReport {
     pub clean: bool,
     pub groups: Vec<GroupReport>,
     pub server: Option<ServerUsage>,
+    /// Most viewer connections open at once in the step (every group,
+    /// every phase) and spate-bench's own open fds at most.
+    #[serde(default)]
+    pub max_connected: usize,
+    #[serde(default)]
+    pub client_fds_max: u64,
     pub timeline: Vec<Second>,
 }
 
@@ -233,9 +243,11 @@ pub struct Report {
 }
 
 /// A soak's result: pass = RSS at the end within the tolerance of its
-/// value right after warm-up, the server's fds back to their count before
-/// the viewers came once they left, and no viewer lost (disconnected,
-/// refused, timed out) — across the publisher's reconnects too.
+/// value right after warm-up, the server's fds, once the viewers left, not
+/// above their count right after warm-up (the same point: by then the
+/// server has made what it keeps per stream, e.g. segment-store arenas),
+/// and no viewer lost (disconnected, refused, timed out) — across the
+/// publisher's reconnects too.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SoakVerdict {
     pub pass: bool,
@@ -243,7 +255,13 @@ pub struct SoakVerdict {
     pub rss_after_warmup: Option<u64>,
     pub rss_end: Option<u64>,
     pub rss_change: Option<f64>,
+    /// The server's fds at the first measured second (after warm-up): the
+    /// baseline `fds_after` is judged against.
     pub fds_baseline: Option<u64>,
+    /// The server's fds before the viewers came (reported, not judged).
+    #[serde(default)]
+    pub fds_before_viewers: Option<u64>,
+    /// The server's fds `settle` seconds after the viewers left.
     pub fds_after: Option<u64>,
     pub lost_viewers: u64,
     pub publisher_reconnects: u64,
@@ -254,14 +272,16 @@ pub struct SoakVerdict {
 pub fn soak_verdict(
     rule: &scenario::Soak,
     step: Option<&StepReport>,
-    fds_baseline: Option<u64>,
+    fds_before_viewers: Option<u64>,
     fds_after: Option<u64>,
     publisher_reconnects: u64,
 ) -> SoakVerdict {
     let mut reasons = Vec::new();
-    let (rss_after_warmup, rss_end) = step
+    let (rss_after_warmup, rss_end, fds_baseline) = step
         .and_then(|s| s.server.as_ref())
-        .map_or((None, None), |u| (u.rss_start, u.rss_end));
+        .map_or((None, None, None), |u| {
+            (u.rss_start, u.rss_end, u.fds_start)
+        });
     let rss_change = rss_after_warmup
         .zip(rss_end)
         .filter(|(a, _)| *a > 0)
@@ -278,7 +298,7 @@ pub fn soak_verdict(
     match (fds_baseline, fds_after) {
         (Some(b), Some(a)) if a > b => {
             reasons.push(format!(
-                "{} more server fds after the viewers left ({b} → {a})",
+                "{} more server fds after the viewers left than after warm-up ({b} → {a})",
                 a - b
             ));
         }
@@ -305,6 +325,7 @@ pub fn soak_verdict(
         rss_end,
         rss_change,
         fds_baseline,
+        fds_before_viewers,
         fds_after,
         lost_viewers: lost,
         publisher_reconnects,
@@ -579,59 +600,61 @@ fn bits(b: &str) -> f64 {
 }
 
 /// Make the publisher's FLV from ffmpeg's test pattern.
-fn generate(dir: &Path, i: usize, bitrate: &str, seconds: u32) -> Result<PathBuf, String> {
+fn generate(dir: &Path, i: usize, p: &scenario::Publisher) -> Result<PathBuf, String> {
+    let (bitrate, seconds, fps) = (&p.bitrate, p.pattern_seconds, p.pattern_fps);
     let out = dir.join(format!("pattern-{i}.flv"));
     let b = bits(bitrate) as u64;
     let ffmpeg = std::env::var("FFMPEG").unwrap_or_else(|_| "ffmpeg".into());
-    let o = Command::new(&ffmpeg)
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
+    let mut cmd = Command::new(&ffmpeg);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!(
+        "testsrc2=size={}:rate={fps}:duration={seconds}",
+        p.pattern_size
+    ));
+    if p.pattern_audio {
+        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
             "sine=frequency=1000:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-        ])
-        .arg("-b:v")
-        .arg(b.to_string())
-        .arg("-maxrate")
-        .arg(b.to_string())
-        .arg("-bufsize")
-        .arg((2 * b).to_string())
-        .args([
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-            "-shortest",
-            "-y",
-        ])
+        ));
+    }
+    // A keyframe every 2 s.
+    let gop = (2 * fps).to_string();
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop,
+        "-keyint_min",
+        &gop,
+        "-sc_threshold",
+        "0",
+    ])
+    .arg("-b:v")
+    .arg(b.to_string())
+    .arg("-maxrate")
+    .arg(b.to_string())
+    .arg("-bufsize")
+    .arg((2 * b).to_string());
+    if p.pattern_audio {
+        cmd.args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"]);
+    } else {
+        cmd.arg("-an");
+    }
+    let o = cmd
+        .args(["-shortest", "-y"])
         .arg(&out)
         .stdin(Stdio::null())
         .output()
@@ -963,6 +986,10 @@ fn print_step(s: &StepReport) {
         if s.clean { "clean" } else { "NOT clean" }
     );
     println!(
+        "  connections: {} at most at once; spate-bench's own open fds: {} at most",
+        s.max_connected, s.client_fds_max
+    );
+    println!(
         "  {:<14} {:>7} {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>9} | {:>7} {:>9} | {:>8} | {:>6}",
         "group",
         "viewers",
@@ -1077,7 +1104,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
                     "spate-bench run: generating publisher[{i}]'s test pattern ({} s at {})",
                     p.pattern_seconds, p.bitrate
                 );
-                generate(&tmp, i, &p.bitrate, p.pattern_seconds)?
+                generate(&tmp, i, p)?
             }
         };
         let src = src.to_string_lossy().into_owned();
@@ -1141,7 +1168,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         return Err(e);
     }
 
-    let fds_baseline = server.fd_count().ok().filter(|_| !server.is_empty());
+    // Reported with the soak verdict; its baseline is the first measured
+    // second's count, like RSS's.
+    let fds_before_viewers = server.fd_count().ok().filter(|_| !server.is_empty());
     let mut steps = Vec::new();
     let mut failure = None;
     for &m in &multipliers {
@@ -1180,20 +1209,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             .iter()
             .map(|p| p.1.reconnects.load(Ordering::Relaxed))
             .sum();
-        soak_verdict(rule, steps.last(), fds_baseline, fds_after, reconnects)
+        soak_verdict(
+            rule,
+            steps.last(),
+            fds_before_viewers,
+            fds_after,
+            reconnects,
+        )
     });
     if let Some(f) = running.shutdown() {
         failure.get_or_insert(f);
     }
     if let Some(v) = &soak {
         println!(
-            "soak: {} — RSS after warm-up {} MiB, at the end {} MiB ({}), fds {} → {} after the viewers left, {} viewers lost, {} publisher reconnects{}",
+            "soak: {} — RSS after warm-up {} MiB, at the end {} MiB ({}), fds after warm-up {} (before the viewers {}) → {} after the viewers left, {} viewers lost, {} publisher reconnects{}",
             if v.pass { "PASS" } else { "FAIL" },
             fmt_opt(v.rss_after_warmup.map(|b| b as f64 / 1048576.0)),
             fmt_opt(v.rss_end.map(|b| b as f64 / 1048576.0)),
             v.rss_change
                 .map_or("-".into(), |c| format!("{:+.1}%", c * 100.0)),
             v.fds_baseline.map_or("-".into(), |f| f.to_string()),
+            v.fds_before_viewers.map_or("-".into(), |f| f.to_string()),
             v.fds_after.map_or("-".into(), |f| f.to_string()),
             v.lost_viewers,
             v.publisher_reconnects,
@@ -1368,6 +1404,7 @@ fn run_step(
         machine_prev = machine_now;
         let connected: usize = r.groups.iter().map(Group::connected).sum();
         let live: usize = r.groups.iter().map(Group::live).sum();
+        let client_fds = crate::procstat::self_fd_count();
         let p =
             |q| (!sec.latency.is_empty()).then(|| sec.latency.value_at_quantile(q) as f64 / 1000.0);
         let row = Second {
@@ -1383,10 +1420,11 @@ fn run_step(
             server_fds: fds,
             client_cpu,
             other_cpu,
+            client_fds,
         };
         if !args.quiet {
             eprintln!(
-                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms, CPU bench {:.2} other {:.2}{}",
+                "[{:>5.1}s {:<7}] viewers {connected}/{total} live {live} stalled {stalls} p99 {} ms, CPU bench {:.2} other {:.2}, bench fds {client_fds}{}",
                 row.t,
                 phase,
                 fmt_opt(row.p99_ms),
@@ -1478,6 +1516,8 @@ fn run_step(
             fds_start,
             fds_end,
         }),
+        max_connected: timeline.iter().map(|s| s.connected).max().unwrap_or(0),
+        client_fds_max: timeline.iter().map(|s| s.client_fds).max().unwrap_or(0),
         timeline,
     })
 }
@@ -1560,6 +1600,7 @@ mod tests {
                 server_fds: None,
                 client_cpu: 0.0,
                 other_cpu: 0.0,
+                client_fds: 0,
             })
             .collect();
         let (l, v) = plots("t", &tl);
@@ -1568,6 +1609,11 @@ mod tests {
     }
 
     fn step_with(rss: (u64, u64), errors: u64) -> StepReport {
+        step_fds(rss, errors, Some(10))
+    }
+
+    /// `fds`: the server's fds at the first measured second.
+    fn step_fds(rss: (u64, u64), errors: u64, fds: Option<u64>) -> StepReport {
         StepReport {
             multiplier: 1.0,
             viewers: 1,
@@ -1602,9 +1648,11 @@ mod tests {
                 rss_start: Some(rss.0),
                 rss_end: Some(rss.1),
                 rss_max: Some(rss.1),
-                fds_start: None,
-                fds_end: None,
+                fds_start: fds,
+                fds_end: fds,
             }),
+            max_connected: 1,
+            client_fds_max: 0,
             timeline: vec![],
         }
     }
@@ -1652,6 +1700,48 @@ mod tests {
         );
         assert!(!v.pass && v.lost_viewers == 2, "{v:?}");
         assert!(!soak_verdict(&rule, None, None, None, 0).pass);
+        // The baseline is after warm-up: fds made during warm-up and kept
+        // (segment-store arenas: 18 before the viewers, 20 from warm-up on)
+        // pass; the count before the viewers is reported.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(20))),
+            Some(18),
+            Some(20),
+            0,
+        );
+        assert!(v.pass, "{v:?}");
+        assert_eq!(
+            (v.fds_before_viewers, v.fds_baseline, v.fds_after),
+            (Some(18), Some(20), Some(20))
+        );
+        // Fewer after the viewers left (a server whose fds move with its
+        // viewers) passes; one more than after warm-up fails.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(1420))),
+            Some(18),
+            Some(20),
+            0,
+        );
+        assert!(v.pass, "{v:?}");
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, Some(20))),
+            Some(18),
+            Some(21),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("after warm-up"), "{v:?}");
+        // No fd sample after warm-up: not judged as passing.
+        let v = soak_verdict(
+            &rule,
+            Some(&step_fds((100, 100), 0, None)),
+            Some(18),
+            Some(18),
+            0,
+        );
+        assert!(!v.pass && v.reasons[0].contains("fd"), "{v:?}");
         crate::svg::check(&memory_plot("m", &[])).unwrap();
     }
 

@@ -185,6 +185,15 @@ pub struct Publisher {
     /// Seconds of generated media (looped while publishing).
     #[serde(default = "default_pattern_seconds")]
     pub pattern_seconds: u32,
+    /// Frame rate of the generated pattern (a keyframe every 2 s).
+    #[serde(default = "default_pattern_fps")]
+    pub pattern_fps: u32,
+    /// Picture size of the generated pattern, `WxH`.
+    #[serde(default = "default_pattern_size")]
+    pub pattern_size: String,
+    /// The generated pattern has an AAC track (128 kbit/s); `false`: video only.
+    #[serde(default = "yes")]
+    pub pattern_audio: bool,
     /// Streams published by this group (`{n}` = 0..count).
     #[serde(default = "one")]
     pub count: usize,
@@ -202,6 +211,23 @@ fn default_pattern_seconds() -> u32 {
 }
 fn one() -> usize {
     1
+}
+fn default_pattern_fps() -> u32 {
+    30
+}
+fn default_pattern_size() -> String {
+    "640x360".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `WxH` with both even and in 16..=3840.
+pub fn parse_size(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    let (w, h) = (w.parse::<u32>().ok()?, h.parse::<u32>().ok()?);
+    let ok = |v: u32| (16..=3840).contains(&v) && v.is_multiple_of(2);
+    (ok(w) && ok(h)).then_some((w, h))
 }
 
 /// Viewer protocols.
@@ -338,6 +364,20 @@ impl Scenario {
                     "{} = {}: must be 1..=600",
                     f("pattern_seconds"),
                     p.pattern_seconds
+                ));
+            }
+            if p.pattern_fps == 0 || p.pattern_fps > 60 {
+                return Err(format!(
+                    "{} = {}: must be 1..=60",
+                    f("pattern_fps"),
+                    p.pattern_fps
+                ));
+            }
+            if parse_size(&p.pattern_size).is_none() {
+                return Err(format!(
+                    "{} = {:?}: expected WxH, even, 16..=3840 (e.g. \"640x360\")",
+                    f("pattern_size"),
+                    p.pattern_size
                 ));
             }
             if p.count == 0 || p.count > 1000 {
@@ -597,6 +637,10 @@ url = "{http}/cmaf/{stream}/index.mpd"
         assert_eq!(s.target.http, "http://127.0.0.1:8080");
         assert_eq!(s.publisher[0].count, 1);
         assert_eq!(s.viewers[0].threads, 1);
+        assert_eq!(s.publisher[0].pattern_fps, 30);
+        assert_eq!(s.publisher[0].pattern_size, "640x360");
+        assert!(s.publisher[0].pattern_audio);
+        assert_eq!(parse_size("160x90"), Some((160, 90)));
         assert_eq!(s.viewer_url(0), "http://127.0.0.1:8080/x.flv");
     }
 
@@ -646,6 +690,21 @@ url = "{http}/cmaf/{stream}/index.mpd"
                 "publisher[0].bitrate",
             ),
             ("count = 2", "count = 0", "publisher[0].count"),
+            (
+                "count = 2",
+                "count = 2\npattern_fps = 0",
+                "publisher[0].pattern_fps",
+            ),
+            (
+                "count = 2",
+                "count = 2\npattern_size = \"640\"",
+                "publisher[0].pattern_size",
+            ),
+            (
+                "count = 2",
+                "count = 2\npattern_size = \"641x360\"",
+                "publisher[0].pattern_size",
+            ),
             (
                 "url = \"{rtmp}/live/live+b{n}\"",
                 "url = \"{rtmp}/live/{m}\"",

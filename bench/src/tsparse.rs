@@ -12,7 +12,8 @@
 //! Frames are reported as [`TagSeen`] video tags so the live viewer treats
 //! every protocol alike: `peek[0]` is 0x17 (keyframe, AVC) or 0x27, and
 //! `peek[1]` is 1 (coded frame).
-use crate::flvparse::{Dechunk, ScanError, TagSeen, response_head};
+use crate::flvparse::{ScanError, TagSeen, response_head};
+use crate::httpbody::Dechunk;
 
 const PACKET: usize = 188;
 
@@ -115,7 +116,13 @@ impl HttpTsScanner {
         }
         match self.chunked.take() {
             Some(mut d) => {
-                let r = d.feed(data, |piece| self.body(piece, &mut on_frame));
+                let r = d
+                    .feed(
+                        data,
+                        |_| ScanError::BadChunk,
+                        |piece| self.body(piece, &mut on_frame),
+                    )
+                    .map(|_| ());
                 self.chunked = Some(d);
                 r
             }

@@ -102,7 +102,21 @@ impl ChunkedDecoder {
 
     /// Decode `input`, handing the data to `out`; `Ok(true)` once the last
     /// chunk came (trailers are not read).
-    pub fn feed(&mut self, mut input: &[u8], mut out: impl FnMut(&[u8])) -> Result<bool, String> {
+    pub fn feed(&mut self, input: &[u8], out: impl FnMut(&[u8])) -> Result<bool, String> {
+        self.feed_counted(input, out).map(|(_, done)| done)
+    }
+
+    /// [`feed`](Self::feed), also saying how many bytes of `input` it used:
+    /// all of them, or, when the last chunk's size line ends in `input`, up
+    /// to that line's end (what follows — trailers and the final CRLF, then
+    /// maybe the next response on a keep-alive connection — is the
+    /// caller's).
+    pub fn feed_counted(
+        &mut self,
+        mut input: &[u8],
+        mut out: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), String> {
+        let len = input.len();
         while !input.is_empty() {
             match self {
                 ChunkedDecoder::Size(line) => {
@@ -111,7 +125,7 @@ impl ChunkedDecoder {
                         if line.len() > MAX_CHUNK_LINE {
                             return Err("chunk-size line too long".into());
                         }
-                        return Ok(false);
+                        return Ok((len, false));
                     };
                     line.extend_from_slice(&input[..nl]);
                     input = &input[nl + 1..];
@@ -148,10 +162,10 @@ impl ChunkedDecoder {
                     }
                     _ => return Err("chunk data not followed by CRLF".into()),
                 },
-                ChunkedDecoder::Done => return Ok(true),
+                ChunkedDecoder::Done => return Ok((len - input.len(), true)),
             }
         }
-        Ok(matches!(self, ChunkedDecoder::Done))
+        Ok((len, matches!(self, ChunkedDecoder::Done)))
     }
 }
 
@@ -187,6 +201,23 @@ mod tests {
         );
         assert!(dechunk(&[b"1\r\nab"]).unwrap_err().contains("CRLF"));
         assert!(dechunk(&[&[b'1'; 2000]]).unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn feed_counted_stops_after_the_last_chunk() {
+        let wire = b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nHTTP/1.1";
+        let mut c = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let (used, done) = c.feed_counted(wire, |d| out.extend_from_slice(d)).unwrap();
+        assert!(done);
+        assert_eq!(out, b"abc");
+        assert_eq!(&wire[used..], b"X-T: 1\r\n\r\nHTTP/1.1");
+        let mut c = ChunkedDecoder::new();
+        assert_eq!(c.feed_counted(b"3\r\nab", |_| {}).unwrap(), (5, false));
+        assert_eq!(
+            c.feed_counted(b"c\r\n0\r\n\r\n", |_| {}).unwrap(),
+            (6, true)
+        );
     }
 
     #[test]
