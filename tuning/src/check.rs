@@ -304,6 +304,10 @@ pub fn checks(host: &Host, opts: &Options) -> Vec<Check> {
             sysctl: true,
         }],
     });
+    out.extend(pacing_checks(
+        host.sysctl("net.ipv4.tcp_congestion_control").as_deref(),
+        host.sysctl("net.core.default_qdisc").as_deref(),
+    ));
     out.push(sysctl_at_least(
         host,
         "net.core.rmem_max",
@@ -345,6 +349,64 @@ pub fn checks(host: &Host, opts: &Options) -> Vec<Check> {
             value: "madvise".into(),
             sysctl: false,
         }],
+    });
+    out
+}
+
+/// TCP congestion control and who paces it, from the text of
+/// `net.ipv4.tcp_congestion_control` and `net.core.default_qdisc` (`None`:
+/// unreadable). BBR paces every socket: with the `fq` qdisc the qdisc does
+/// it, with any other qdisc TCP arms an hrtimer per socket ("internal
+/// pacing"), which costs CPU at many sockets. An interface's root qdisc is
+/// not in /proc or /sys (only netlink, `tc qdisc show`, has it), so only the
+/// default qdisc is checked.
+pub fn pacing_checks(cc: Option<&str>, qdisc: Option<&str>) -> Vec<Check> {
+    let cc_name = cc.and_then(parse::name);
+    let qdisc_name = qdisc.and_then(parse::name);
+    let bbr = cc_name.is_some_and(|c| c.starts_with("bbr"));
+    let shown = |raw: Option<&str>| raw.map_or("unreadable".to_string(), |v| v.trim().to_string());
+    let mut out = vec![Check {
+        name: "net.ipv4.tcp_congestion_control".into(),
+        have: shown(cc),
+        want: "bbr with the fq qdisc, or cubic".into(),
+        why: "bbr suits internet viewers (lossy, long paths) but paces every socket;               see net.core.default_qdisc"
+            .into(),
+        ok: true,
+        level: Level::Info,
+        fixes: Vec::new(),
+    }];
+    let fq = qdisc_name == Some("fq");
+    out.push(Check {
+        name: "net.core.default_qdisc".into(),
+        have: shown(qdisc),
+        want: if bbr {
+            "fq (congestion control is bbr)".into()
+        } else {
+            "any (fq matters with bbr only)".into()
+        },
+        why: "with bbr and no fq qdisc, TCP paces each socket itself with an hrtimer \
+              (internal pacing), which costs CPU at many sockets: 10,000 HLS viewers \
+              over loopback took 11.5-12.6 server CPU-s per 20 s under bbr against 4.4 \
+              under cubic with file_send = \"sendfile\" (one run each, docs/tuning.md); \
+              fq paces in the qdisc instead. Only the default qdisc is checked: an \
+              interface's root qdisc is not in /proc or /sys (`tc qdisc show` has it)"
+            .into(),
+        ok: !bbr || fq,
+        level: Level::Recommended,
+        fixes: vec![
+            Fix::Write {
+                key: "net.core.default_qdisc".into(),
+                path: "proc/sys/net/core/default_qdisc".into(),
+                value: "fq".into(),
+                sysctl: true,
+            },
+            Fix::Manual(
+                "the default applies to qdiscs created after the change: bring the NIC \
+                 up again or `tc qdisc replace dev <nic> root fq` (loopback is always \
+                 noqueue, so loopback traffic always uses internal pacing)"
+                    .into(),
+            ),
+        ],
     });
     out
 }
@@ -619,4 +681,72 @@ fn nic_checks(host: &Host, opts: &Options) -> Vec<Check> {
 /// No required check failed.
 pub fn ready(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.ok || c.level != Level::Required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_name<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+        checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn bbr_without_fq_recommends_fq() {
+        let c = pacing_checks(Some("bbr\n"), Some("pfifo_fast\n"));
+        let cc = by_name(&c, "net.ipv4.tcp_congestion_control");
+        assert_eq!(
+            (cc.ok, cc.level, cc.have.as_str()),
+            (true, Level::Info, "bbr")
+        );
+        let q = by_name(&c, "net.core.default_qdisc");
+        assert!(!q.ok);
+        assert_eq!(q.level, Level::Recommended);
+        assert_eq!(q.have, "pfifo_fast");
+        assert!(q.want.starts_with("fq"), "{}", q.want);
+        assert!(q.fixes.contains(&Fix::Write {
+            key: "net.core.default_qdisc".into(),
+            path: "proc/sys/net/core/default_qdisc".into(),
+            value: "fq".into(),
+            sysctl: true,
+        }));
+        assert!(
+            q.fixes
+                .iter()
+                .any(|f| matches!(f, Fix::Manual(m) if m.contains("tc qdisc replace")))
+        );
+        // fq_codel does not pace: TCP still arms its own timer.
+        assert!(
+            !by_name(
+                &pacing_checks(Some("bbr"), Some("fq_codel")),
+                "net.core.default_qdisc"
+            )
+            .ok
+        );
+    }
+
+    #[test]
+    fn bbr_with_fq_and_cubic_with_anything_pass() {
+        for (cc, qdisc) in [
+            (Some("bbr"), Some("fq")),
+            (Some("cubic"), Some("pfifo_fast")),
+            (Some("cubic"), Some("fq_codel")),
+            (None, Some("pfifo_fast")),
+            (Some("bbr"), Some("fq\n")),
+        ] {
+            let c = pacing_checks(cc, qdisc);
+            assert!(c.iter().all(|c| c.ok), "{cc:?} {qdisc:?}: {c:?}");
+        }
+        let c = pacing_checks(None, None);
+        assert_eq!(
+            by_name(&c, "net.ipv4.tcp_congestion_control").have,
+            "unreadable"
+        );
+        assert_eq!(by_name(&c, "net.core.default_qdisc").have, "unreadable");
+    }
+
+    #[test]
+    fn bbr_with_an_unreadable_qdisc_recommends_fq() {
+        assert!(!by_name(&pacing_checks(Some("bbr"), None), "net.core.default_qdisc").ok);
+    }
 }

@@ -22,6 +22,17 @@ pub fn integer(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
+/// A sysctl holding one name (`net.ipv4.tcp_congestion_control` = `bbr`,
+/// `net.core.default_qdisc` = `fq`): the one word of lowercase letters,
+/// digits, `_` or `-`.
+pub fn name(text: &str) -> Option<&str> {
+    let t = text.trim();
+    let ok = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    ok.then_some(t)
+}
+
 /// `net.ipv4.ip_local_port_range`: `low<TAB>high`.
 pub fn port_range(text: &str) -> Option<(u16, u16)> {
     let mut it = text.split_whitespace();
@@ -169,6 +180,16 @@ Max locked memory         8388608              8388608              bytes     \n
         assert_eq!(limit(LIMITS, "Max cpu time"), Some((u64::MAX, u64::MAX)));
         assert_eq!(limit(LIMITS, "Max processes"), None);
         assert_eq!(limit("Max open files  many lots", "Max open files"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name("bbr\n"), Some("bbr"));
+        assert_eq!(name("pfifo_fast"), Some("pfifo_fast"));
+        assert_eq!(name(" fq_codel \n"), Some("fq_codel"));
+        assert_eq!(name(""), None);
+        assert_eq!(name("reno cubic"), None);
+        assert_eq!(name("BBR"), None);
     }
 
     #[test]

@@ -74,6 +74,7 @@ fn an_old_untuned_host_is_not_ready_and_every_problem_is_named() {
         ("net.ipv4.tcp_max_syn_backlog", "512"),
         ("net.ipv4.ip_local_port_range", "32768 60999"),
         ("net.ipv4.tcp_tw_reuse", "0"),
+        ("net.core.default_qdisc", "pfifo_fast"),
         ("net.core.rmem_max", "212992"),
         ("CPU frequency governor", "powersave"),
         ("enp3s0 receive queues", "1"),
@@ -87,6 +88,15 @@ fn an_old_untuned_host_is_not_ready_and_every_problem_is_named() {
     assert!(line(&r, "fs.nr_open").starts_with("ok"), "{r}");
     assert!(r.contains("fix: set net.core.somaxconn = 4096"), "{r}");
     assert!(r.contains("fix: systemd: LimitNOFILE=1048576"), "{r}");
+    // bbr is reported, and wants fq to pace instead of a timer per socket.
+    let cc = line(&r, "net.ipv4.tcp_congestion_control");
+    assert!(cc.starts_with("info") && cc.contains("bbr"), "{cc}");
+    assert!(
+        line(&r, "net.core.default_qdisc").contains("(want fq (congestion control is bbr))"),
+        "{r}"
+    );
+    assert!(r.contains("fix: set net.core.default_qdisc = fq"), "{r}");
+    assert!(r.contains("tc qdisc replace dev <nic> root fq"), "{r}");
     assert!(r.contains("2 required checks failed"), "{r}");
     // lo has no device: never checked for queues.
     assert!(!r.contains("lo receive queues"), "{r}");
@@ -102,6 +112,15 @@ fn a_tuned_host_is_ready_with_nothing_to_fix() {
         "{r}"
     );
     assert!(line(&r, "eth0 receive queues").contains("4"), "{r}");
+    assert!(
+        line(&r, "net.ipv4.tcp_congestion_control").starts_with("info"),
+        "{r}"
+    );
+    assert!(
+        line(&r, "net.core.default_qdisc").starts_with("ok   net.core.default_qdisc  ")
+            && line(&r, "net.core.default_qdisc").contains(" fq (want fq"),
+        "{r}"
+    );
     assert!(
         line(&r, "eth0 interrupt affinity").contains("4 IRQs on cores 0,1,2,3"),
         "{r}"
@@ -125,6 +144,17 @@ fn apply_dry_run_changes_nothing_and_yes_writes_the_fixes() {
     let (code, r) = tune(&["apply", "--dry-run", "--persist"], &root);
     assert_eq!(code, 1, "still not ready (old kernel):\n{r}");
     assert!(r.contains("would set net.core.somaxconn = 4096"), "{r}");
+    assert!(r.contains("would set net.core.default_qdisc = fq"), "{r}");
+    assert!(
+        r.contains("net.core.default_qdisc = fq\n"),
+        "persisted: {r}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("proc/sys/net/core/default_qdisc"))
+            .unwrap()
+            .trim(),
+        "pfifo_fast"
+    );
     assert!(r.contains("[Service]\nLimitNOFILE=1048576"), "{r}");
     assert_eq!(std::fs::read_to_string(&somax).unwrap().trim(), "128");
     assert!(!root.join("etc/sysctl.d/90-spate.conf").exists());
@@ -135,6 +165,8 @@ fn apply_dry_run_changes_nothing_and_yes_writes_the_fixes() {
         ("proc/sys/net/core/somaxconn", "4096"),
         ("proc/sys/net/ipv4/ip_local_port_range", "1024 65535"),
         ("proc/sys/net/ipv4/tcp_tw_reuse", "1"),
+        ("proc/sys/net/core/default_qdisc", "fq"),
+        ("proc/sys/net/ipv4/tcp_congestion_control", "bbr"),
         ("proc/sys/kernel/io_uring_disabled", "0"),
         ("sys/kernel/mm/transparent_hugepage/enabled", "madvise"),
         (
@@ -150,6 +182,15 @@ fn apply_dry_run_changes_nothing_and_yes_writes_the_fixes() {
     }
     let conf = std::fs::read_to_string(root.join("etc/sysctl.d/90-spate.conf")).unwrap();
     assert!(conf.contains("net.core.somaxconn = 4096"), "{conf}");
+    assert!(conf.contains("net.core.default_qdisc = fq"), "{conf}");
+    assert!(
+        !conf.contains("tcp_congestion_control"),
+        "congestion control is only reported: {conf}"
+    );
+    assert!(
+        r.contains("by hand: net.core.default_qdisc: the default applies to qdiscs created"),
+        "{r}"
+    );
     assert!(
         !conf.contains("transparent_hugepage"),
         "sysfs knobs are not sysctls: {conf}"
@@ -168,6 +209,10 @@ fn apply_dry_run_changes_nothing_and_yes_writes_the_fixes() {
     );
     assert!(
         line(&again, "kernel.io_uring_disabled").starts_with("ok"),
+        "{again}"
+    );
+    assert!(
+        line(&again, "net.core.default_qdisc").starts_with("ok"),
         "{again}"
     );
     assert!(line(&again, "kernel ").starts_with("FAIL"), "{again}");
