@@ -467,6 +467,9 @@ struct RegistryRules {
     live: LiveConfig,
     streams: Vec<crate::config::StreamConfig>,
     naming: RtmpNaming,
+    /// Segments leave by a mode that puts references to the store's pages
+    /// into socket buffers (`splice`, `sendfile`).
+    pages_referenced: bool,
 }
 
 impl RegistryRules {
@@ -475,6 +478,10 @@ impl RegistryRules {
             live: config.live.clone(),
             streams: config.streams.clone(),
             naming: config.rtmp.stream_name,
+            pages_referenced: matches!(
+                config.http.file_send,
+                crate::config::FileSend::Splice | crate::config::FileSend::Sendfile
+            ),
         })
     }
 }
@@ -492,7 +499,13 @@ impl Registry {
     /// Take a reloaded configuration: stream settings and naming apply to
     /// publishes from now on (streams already live keep theirs).
     pub fn reconfigure(&self, config: &Config) {
-        *self.rules.write().expect("registry rules lock") = RegistryRules::of(config);
+        let mut rules = self.rules.write().expect("registry rules lock");
+        // `[http] file_send` changes only with a restart (the workers keep
+        // theirs), so how segments are sent stays what it was.
+        let pages_referenced = rules.pages_referenced;
+        let mut new = RegistryRules::of(config);
+        Arc::get_mut(&mut new).expect("fresh").pages_referenced = pages_referenced;
+        *rules = new;
     }
 
     fn rules(&self) -> Arc<RegistryRules> {
@@ -552,6 +565,7 @@ impl Registry {
                 grace_ms: (rules.live.segment_grace * 1000.0) as i64,
                 arena_bytes: rules.live.segment_arena_mib << 20,
                 max_arenas: rules.live.segment_max_arenas,
+                punch_on_reuse: rules.pages_referenced,
             },
         })
     }

@@ -18,9 +18,10 @@
 //!   reference goes.
 //!
 //! memfd pages are allocated on first write (tmpfs), so an arena's nominal
-//! size costs nothing until used. Reusing an arena punches its old pages out
-//! first: `sendfile`/`splice` responses leave references to them in socket
-//! buffers until slow peers read them, and those bytes must not change.
+//! size costs nothing until used. When segments leave by `sendfile`/`splice`,
+//! reusing an arena punches its old pages out first: those responses leave
+//! references to them in socket buffers until slow peers read them, and
+//! those bytes must not change.
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
@@ -164,6 +165,8 @@ pub struct SegmentWriter {
     seg_start: usize,
     /// Earlier arenas, oldest first (reused once nobody else holds them).
     older: Vec<Arc<Arena>>,
+    /// Punch an arena's pages out before reusing it (see [`Arena::rewind`]).
+    punch: bool,
 }
 
 impl SegmentWriter {
@@ -177,7 +180,18 @@ impl SegmentWriter {
             fill: 0,
             seg_start: 0,
             older: Vec::new(),
+            punch: true,
         }
+    }
+
+    /// Whether reusing an arena first drops its pages (default: yes). Only
+    /// needed when segments leave by `splice`/`sendfile`, which keep
+    /// references to the pages in socket buffers after the response is
+    /// done; with `send` (a copy) rewriting in place is safe and keeps the
+    /// store's memory flat instead of a sawtooth of drops and refaults.
+    pub fn punch_on_reuse(mut self, punch: bool) -> Self {
+        self.punch = punch;
+        self
     }
 
     /// Arenas this writer keeps alive (current and older).
@@ -266,7 +280,9 @@ impl SegmentWriter {
         self.older.retain_mut(|a| Arc::get_mut(a).is_none());
         let next = match next {
             Some(a) => {
-                a.rewind()?;
+                if self.punch {
+                    a.rewind()?;
+                }
                 a
             }
             None => {

@@ -49,6 +49,9 @@ pub struct SegmentedSettings {
     pub arena_bytes: usize,
     /// Most arenas one output may keep alive.
     pub max_arenas: usize,
+    /// Drop an arena's pages before reusing it (segments are sent by
+    /// splice/sendfile, which leave page references in socket buffers).
+    pub punch_on_reuse: bool,
 }
 
 /// What one core needs to answer every segmented request of a stream: an
@@ -361,7 +364,8 @@ impl StreamPackager {
             ts_scratch: Vec::with_capacity(256 * 1024),
             dirty: false,
             cmaf: Vec::new(),
-            cmaf_writer: SegmentWriter::new(settings.arena_bytes, settings.max_arenas),
+            cmaf_writer: SegmentWriter::new(settings.arena_bytes, settings.max_arenas)
+                .punch_on_reuse(settings.punch_on_reuse),
             fragment_seq: 0,
             open: None,
             epoch_ms: None,
@@ -690,7 +694,8 @@ impl StreamPackager {
                     video,
                     audio,
                     segmenter: Segmenter::new(config, next_seq, video.is_some()),
-                    writer: SegmentWriter::new(self.settings.arena_bytes, self.settings.max_arenas),
+                    writer: SegmentWriter::new(self.settings.arena_bytes, self.settings.max_arenas)
+                        .punch_on_reuse(self.settings.punch_on_reuse),
                     open: None,
                     playlist: LivePlaylist::new(
                         self.settings.window,
