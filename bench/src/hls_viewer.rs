@@ -1006,7 +1006,7 @@ impl HlsThread {
         {
             let now = times.now_us();
             for ts in frames {
-                match times.sent_us(ts) {
+                match times.sent_us_shifted(ts) {
                     Some(sent) => {
                         self.out.e2e_matched += 1;
                         self.out

@@ -44,6 +44,12 @@ pub struct SendTimes {
     pub stopped: AtomicBool,
     /// Times the publisher closed its connection and published again.
     pub reconnects: AtomicU64,
+    /// The server's timestamp shift (server − publisher, wrapping) as the
+    /// live viewers last matched it, `1 << 32 | offset`; 0: none yet. A
+    /// server continuing a stream (a publisher back within its reconnect
+    /// grace, e.g. a run right after another) shifts every timestamp; the
+    /// HLS/DASH viewers cannot learn that from segments, so they use this.
+    server_offset: AtomicU64,
 }
 
 impl SendTimes {
@@ -57,7 +63,33 @@ impl SendTimes {
             bytes_sent: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
+            server_offset: AtomicU64::new(0),
         }
+    }
+
+    /// A viewer matched a frame with the server's shift `offset`.
+    pub fn note_server_offset(&self, offset: u32) {
+        let v = (1 << 32) | u64::from(offset);
+        if self.server_offset.load(Ordering::Relaxed) != v {
+            self.server_offset.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The server's timestamp shift last matched by a live viewer.
+    pub fn server_offset(&self) -> Option<u32> {
+        match self.server_offset.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v as u32),
+        }
+    }
+
+    /// When the frame the server sent with timestamp `ts` was sent: by the
+    /// live viewers' idea of the server's shift, else passed through.
+    pub fn sent_us_shifted(&self, ts: u32) -> Option<u64> {
+        self.server_offset()
+            .filter(|&o| o != 0)
+            .and_then(|o| self.sent_us(ts.wrapping_sub(o)))
+            .or_else(|| self.sent_us(ts))
     }
 
     /// µs since the epoch.

@@ -829,6 +829,7 @@ impl Viewer {
             match sent {
                 Some(sent) => {
                     self.out.ts_matched += 1;
+                    self.times.note_server_offset(v.offset);
                     if v.asked_us > 0 && sent >= v.asked_us {
                         if !v.live {
                             v.live = true;
