@@ -601,18 +601,22 @@ fn fnv1a(data: &[u8]) -> u64 {
     })
 }
 
-fn effective_table_size(wanted: u32) -> u32 {
+/// The soft per-process fd limit (1024 if it cannot be read).
+fn nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the live struct we pass.
-    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
         lim.rlim_cur
     } else {
         1024
-    };
-    wanted.min(cur.min(u32::MAX as u64) as u32)
+    }
+}
+
+fn effective_table_size(wanted: u32) -> u32 {
+    wanted.min(nofile_limit().min(u32::MAX as u64) as u32)
 }
 
 struct Worker {

@@ -55,17 +55,7 @@ impl SysFds {
         if configured > 0 {
             return configured as usize;
         }
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the live struct we pass.
-        let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            lim.rlim_cur
-        } else {
-            1024
-        };
-        (cur.saturating_sub(RESERVE) / workers.max(1) as u64) as usize
+        (super::nofile_limit().saturating_sub(RESERVE) / workers.max(1) as u64) as usize
     }
 
     /// The installed descriptor of direct descriptor `fd`.
