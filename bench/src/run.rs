@@ -269,6 +269,27 @@ pub struct SoakVerdict {
 }
 
 /// Judge a soak from its (last) step.
+/// Medians of the server's RSS over the first and the last window of the
+/// measured seconds (window: a tenth of them, 1..=60), if there are at
+/// least 10 measured seconds with an RSS sample.
+pub fn rss_window_medians(timeline: &[Second]) -> Option<(u64, u64)> {
+    let rss: Vec<u64> = timeline
+        .iter()
+        .filter(|s| s.phase == "measure")
+        .filter_map(|s| s.server_rss)
+        .collect();
+    if rss.len() < 10 {
+        return None;
+    }
+    let w = (rss.len() / 10).clamp(1, 60);
+    let median = |xs: &[u64]| {
+        let mut v = xs.to_vec();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    Some((median(&rss[..w]), median(&rss[rss.len() - w..])))
+}
+
 pub fn soak_verdict(
     rule: &scenario::Soak,
     step: Option<&StepReport>,
@@ -277,11 +298,19 @@ pub fn soak_verdict(
     publisher_reconnects: u64,
 ) -> SoakVerdict {
     let mut reasons = Vec::new();
-    let (rss_after_warmup, rss_end, fds_baseline) = step
+    let (mut rss_after_warmup, mut rss_end, fds_baseline) = step
         .and_then(|s| s.server.as_ref())
         .map_or((None, None, None), |u| {
             (u.rss_start, u.rss_end, u.fds_start)
         });
+    // With a per-second timeline, compare medians of a window at each end
+    // (a tenth of the measured seconds, at most 60) instead of two single
+    // samples: memory that breathes (arenas emptied and refilled) is not
+    // growth, and one sample at a peak or trough would say it is.
+    if let Some((a, b)) = step.and_then(|s| rss_window_medians(&s.timeline)) {
+        rss_after_warmup = Some(a);
+        rss_end = Some(b);
+    }
     let rss_change = rss_after_warmup
         .zip(rss_end)
         .filter(|(a, _)| *a > 0)
@@ -1655,6 +1684,43 @@ mod tests {
             client_fds_max: 0,
             timeline: vec![],
         }
+    }
+
+    #[test]
+    fn soak_rss_uses_window_medians_of_the_timeline() {
+        let second = |t: usize, rss: u64| Second {
+            t: t as f64,
+            phase: "measure".into(),
+            connected: 1,
+            live: 1,
+            stalls: 0,
+            p50_ms: None,
+            p99_ms: None,
+            server_cpu: None,
+            server_rss: Some(rss),
+            server_fds: Some(10),
+            client_cpu: 0.0,
+            other_cpu: 0.0,
+            client_fds: 0,
+        };
+        let rule = scenario::Soak {
+            rss_tolerance: 0.05,
+            settle: 0.0,
+        };
+        // A sawtooth 94..=106 with no trend: the single samples at its ends
+        // (94 -> 106, +12.8%) would fail; the window medians pass.
+        let mut step = step_with((94, 106), 0);
+        step.timeline = (0..600).map(|t| second(t, 94 + (t as u64 % 13))).collect();
+        step.timeline[0].server_rss = Some(94);
+        step.timeline[599].server_rss = Some(106);
+        let v = soak_verdict(&rule, Some(&step), Some(10), Some(10), 0);
+        assert!(v.pass, "{v:?}");
+        // A steady climb of 10% fails whatever the windows.
+        step.timeline = (0..600).map(|t| second(t, 1000 + t as u64 / 6)).collect();
+        let v = soak_verdict(&rule, Some(&step), Some(10), Some(10), 0);
+        assert!(!v.pass && v.reasons[0].contains("RSS"), "{v:?}");
+        // Too few seconds: the two samples decide.
+        assert_eq!(rss_window_medians(&step.timeline[..5]), None);
     }
 
     #[test]
