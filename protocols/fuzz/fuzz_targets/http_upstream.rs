@@ -2,7 +2,8 @@
 //! trigger handler): the head parser on every prefix the engine would see,
 //! then the body through the chunked decoder, split at arbitrary points.
 //! Invariants: no panic; decoding in pieces gives the same data and the
-//! same verdict as decoding in one go.
+//! same verdict as decoding in one go; `feed_counted` never claims more bytes
+//! than it got, and the bytes it claims end the body on their own.
 //!
 //! Input layout: `[n][n split sizes][response bytes...]`.
 #![no_main]
@@ -32,6 +33,27 @@ fuzz_target!(|data: &[u8]| {
     let mut whole = ChunkedDecoder::new();
     let mut whole_out = Vec::new();
     let whole_verdict = whole.feed(body, |d| whole_out.extend_from_slice(d));
+
+    // feed_counted says how many bytes the body used (the next response on
+    // a keep-alive connection starts after them): never more than it was
+    // given, and once done, those bytes alone decode to the same body.
+    let mut counted = ChunkedDecoder::new();
+    let mut counted_out = Vec::new();
+    if let Ok((used, done)) = counted.feed_counted(body, |d| counted_out.extend_from_slice(d)) {
+        assert!(used <= body.len(), "used {used} of {} bytes", body.len());
+        assert_eq!(counted_out, whole_out, "feed_counted and feed differ");
+        if done {
+            let mut again = ChunkedDecoder::new();
+            let mut again_out = Vec::new();
+            let r = again.feed_counted(&body[..used], |d| again_out.extend_from_slice(d));
+            assert_eq!(
+                r.ok(),
+                Some((used, true)),
+                "the used bytes alone do not end the body"
+            );
+            assert_eq!(again_out, whole_out);
+        }
+    }
 
     let mut split = ChunkedDecoder::new();
     let mut split_out = Vec::new();
