@@ -88,7 +88,8 @@ fuzz_target!(|data: &[u8]| {
         };
         i += 1;
         let end = (offset + len).min(payload.len());
-        h.session.handle_input(h.now, &payload[offset..end], &h.limits);
+        h.session
+            .handle_input(h.now, &payload[offset..end], &h.limits);
         offset = end;
         h.drain();
         if config & 16 != 0 && offset * 2 >= payload.len() {
