@@ -1058,6 +1058,15 @@ fn print_step(s: &StepReport) {
                 fmt_opt(d.max),
                 d.count
             );
+            if let Some(m) = &g.timestamps
+                && m.matched == 0
+                && m.unmatched > 0
+            {
+                println!(
+                    "  {:<14} WARNING: end to end NOT MEASURED: none of {} frames matched the publisher's send times (the server rewrote timestamps, or an HLS/DASH-only scenario continued a stream: add a live viewer group on it)",
+                    "", m.unmatched
+                );
+            }
         }
         if let Some(e) = &g.first_error {
             println!("  {:<14} first error: {e}", "");
