@@ -1558,7 +1558,8 @@ impl Worker {
                     .user_data(Token::new(sendfile::FD_INSTALL, slot, generation).0);
                 self.push(e);
             } else if let Some(Work::Sending(x)) = c.work.as_deref_mut() {
-                // Out of budget: this connection's bodies go by send.
+                // Out of budget: this body goes by send (a later one
+                // tries again: a closed connection gives its fd back).
                 x.no_sendfile = true;
                 self.pump(slot, generation);
             }

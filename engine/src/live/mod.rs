@@ -459,6 +459,10 @@ pub struct Registry {
     next_id: std::sync::atomic::AtomicU64,
     /// What publishes are checked against; replaced on reload.
     rules: std::sync::RwLock<Arc<RegistryRules>>,
+    /// Segments leave by a mode that puts references to the store's pages
+    /// into socket buffers (`splice`, `sendfile`). `[http] file_send`
+    /// changes only with a restart, so this is fixed at start.
+    pages_referenced: bool,
 }
 
 /// The parts of the configuration the registry decides with.
@@ -467,9 +471,6 @@ struct RegistryRules {
     live: LiveConfig,
     streams: Vec<crate::config::StreamConfig>,
     naming: RtmpNaming,
-    /// Segments leave by a mode that puts references to the store's pages
-    /// into socket buffers (`splice`, `sendfile`).
-    pages_referenced: bool,
 }
 
 impl RegistryRules {
@@ -478,10 +479,6 @@ impl RegistryRules {
             live: config.live.clone(),
             streams: config.streams.clone(),
             naming: config.rtmp.stream_name,
-            pages_referenced: matches!(
-                config.http.file_send,
-                crate::config::FileSend::Splice | crate::config::FileSend::Sendfile
-            ),
         })
     }
 }
@@ -493,19 +490,17 @@ impl Registry {
             claims: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             rules: std::sync::RwLock::new(RegistryRules::of(config)),
+            pages_referenced: matches!(
+                config.http.file_send,
+                crate::config::FileSend::Splice | crate::config::FileSend::Sendfile
+            ),
         }
     }
 
     /// Take a reloaded configuration: stream settings and naming apply to
     /// publishes from now on (streams already live keep theirs).
     pub fn reconfigure(&self, config: &Config) {
-        let mut rules = self.rules.write().expect("registry rules lock");
-        // `[http] file_send` changes only with a restart (the workers keep
-        // theirs), so how segments are sent stays what it was.
-        let pages_referenced = rules.pages_referenced;
-        let mut new = RegistryRules::of(config);
-        Arc::get_mut(&mut new).expect("fresh").pages_referenced = pages_referenced;
-        *rules = new;
+        *self.rules.write().expect("registry rules lock") = RegistryRules::of(config);
     }
 
     fn rules(&self) -> Arc<RegistryRules> {
@@ -565,7 +560,7 @@ impl Registry {
                 grace_ms: (rules.live.segment_grace * 1000.0) as i64,
                 arena_bytes: rules.live.segment_arena_mib << 20,
                 max_arenas: rules.live.segment_max_arenas,
-                punch_on_reuse: rules.pages_referenced,
+                punch_on_reuse: self.pages_referenced,
             },
         })
     }
