@@ -23,6 +23,7 @@
 mod client;
 mod compare;
 mod dash_mpd;
+mod floor;
 mod flvparse;
 mod fmp4scan;
 mod hls;
@@ -79,6 +80,9 @@ enum Command {
     Run(run::RunArgs),
     /// Two `run` reports side by side, with ratios.
     Compare(compare::CompareArgs),
+    /// The kernel's floor on this machine: N loopback TCP pairs, one
+    /// message to each per round, nothing else (no server).
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::UdpRx(args) => udp_rx::run(args),
         Command::Run(args) => run::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Floor(args) => floor::run(args),
     };
     match result {
         Ok(code) => code,

@@ -93,7 +93,7 @@ fn children_of(pid: u32) -> io::Result<Vec<u32>> {
     Ok(out)
 }
 
-fn clock_ticks() -> f64 {
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no memory arguments.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
@@ -112,7 +112,7 @@ fn cpu_ticks(pid: u32) -> io::Result<u64> {
 
 /// Fields 14 and 15 (utime, stime) of a stat line; the command name (field
 /// 2) is parenthesised and may contain spaces, so count from the last `)`.
-fn parse_stat_ticks(s: &str) -> Option<u64> {
+pub fn parse_stat_ticks(s: &str) -> Option<u64> {
     let rest = &s[s.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14 → index 11.
