@@ -75,7 +75,7 @@ pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
     if args.conns == 0 || args.msg == 0 {
         return Err("--conns and --msg must be at least 1".into());
     }
-    if !(args.duration > 0.0) || args.rate < 0.0 || !args.rate.is_finite() {
+    if args.duration.is_nan() || args.duration <= 0.0 || args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--duration must be > 0 and --rate ≥ 0".into());
     }
     let limit = nofile_soft_limit();
@@ -436,7 +436,11 @@ impl Report {
         );
         println!(
             "  {} rounds ({} behind schedule), {} deliveries: {:.0}/s, {:.2} Gbit/s",
-            self.rounds, self.rounds_behind, self.deliveries, self.deliveries_per_s, self.gbit_per_s
+            self.rounds,
+            self.rounds_behind,
+            self.deliveries,
+            self.deliveries_per_s,
+            self.gbit_per_s
         );
         println!(
             "  machine busy {:.2} CPU-s of {:.1} ({:.0}%): user {:.2}, system {:.2}, irq+softirq {:.2}; this process {:.2}, other {:.2}",

@@ -99,6 +99,9 @@ pub struct Plan {
     /// joining (same slot, fresh state: a new connection, a new join at the
     /// live edge, a new playhead).
     pub churn_per_sec: f64,
+    /// With `times`: one viewer in this many scans its segments (the
+    /// others only count bytes); 0 = none.
+    pub e2e_every: usize,
 }
 
 /// State the control thread drives and watches.
@@ -843,10 +846,13 @@ impl HlsThread {
             Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
             Req::Playlist => false,
         };
-        conn.ts_frames = (conn.check_ts && self.plan.times.is_some()).then(TsPackets::default);
+        let e2e = self.plan.times.is_some()
+            && self.plan.e2e_every > 0
+            && (conn.vid as usize).is_multiple_of(self.plan.e2e_every);
+        conn.ts_frames = (conn.check_ts && e2e).then(TsPackets::default);
         conn.moof = (matches!(req, Req::Segment(_))
             && self.plan.dash
-            && self.plan.times.is_some()
+            && e2e
             && self.plan.fmp4_timescale.is_some())
         .then(MoofGatherer::default);
         conn.frame_ts.clear();

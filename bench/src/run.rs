@@ -861,6 +861,7 @@ fn start_group(
                     times: Some(times.clone()),
                     fmp4_timescale: timescale,
                     churn_per_sec: v.churn / threads as f64,
+                    e2e_every: v.e2e_every,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
                 handles.push(

@@ -27,6 +27,7 @@
 //! ramp = 100             # joins per second (0: as fast as possible)
 //! churn = 0              # leaves + joins per second while running
 //! url = "{http}/{stream}.flv"
+//! e2e_every = 10         # HLS/DASH: 1 viewer in 10 parses segments for end-to-end latency
 //! ```
 use std::path::{Path, PathBuf};
 
@@ -277,12 +278,24 @@ pub struct Viewers {
     /// Stall tolerance, ms, over one frame interval (FLV, RTMP, TS).
     #[serde(default = "default_tolerance")]
     pub stall_tolerance_ms: u32,
+    /// HLS / DASH: one viewer in this many (by join order, so their
+    /// playlist-poll phases spread like everyone's) scans its segments for
+    /// end-to-end latency; the others fetch and time segments without
+    /// parsing them, which keeps the load generator's CPU for the viewers
+    /// themselves at large counts. 1 = every viewer, 0 = none. Stalls and
+    /// fetch latency are measured for every viewer either way.
+    #[serde(default = "default_e2e_every")]
+    pub e2e_every: usize,
     /// Label of the group in the report (default: protocol).
     pub name: Option<String>,
 }
 
 fn default_tolerance() -> u32 {
     100
+}
+
+fn default_e2e_every() -> usize {
+    10
 }
 
 /// A published stream, resolved.
@@ -600,6 +613,7 @@ url = "{http}/{stream}.ts"
 protocol = "dash"
 count = 5
 url = "{http}/cmaf/{stream}/index.mpd"
+e2e_every = 1
 "#;
 
     #[test]
@@ -624,6 +638,11 @@ url = "{http}/cmaf/{stream}/index.mpd"
             "http://127.0.0.1:9000/cmaf/live+b0/index.mpd"
         );
         assert_eq!(s.viewers[1].churn, 1.5);
+        assert_eq!(
+            s.viewers[2].e2e_every, 10,
+            "default: 1 HLS viewer in 10 parses"
+        );
+        assert_eq!(s.viewers[4].e2e_every, 1);
     }
 
     #[test]
