@@ -20,6 +20,7 @@ APT_NEEDS=(
   "node:nodejs"
   "npm:npm"
   "php:php-cli"     # a MistServer-style trigger handler in PHP (tests/tests/control_triggers.rs)
+  "ss:iproute2"     # socket state (tests/tests/lifecycle.rs: tcp_congestion)
 )
 # npm and PyPI packages, when tests need them, are installed here too, never
 # downloaded by the tests. NPM_PROJECTS: directories with a committed

@@ -9,7 +9,9 @@
 //! N viewers, or one segment fetched by N viewers), `rate` rounds a second
 //! (0 = as fast as it can). A receiver thread reads every connection in
 //! the same order with a 256 KiB buffer, so when it falls behind one read
-//! takes several messages (the cheapest a client can be).
+//! takes several messages (the cheapest a client can be). With `--spread`
+//! each round's sends are spread evenly over the round, like HLS viewers
+//! whose requests spread over a target duration.
 //!
 //! The sender does nothing a server could skip: one `write(2)` (or
 //! `sendfile(2)` from a file with `--sendfile`) per message on a blocking
@@ -54,6 +56,12 @@ pub struct FloorArgs {
     /// of write(2) from memory.
     #[arg(long)]
     sendfile: bool,
+    /// With --rate: spread each round's sends evenly over the round (like
+    /// HLS viewers whose requests spread over a target duration) instead of
+    /// sending them in one burst at the round's start. Latency is then
+    /// counted from each send's own slot.
+    #[arg(long)]
+    spread: bool,
     /// Set TCP_NODELAY on the sending sockets (live servers do).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     nodelay: bool,
@@ -68,12 +76,17 @@ struct Shared {
     done: AtomicBool,
     /// Start of each round, ns since `base`.
     round_start: Mutex<Vec<u64>>,
+    /// With --spread: ns between two connections' slots in a round.
+    slot_ns: u64,
     base: Instant,
 }
 
 pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
     if args.conns == 0 || args.msg == 0 {
         return Err("--conns and --msg must be at least 1".into());
+    }
+    if args.spread && args.rate <= 0.0 {
+        return Err("--spread needs --rate".into());
     }
     if args.duration.is_nan() || args.duration <= 0.0 || args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--duration must be > 0 and --rate ≥ 0".into());
@@ -99,6 +112,11 @@ pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
     let shared = Arc::new(Shared {
         done: AtomicBool::new(false),
         round_start: Mutex::new(Vec::new()),
+        slot_ns: if args.spread && args.rate > 0.0 {
+            (1e9 / args.rate / args.conns as f64) as u64
+        } else {
+            0
+        },
         base: Instant::now(),
     });
 
@@ -112,10 +130,19 @@ pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
     let cpu0 = MachineCpu::now();
     let proc0 = procstat::self_cpu_seconds();
     let t0 = Instant::now();
-    let tx = send(&senders, &payload, file.as_ref(), &args, &shared)?;
-    let rx = receiver
+    let sent = send(&senders, &payload, file.as_ref(), &args, &shared);
+    if sent.is_err() {
+        // Close our ends so the receiver stops, and say what it saw too.
+        drop(senders);
+    }
+    let received = receiver
         .join()
-        .map_err(|_| "receiver thread panicked".to_string())??;
+        .map_err(|_| "receiver thread panicked".to_string())?;
+    let (tx, rx) = match (sent, received) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(s), Err(r)) => return Err(format!("{s}; receiver: {r}")),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+    };
     let wall = t0.elapsed().as_secs_f64();
     let proc_cpu = procstat::self_cpu_seconds() - proc0;
     let cpu = cpu0.delta(&MachineCpu::now());
@@ -128,6 +155,7 @@ pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
         msg: args.msg,
         mode: if args.sendfile { "sendfile" } else { "write" },
         rate_target: args.rate,
+        spread: args.spread,
         rounds: tx.rounds,
         rounds_behind: tx.behind,
         wall_s: wall,
@@ -239,6 +267,15 @@ fn send(
             .push(t.duration_since(sh.base).as_nanos() as u64);
         let mut failed = None;
         for (i, s) in socks.iter().enumerate() {
+            if sh.slot_ns > 0 {
+                // Never before this connection's slot (the sleeps are
+                // part of the sender's CPU: a few µs per send).
+                let at = t + Duration::from_nanos(sh.slot_ns * i as u64);
+                let now = Instant::now();
+                if at > now {
+                    thread::sleep(at - now);
+                }
+            }
             let r = match file {
                 Some(f) => sendfile_all(s, f, payload.len()),
                 None => (&*s).write_all(payload),
@@ -341,7 +378,8 @@ fn receive(socks: Vec<TcpStream>, msg: u64, sh: &Shared) -> Result<RecvResult, S
             let st = *started_ns.get_or_insert_with(|| {
                 sh.round_start.lock().expect("round_start lock")[round as usize]
             });
-            let _ = hist.record((last_read[i].saturating_sub(st) / 1000).max(1));
+            let slot = st + sh.slot_ns * i as u64;
+            let _ = hist.record((last_read[i].saturating_sub(slot) / 1000).max(1));
         }
         round += 1;
     }
@@ -400,6 +438,7 @@ struct Report {
     msg: usize,
     mode: &'static str,
     rate_target: f64,
+    spread: bool,
     rounds: u64,
     rounds_behind: u64,
     wall_s: f64,
@@ -426,7 +465,8 @@ struct Report {
 impl Report {
     fn print(&self) {
         let rate = if self.rate_target > 0.0 {
-            format!("{}/s", self.rate_target)
+            let spread = if self.spread { ", spread" } else { "" };
+            format!("{}/s{spread}", self.rate_target)
         } else {
             "unpaced".into()
         };

@@ -358,6 +358,10 @@ pub struct ServerConfig {
     pub pin_workers: bool,
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM.
     pub shutdown_timeout: u64,
+    /// TCP congestion control of the HTTP and RTMP listeners, inherited by
+    /// every connection they accept (`TCP_CONGESTION`); empty = the host's
+    /// default (`net.ipv4.tcp_congestion_control`).
+    pub tcp_congestion: String,
 }
 
 impl Default for ServerConfig {
@@ -367,6 +371,7 @@ impl Default for ServerConfig {
             workers: 0,
             pin_workers: true,
             shutdown_timeout: 10,
+            tcp_congestion: String::new(),
         }
     }
 }
@@ -503,6 +508,17 @@ impl Config {
         }
         if self.server.workers > 1024 {
             return Err(bad("server.workers", "at most 1024"));
+        }
+        let cc = &self.server.tcp_congestion;
+        if cc.len() > 15
+            || !cc
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(bad(
+                "server.tcp_congestion",
+                "a congestion control name (lowercase letters, digits, _ or -; at most 15), e.g. \"cubic\" or \"bbr\", or \"\" for the host's default",
+            ));
         }
         if self.http.max_head_bytes < 1024 || self.http.max_head_bytes > 1 << 20 {
             return Err(bad("http.max_head_bytes", "must be 1024..=1048576"));

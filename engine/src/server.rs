@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::api::{ApiContext, ApiServer};
 use crate::control::{ConfigStore, ControlPlane};
 use crate::deliver::http_worker::{self, Counters, WorkerMsg, WorkerSetup};
-use crate::net::listener::{ListenError, reuseport_listeners};
+use crate::net::listener::{ListenError, check_congestion, reuseport_listeners};
 use crate::runtime::mesh::Mesh;
 
 /// Why the server could not start.
@@ -29,6 +29,10 @@ pub enum StartError {
     /// The RTMP listener could not be opened.
     #[error("rtmp.port: {0}")]
     RtmpListen(ListenError),
+    /// `[server] tcp_congestion` names a congestion control this host does
+    /// not offer.
+    #[error("server.tcp_congestion: {0}")]
+    Congestion(std::io::Error),
     /// The API listener could not be opened.
     #[error("api.port: cannot listen on {addr}: {source}")]
     ApiListen {
@@ -87,10 +91,14 @@ impl Server {
         let root = Arc::new(root);
         let n = config.worker_count();
         let http_addr = SocketAddr::new(config.server.bind, config.http.port);
-        let listeners = reuseport_listeners(http_addr, n)?;
+        let cc = config.server.tcp_congestion.as_str();
+        if !cc.is_empty() {
+            check_congestion(cc).map_err(StartError::Congestion)?;
+        }
+        let listeners = reuseport_listeners(http_addr, n, cc)?;
         let mut rtmp_listeners: Vec<Option<socket2::Socket>> = if config.rtmp.enabled {
             let addr = SocketAddr::new(config.server.bind, config.rtmp.port);
-            reuseport_listeners(addr, n)
+            reuseport_listeners(addr, n, cc)
                 .map_err(StartError::RtmpListen)?
                 .into_iter()
                 .map(Some)

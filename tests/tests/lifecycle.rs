@@ -638,3 +638,75 @@ fn closed_connections_leave_nothing_to_drain_at_shutdown() {
     );
     drop(idle);
 }
+
+/// The congestion control `ss` (iproute2) reports for the established TCP
+/// sockets whose local port is `port`, one name per socket.
+fn congestion_of_sockets_on(port: u16) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tniH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .expect("run ss (iproute2)");
+    assert!(out.status.success(), "ss failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Each socket: a line with the addresses, then an indented info line
+    // whose first word is the congestion control.
+    text.lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn tcp_congestion_is_what_accepted_connections_use() {
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("read the host's congestion control");
+    let host = host.trim();
+    // reno is built into every kernel and is nobody's default.
+    assert_ne!(
+        host, "reno",
+        "this test needs a host default other than reno"
+    );
+    let spate = Spate::builder()
+        .server("tcp_congestion", "\"reno\"")
+        .label("tcp-cc")
+        .start();
+    let _http = TcpStream::connect(spate.addr()).expect("connect http");
+    let _rtmp = TcpStream::connect(("127.0.0.1", spate.rtmp_port())).expect("connect rtmp");
+    for port in [spate.port(), spate.rtmp_port()] {
+        let mut seen = Vec::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                seen = congestion_of_sockets_on(port);
+                !seen.is_empty()
+            }),
+            "ss shows no established socket on port {port}"
+        );
+        assert_eq!(
+            seen,
+            ["reno"],
+            "server end on port {port}: want reno (host default {host})"
+        );
+    }
+    // The same server with the key unset: the host's default.
+    let plain = Spate::builder().label("tcp-cc-default").start();
+    let _c = TcpStream::connect(plain.addr()).expect("connect");
+    let mut seen = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        seen = congestion_of_sockets_on(plain.port());
+        !seen.is_empty()
+    }));
+    assert_eq!(seen, [host]);
+}
+
+#[test]
+fn tcp_congestion_the_host_lacks_is_a_startup_error() {
+    assert_config_rejected(
+        "[server]\nbind = \"127.0.0.1\"\ntcp_congestion = \"no-such-cc\"\n[http]\nport = {port}\nroot = \"{root}\"\n",
+        "server.tcp_congestion: \"no-such-cc\": not available",
+    );
+    assert_config_rejected(
+        "[server]\nbind = \"127.0.0.1\"\ntcp_congestion = \"Not A Name\"\n[http]\nport = {port}\nroot = \"{root}\"\n",
+        "server.tcp_congestion",
+    );
+}
