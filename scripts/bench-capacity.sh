@@ -8,6 +8,14 @@
 #   CASES="spate-flv nginx-hls" scripts/bench-capacity.sh
 #   CASES=spate-soak scripts/bench-capacity.sh   # the 10-minute soak on spate
 #   SPATE_WORKERS=1 OUT=target/bench-capacity-w1 CASES=spate-hls scripts/bench-capacity.sh
+#   STEPS="10, 15, 20" CASES="spate-hls nginx-hls" scripts/bench-capacity.sh   # other find-max steps
+#     (with STEPS, BENCH_THREADS sets the viewer threads, default 2; a thread holds ≤ 20,000)
+#   SPATE_FILE_SEND=sendfile SPATE_CC=cubic CASES=spate-hls scripts/bench-capacity.sh
+#     ([http] file_send, default send; [server] tcp_congestion, default the host's)
+#   NGINX_WORKERS=2 CASES=nginx-hls scripts/bench-capacity.sh
+#     (nginx worker_processes, default 1: nginx-rtmp plays a live stream only to
+#     players on the publisher's worker; HLS files are served by any worker, and
+#     one worker holds at most ~19,000 connections under the 20,000-fd limit)
 #
 # Servers: spate ([server] workers = $SPATE_WORKERS, default 2, pin_workers = false: the load
 # generator shares the 2 cores); Debian nginx 1.22 + libnginx-mod-rtmp with
@@ -36,9 +44,12 @@ bind = "127.0.0.1"
 workers = ${SPATE_WORKERS:-2}
 pin_workers = false
 
+tcp_congestion = "${SPATE_CC:-}"
+
 [http]
 port = $HTTP_PORT
 root = "$WORK/www"
+file_send = "${SPATE_FILE_SEND:-send}"
 
 [rtmp]
 port = $RTMP_PORT
@@ -54,7 +65,7 @@ name = "live"
 TOML
 cat >"$WORK/nginx/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1; worker_rlimit_nofile 19500; daemon off; pid $WORK/nginx/nginx.pid;
+worker_processes ${NGINX_WORKERS:-1}; worker_rlimit_nofile 19500; daemon off; pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
 events { worker_connections 19000; }
 rtmp { server { listen 127.0.0.1:$NGINX_RTMP; chunk_size 4096;
@@ -103,6 +114,12 @@ for c in $CASES; do
     spate-soak) args=(bench/scenarios/soak.toml) ;;
     *) echo "unknown case $c" >&2; exit 2 ;;
     esac
+    if [ -n "${STEPS:-}" ] && [ "$c" != spate-soak ]; then
+        # e.g. STEPS="10, 15, 20": the scenario with these find-max steps.
+        sed "s/^steps = .*/steps = [$STEPS]/; s/^threads = .*/threads = ${BENCH_THREADS:-2}/" \
+            "${args[0]}" >"$WORK/$(basename "${args[0]}")"
+        args[0]=$WORK/$(basename "${args[0]}")
+    fi
     echo "==> $c"
     "$BENCH" run "${args[@]}" "${target[@]}" --server-pid "$PID" --json "$OUT/$c.json" \
         2>"$OUT/$c.progress" | tee "$OUT/$c.txt" || echo "($c: spate-bench exited $?)"

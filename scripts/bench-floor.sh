@@ -17,6 +17,9 @@
 #            spread evenly (HLS viewers' fetches spread over a target
 #            duration; sent in one burst, 9,000 × 325 KB overflows tcp_mem
 #            and the kernel stalls the senders for seconds)
+#   file-*   262,144 B messages: the static-file benchmark's 256 KiB file
+#            (scripts/bench-http.sh), 20 a second per connection at 1,000
+#            connections, spread: about the request rate nginx served there
 # Results: one JSON per run in OUT, medians in OUT/summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-6}
 OUT=${OUT:-target/bench-floor}
-CASES=${CASES:-"live-1000 live-5000 live-9000 live-paced-1000 live-paced-4000 live-paced-9000 seg-write-9000 seg-sendfile-9000"}
+CASES=${CASES:-"live-1000 live-5000 live-9000 live-paced-1000 live-paced-4000 live-paced-9000 seg-write-9000 seg-sendfile-9000 file-write-1000 file-sendfile-1000"}
 
 cargo build --release -q -p spate-bench
 BENCH=target/release/spate-bench
@@ -37,6 +40,8 @@ args_of() {
         live-*) echo "--conns ${1#live-} --msg 1950" ;;
         seg-write-*) echo "--conns ${1#seg-write-} --msg 325000 --rate 0.5 --spread" ;;
         seg-sendfile-*) echo "--conns ${1#seg-sendfile-} --msg 325000 --rate 0.5 --spread --sendfile" ;;
+        file-write-*) echo "--conns ${1#file-write-} --msg 262144 --rate 20 --spread" ;;
+        file-sendfile-*) echo "--conns ${1#file-sendfile-} --msg 262144 --rate 20 --spread --sendfile" ;;
         *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }

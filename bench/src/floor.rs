@@ -268,11 +268,13 @@ fn send(
         let mut failed = None;
         for (i, s) in socks.iter().enumerate() {
             if sh.slot_ns > 0 {
-                // Never before this connection's slot (the sleeps are
-                // part of the sender's CPU: a few µs per send).
+                // Sleep only when more than 0.5 ms early, so sends go in
+                // small bursts and the sleeps (a wake-up each) stay a
+                // small part of the sender's CPU. A send may therefore lead
+                // its slot by up to 0.5 ms (its latency then reads ~0).
                 let at = t + Duration::from_nanos(sh.slot_ns * i as u64);
                 let now = Instant::now();
-                if at > now {
+                if at > now + Duration::from_micros(500) {
                     thread::sleep(at - now);
                 }
             }

@@ -602,6 +602,7 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
             fmp4_timescale: None,
             churn_per_sec: 0.0,
             e2e_every: 0,
+            ts_offset_ms: 0,
         };
         let (shared, tx) = (shared.clone(), tx.clone());
         handles.push(

@@ -49,6 +49,8 @@ const K_RECV: u8 = 4;
 const K_SHUTDOWN: u8 = 5;
 const K_CLOSE: u8 = 6;
 const K_TICK: u8 = 7;
+/// A receive that discards body bytes without copying them (`MSG_TRUNC`).
+const K_DISCARD: u8 = 8;
 
 /// Threads keep running.
 pub const PHASE_RUN: u8 = 0;
@@ -102,6 +104,10 @@ pub struct Plan {
     /// With `times`: one viewer in this many scans its segments (the
     /// others only count bytes); 0 = none.
     pub e2e_every: usize,
+    /// Subtracted from segment frames' timestamps (ms) before they are
+    /// matched to the publisher's: servers that add a constant to PTS/DTS
+    /// (nginx-rtmp's HLS adds 700 ms) would otherwise read that much low.
+    pub ts_offset_ms: u32,
 }
 
 /// State the control thread drives and watches.
@@ -202,6 +208,10 @@ pub struct Stats {
     /// did not.
     pub e2e_matched: u64,
     pub e2e_unmatched: u64,
+    /// Unmatched frames whose timestamp was newer than any frame the
+    /// publisher had sent when their segment arrived: the server offsets
+    /// its timestamps (see `Plan::ts_offset_ms`).
+    pub e2e_future: u64,
     /// Segments fetched (200).
     pub segments: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
@@ -247,6 +257,7 @@ impl Stats {
             e2e_latency: histogram(),
             e2e_matched: 0,
             e2e_unmatched: 0,
+            e2e_future: 0,
             segments: 0,
             playlists: 0,
             playlists_unchanged: 0,
@@ -278,6 +289,7 @@ impl Stats {
         self.e2e_latency.add(&o.e2e_latency).expect("same bounds");
         self.e2e_matched += o.e2e_matched;
         self.e2e_unmatched += o.e2e_unmatched;
+        self.e2e_future += o.e2e_future;
         self.segments += o.segments;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
@@ -375,6 +387,10 @@ struct Conn {
     ts_frames: Option<TsPackets>,
     /// Gathering this fMP4 segment's `moof` (end-to-end latency).
     moof: Option<MoofGatherer>,
+    /// This response is a segment nobody scans: once its head is read, the
+    /// rest of a `Content-Length` body is discarded by the kernel
+    /// (`MSG_TRUNC`), counted but never copied to user space.
+    discard: bool,
     /// Video frame timestamps (ms) of the segment being received.
     frame_ts: Vec<u32>,
     /// Bytes of the current response received.
@@ -398,6 +414,7 @@ impl Conn {
             check_ts: false,
             ts_frames: None,
             moof: None,
+            discard: false,
             frame_ts: Vec::new(),
             got_bytes: false,
             out: Vec::new(),
@@ -757,6 +774,7 @@ impl HlsThread {
             K_CONNECT => self.on_connect(token, res),
             K_SEND => self.on_send(token, res),
             K_RECV => self.on_recv(token, res, flags),
+            K_DISCARD => self.on_discard(token, res),
             K_CLOSE => {
                 if let Some(c) = self.conns.remove(token.slot(), token.generation())
                     && c.send_in_flight
@@ -790,13 +808,81 @@ impl HlsThread {
         self.kick(vid);
     }
 
+    /// Arm the connection's one receive (single-shot: each completion arms
+    /// the next, so that the kind can change between head and body): into
+    /// a provided buffer, or, for the rest of a discarded segment body, a
+    /// `MSG_TRUNC` receive that drops up to that many bytes in the kernel.
+    /// One is always armed while the connection is open, so a server's
+    /// close between requests is seen at once.
     fn arm_recv(&mut self, slot: u32, generation: u32) {
-        let e = opcode::RecvMulti::new(types::Fixed(slot), self.io.bufs.group())
+        let Some(conn) = self.conns.get(slot, generation) else {
+            return;
+        };
+        let e = match conn.framing {
+            Some(Framing::Length(left)) if conn.discard && conn.status == 200 && left > 0 => {
+                // TCP's MSG_TRUNC discards without touching the buffer, so
+                // there is none (the kernel only range-checks it).
+                opcode::Recv::new(
+                    types::Fixed(slot),
+                    std::ptr::null_mut(),
+                    left.min(1 << 30) as u32,
+                )
+                .flags(libc::MSG_TRUNC)
+                .build()
+                .user_data(Token::new(K_DISCARD, slot, generation).0)
+            }
+            _ => opcode::Recv::new(
+                types::Fixed(slot),
+                std::ptr::null_mut(),
+                self.io.bufs.buffer_size(),
+            )
+            .buf_group(self.io.bufs.group())
             .build()
-            .user_data(Token::new(K_RECV, slot, generation).0);
-        // SAFETY: buffers come from the registered buffer ring, which lives
-        // as long as the ring.
+            .flags(io_uring::squeue::Flags::BUFFER_SELECT)
+            .user_data(Token::new(K_RECV, slot, generation).0),
+        };
+        // SAFETY: a buffer-select receive writes only into the registered
+        // buffer ring, which lives as long as the ring; a MSG_TRUNC receive
+        // on a TCP socket writes nothing.
         unsafe { self.io.ring.push(&e) };
+    }
+
+    /// A `MSG_TRUNC` receive completed: `res` body bytes were dropped.
+    fn on_discard(&mut self, token: Token, res: i32) {
+        let (slot, generation) = (token.slot(), token.generation());
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            return;
+        };
+        if conn.state != State::Open {
+            return;
+        }
+        if res <= 0 {
+            self.recv_failed(slot, generation, res);
+            return;
+        }
+        let n = res as u64;
+        if self.measuring {
+            self.out.bytes += n;
+            self.out.segment_bytes += n;
+        }
+        let finished = match &mut conn.framing {
+            Some(Framing::Length(left)) => {
+                *left = left.saturating_sub(n);
+                *left == 0
+            }
+            _ => false,
+        };
+        if finished {
+            conn.framing = None;
+        }
+        let done = finished.then(|| Done {
+            status: conn.status,
+            body: std::mem::take(&mut conn.body),
+        });
+        self.arm_recv(slot, generation);
+        if let Some(d) = done {
+            self.on_response(slot, generation, d);
+        }
     }
 
     /// Send the viewer's next request if it has one and its connection is
@@ -855,6 +941,7 @@ impl HlsThread {
             && e2e
             && self.plan.fmp4_timescale.is_some())
         .then(MoofGatherer::default);
+        conn.discard = matches!(req, Req::Segment(_)) && !e2e;
         conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
@@ -959,6 +1046,11 @@ impl HlsThread {
             }
             return;
         }
+        self.recv_failed(slot, generation, res);
+    }
+
+    /// A receive ended the connection: 0 (the server closed it) or an error.
+    fn recv_failed(&mut self, slot: u32, generation: u32, res: i32) {
         let Some(conn) = self.conns.get_mut(slot, generation) else {
             return;
         };
@@ -1011,7 +1103,9 @@ impl HlsThread {
             && self.measuring
         {
             let now = times.now_us();
+            let newest = times.newest();
             for ts in frames {
+                let ts = ts.wrapping_sub(self.plan.ts_offset_ms);
                 match times.sent_us_shifted(ts) {
                     Some(sent) => {
                         self.out.e2e_matched += 1;
@@ -1019,7 +1113,12 @@ impl HlsThread {
                             .e2e_latency
                             .saturating_record(now.saturating_sub(sent).max(1));
                     }
-                    None => self.out.e2e_unmatched += 1,
+                    None => {
+                        self.out.e2e_unmatched += 1;
+                        if newest.is_some_and(|n| (ts.wrapping_sub(n) as i32) > 0) {
+                            self.out.e2e_future += 1;
+                        }
+                    }
                 }
             }
         }

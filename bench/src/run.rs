@@ -187,6 +187,10 @@ pub struct TimestampMatch {
     pub matched: u64,
     pub unmatched: u64,
     pub shifts: u64,
+    /// HLS/DASH: unmatched frames stamped later than anything sent when
+    /// they arrived (the server adds a constant to its timestamps).
+    #[serde(default)]
+    pub future: u64,
 }
 
 /// Server usage over a step.
@@ -862,6 +866,7 @@ fn start_group(
                     fmp4_timescale: timescale,
                     churn_per_sec: v.churn / threads as f64,
                     e2e_every: v.e2e_every,
+                    ts_offset_ms: v.ts_offset_ms,
                 };
                 let (shared, tx) = (shared.clone(), tx.clone());
                 handles.push(
@@ -990,11 +995,13 @@ fn group_report(
                 matched: s.ts_matched,
                 unmatched: s.ts_unmatched,
                 shifts: s.ts_shifts,
+                future: 0,
             }),
             Totals::Hls(s) if s.e2e_matched + s.e2e_unmatched > 0 => Some(TimestampMatch {
                 matched: s.e2e_matched,
                 unmatched: s.e2e_unmatched,
                 shifts: 0,
+                future: s.e2e_future,
             }),
             Totals::Hls(_) => None,
         },
@@ -1066,6 +1073,16 @@ fn print_step(s: &StepReport) {
                 println!(
                     "  {:<14} WARNING: end to end NOT MEASURED: none of {} frames matched the publisher's send times (the server rewrote timestamps, or an HLS/DASH-only scenario continued a stream: add a live viewer group on it)",
                     "", m.unmatched
+                );
+            }
+            if let Some(m) = &g.timestamps
+                && m.future > 0
+            {
+                println!(
+                    "  {:<14} WARNING: {} of {} frames carried timestamps newer than any frame sent when their segment arrived: the server adds a constant to its PTS/DTS (nginx-rtmp's HLS adds 700 ms), so end to end reads low; set `ts_offset_ms` on this group",
+                    "",
+                    m.future,
+                    m.matched + m.unmatched
                 );
             }
         }

@@ -286,6 +286,11 @@ pub struct Viewers {
     /// fetch latency are measured for every viewer either way.
     #[serde(default = "default_e2e_every")]
     pub e2e_every: usize,
+    /// HLS/DASH: ms subtracted from segment frames' timestamps before they
+    /// are matched to the publisher's, for servers that add a constant to
+    /// PTS/DTS (nginx-rtmp's HLS: 700).
+    #[serde(default)]
+    pub ts_offset_ms: u32,
     /// Label of the group in the report (default: protocol).
     pub name: Option<String>,
 }
@@ -614,6 +619,7 @@ protocol = "dash"
 count = 5
 url = "{http}/cmaf/{stream}/index.mpd"
 e2e_every = 1
+ts_offset_ms = 700
 "#;
 
     #[test]
@@ -643,6 +649,7 @@ e2e_every = 1
             "default: 1 HLS viewer in 10 parses"
         );
         assert_eq!(s.viewers[4].e2e_every, 1);
+        assert_eq!((s.viewers[2].ts_offset_ms, s.viewers[4].ts_offset_ms), (0, 700));
     }
 
     #[test]
