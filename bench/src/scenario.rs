@@ -649,7 +649,10 @@ ts_offset_ms = 700
             "default: 1 HLS viewer in 10 parses"
         );
         assert_eq!(s.viewers[4].e2e_every, 1);
-        assert_eq!((s.viewers[2].ts_offset_ms, s.viewers[4].ts_offset_ms), (0, 700));
+        assert_eq!(
+            (s.viewers[2].ts_offset_ms, s.viewers[4].ts_offset_ms),
+            (0, 700)
+        );
     }
 
     #[test]
