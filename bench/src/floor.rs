@@ -91,7 +91,7 @@ pub fn run(args: FloorArgs) -> Result<ExitCode, String> {
     if args.duration.is_nan() || args.duration <= 0.0 || args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--duration must be > 0 and --rate ≥ 0".into());
     }
-    let limit = nofile_soft_limit();
+    let limit = spate_engine::net::nofile_limit();
     let need = 2 * args.conns as u64 + 64;
     if need > limit {
         return Err(format!(
@@ -398,19 +398,6 @@ fn thread_cpu_seconds() -> f64 {
         .and_then(|s| procstat::parse_stat_ticks(&s))
         .unwrap_or(0);
     ticks as f64 / procstat::clock_ticks()
-}
-
-fn nofile_soft_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid, exclusive rlimit for the call's duration.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
-        r.rlim_cur
-    } else {
-        1024
-    }
 }
 
 #[derive(Debug, serde::Serialize)]

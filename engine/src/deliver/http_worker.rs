@@ -31,6 +31,7 @@ use spate_protocols::http::{self, Method, Output, Request, ServerSession, respon
 
 use super::static_files::{FileCache, OpenFile, Opened, Refusal, relative_path};
 use crate::config::{Config, FileSend};
+use crate::net::nofile_limit;
 use crate::runtime::bufring::BufRing;
 use crate::runtime::mesh::MeshEndpoint;
 use crate::runtime::ring::{self, Ring, Token};
@@ -599,20 +600,6 @@ fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// The soft per-process fd limit (1024 if it cannot be read).
-fn nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the live struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
 }
 
 fn effective_table_size(wanted: u32) -> u32 {

@@ -55,7 +55,7 @@ impl SysFds {
         if configured > 0 {
             return configured as usize;
         }
-        (super::nofile_limit().saturating_sub(RESERVE) / workers.max(1) as u64) as usize
+        (crate::net::nofile_limit().saturating_sub(RESERVE) / workers.max(1) as u64) as usize
     }
 
     /// The installed descriptor of direct descriptor `fd`.
