@@ -631,6 +631,9 @@ impl Registry {
 pub struct Rebaser {
     offset: Option<i64>,
     last_out: i64,
+    /// Last output per lane (video, audio) for `map_lane`; after a
+    /// reconnect both start at the old timeline's end.
+    lane_last: [Option<i64>; 2],
     /// Times a discontinuity was smoothed over.
     pub rebases: u64,
 }
@@ -650,8 +653,33 @@ impl Rebaser {
         Self {
             offset: if fresh { Some(0) } else { None },
             last_out,
+            lane_last: if fresh {
+                [None; 2]
+            } else {
+                [Some(last_out); 2]
+            },
             rebases: 0,
         }
+    }
+
+    /// [`map`](Self::map), then kept strictly above the last output of the
+    /// same lane (0 = video, 1 = audio). The one offset is fixed by the
+    /// first frame after a reconnect or a jump; a track whose input lags
+    /// that frame's (sources interleave audio and video hundreds of ms
+    /// apart) would otherwise map at or below its own last output, and a
+    /// player refuses a decode timestamp that does not increase. Such
+    /// frames are put 1 ms apart until the track's input catches up.
+    pub fn map_lane(&mut self, input_ms: i64, lane: usize) -> i64 {
+        let mut out = self.map(input_ms);
+        let last = &mut self.lane_last[lane.min(1)];
+        if let Some(l) = *last
+            && out <= l
+        {
+            out = l + 1;
+        }
+        *last = Some(out);
+        self.last_out = self.last_out.max(out);
+        out
     }
 
     /// The output timestamp for an input timestamp.
@@ -700,6 +728,21 @@ mod tests {
         assert_eq!(r.map(3_600_000), 4_113);
         assert_eq!(r.map(3_600_033), 4_146);
         assert_eq!(r.rebases, 2);
+    }
+
+    #[test]
+    fn reconnect_keeps_every_track_increasing() {
+        // The old timeline ended at 10,000 ms (video). The new source's
+        // first frame is audio at input 5,000; its video lags by 300 ms.
+        let mut r = Rebaser::continuing(10_000, false);
+        assert_eq!(r.map_lane(5_000, 1), 10_040);
+        let v1 = r.map_lane(4_700, 0);
+        assert!(v1 > 10_000, "video went back to {v1}");
+        let v2 = r.map_lane(4_733, 0);
+        assert!(v2 > v1);
+        // Once its input catches up, the offset applies again.
+        assert_eq!(r.map_lane(5_100, 0), 10_140);
+        assert_eq!(r.map_lane(5_021, 1), 10_061);
     }
 
     #[test]

@@ -465,7 +465,7 @@ impl Worker {
         // in each track's timebase.
         let dts_ms = spate_packager::media::rescale(frame.dts, timebase, 1000);
         let before = p.rebaser.rebases;
-        let ts = p.rebaser.map(dts_ms);
+        let ts = p.rebaser.map_lane(dts_ms, usize::from(!video));
         let rebased = p.rebaser.rebases - before;
         if rebased > 0 {
             tracing::info!(
