@@ -682,8 +682,9 @@ impl Rebaser {
         out
     }
 
-    /// The output timestamp for an input timestamp.
-    pub fn map(&mut self, input_ms: i64) -> i64 {
+    /// The output timestamp for an input timestamp, on the stream's one
+    /// offset (see [`map_lane`](Self::map_lane), which every caller uses).
+    fn map(&mut self, input_ms: i64) -> i64 {
         let offset = match self.offset {
             Some(o) => o,
             None => {

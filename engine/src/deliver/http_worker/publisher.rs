@@ -313,7 +313,9 @@ impl Worker {
             Some(packed) => (i64::from(ts_ms), 0, packed.ts, packed.views),
             None => {
                 let before = p.rebaser.rebases;
-                let ts = p.rebaser.map(i64::from(ts_ms));
+                let ts = p
+                    .rebaser
+                    .map_lane(i64::from(ts_ms), usize::from(kind != TagKind::Video));
                 let rebased = p.rebaser.rebases - before;
                 if rebased > 0 {
                     tracing::info!(
