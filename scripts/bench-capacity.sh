@@ -12,6 +12,8 @@
 #     (with STEPS, BENCH_THREADS sets the viewer threads, default 2; a thread holds ≤ 20,000)
 #   SPATE_FILE_SEND=sendfile SPATE_CC=cubic CASES=spate-hls scripts/bench-capacity.sh
 #     ([http] file_send, default send; [server] tcp_congestion, default the host's)
+#   SPATE_COALESCE=40 CASES=spate-rtmp scripts/bench-capacity.sh
+#     ([live] viewer_coalesce_ms, default 0)
 #   NGINX_WORKERS=2 CASES=nginx-hls scripts/bench-capacity.sh
 #     (nginx worker_processes, default 1: nginx-rtmp plays a live stream only to
 #     players on the publisher's worker; HLS files are served by any worker, and
@@ -53,6 +55,9 @@ file_send = "${SPATE_FILE_SEND:-send}"
 
 [rtmp]
 port = $RTMP_PORT
+
+[live]
+viewer_coalesce_ms = ${SPATE_COALESCE:-0}
 
 [api]
 enabled = false

@@ -265,6 +265,11 @@ pub struct LiveConfig {
     /// SO_SNDBUF for live viewer sockets, bytes (0 = kernel autotuning, which
     /// lets a stalled viewer absorb megabytes before it is noticed).
     pub viewer_send_buffer: u32,
+    /// Milliseconds a core may hold a stream's new frames before it sends
+    /// them to the stream's progressive viewers (HTTP-FLV, RTMP, HTTP-TS)
+    /// and pushes, so each viewer gets one send per interval instead of one
+    /// per frame (SRS calls this merged write). 0 = send as frames arrive.
+    pub viewer_coalesce_ms: u32,
     /// HLS/DASH target segment duration, seconds: segments are cut at the
     /// first video keyframe at least this far from the segment start
     /// (audio-only streams: on time).
@@ -299,6 +304,7 @@ impl Default for LiveConfig {
             viewer_skip_lag: 3.0,
             max_buffer_frames: 4096,
             viewer_send_buffer: 256 * 1024,
+            viewer_coalesce_ms: 0,
             segment_duration: 2.0,
             playlist_segments: 6,
             segment_grace: 10.0,
@@ -559,6 +565,9 @@ impl Config {
         }
         if !secs(self.live.reconnect_grace) {
             return Err(bad("live.reconnect_grace", "must be 0..=3600"));
+        }
+        if self.live.viewer_coalesce_ms > 1000 {
+            return Err(bad("live.viewer_coalesce_ms", "must be 0..=1000"));
         }
         if !secs(self.live.viewer_skip_lag) || self.live.viewer_skip_lag < 0.1 {
             return Err(bad("live.viewer_skip_lag", "must be 0.1..=3600"));

@@ -677,3 +677,100 @@ fn mpegts_js_in_headless_chromium_plays_http_flv() {
     );
     assert!(p.running(), "publisher stopped early");
 }
+
+/// Arrivals of a viewer's media tags, grouped into bursts: tags that arrived
+/// within 3 ms of the previous one belong to its burst (one send from the
+/// server reaches a reader in one or a few reads). Returns the bursts'
+/// arrival times.
+fn bursts(log: &ViewerLog, from: Duration) -> Vec<Duration> {
+    let mut out: Vec<Duration> = Vec::new();
+    let mut last: Option<Duration> = None;
+    for r in log.media().filter(|r| r.at >= from) {
+        if last.is_none_or(|l| r.at - l > Duration::from_millis(3)) {
+            out.push(r.at);
+        }
+        last = Some(r.at);
+    }
+    out
+}
+
+/// Watch `/live.flv` of a fresh server with `[live] viewer_coalesce_ms` set
+/// to `coalesce` for 5 s after a 1 s settle: (media tags, bursts, longest
+/// gap between bursts, the log).
+fn watch_with_coalesce(coalesce: u32) -> (usize, Vec<Duration>, ViewerLog) {
+    let label = format!("live_coalesce_{coalesce}");
+    let s = live_server(&label)
+        .live("viewer_coalesce_ms", &coalesce.to_string())
+        .start();
+    let mut p = publish(
+        s.dir(),
+        &s.rtmp_url("live", "live"),
+        &TestStream {
+            seconds: 30,
+            ..TestStream::default()
+        },
+    );
+    s.wait_flv_live("live", &mut p, Duration::from_secs(20));
+    let v = FlvViewer::start(s.addr(), "/live.flv");
+    if coalesce > 0 {
+        let out = ffmpeg_decode(s.dir(), &s.flv_url("live"), 4, Duration::from_secs(40));
+        assert!(
+            out.success() && out.stderr.trim().is_empty(),
+            "coalesce {coalesce}: `{}`: want exit 0 and no output, got {:?}:\n{}",
+            out.command,
+            out.status,
+            out.stderr
+        );
+    }
+    while v.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = v.stop();
+    assert_eq!(log.status, 200, "{}", log.summary());
+    assert!(log.ended.is_none(), "viewer cut off: {}", log.summary());
+    assert_monotonic(&log, 1000, &label);
+    let from = Duration::from_secs(1);
+    let tags = log.media().filter(|r| r.at >= from).count();
+    (tags, bursts(&log, from), log)
+}
+
+#[test]
+fn viewer_coalesce_sends_each_viewer_one_batch_per_interval() {
+    // Without coalescing every frame goes out as it arrives: 30 video and
+    // ~47 audio frames a second, most of them in their own send.
+    let (tags0, bursts0, log0) = watch_with_coalesce(0);
+    let rate0 = bursts0.len() as f64 / 5.0;
+    assert!(
+        tags0 >= 300 && rate0 >= 25.0,
+        "coalesce 0: {tags0} media tags in {:.1} bursts/s over 5 s; want >= 300 tags and >= 25 bursts/s (frames sent as they arrive)\n{}",
+        rate0,
+        log0.summary()
+    );
+    // With 100 ms the same stream arrives about 10 times a second, every
+    // frame still there, none held much longer than the interval.
+    let (tags, bursts100, log) = watch_with_coalesce(100);
+    let rate = bursts100.len() as f64 / 5.0;
+    let longest = bursts100
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "coalesce 0: {tags0} tags, {rate0:.1} bursts/s; coalesce 100: {tags} tags, {rate:.1} bursts/s, longest gap {longest:?}"
+    );
+    assert!(
+        tags >= 300,
+        "coalesce 100: {tags} media tags in 5 s; want >= 300 (all of a 77-frame/s stream)\n{}",
+        log.summary()
+    );
+    assert!(
+        (5.0..=12.0).contains(&rate),
+        "coalesce 100: {rate:.1} bursts/s (tags {tags}); want 5..=12 (one send per 100 ms), uncoalesced was {rate0:.1}/s\n{}",
+        log.summary()
+    );
+    assert!(
+        longest <= Duration::from_millis(400),
+        "coalesce 100: {longest:?} between two bursts; frames were held far longer than the interval\n{}",
+        log.summary()
+    );
+}

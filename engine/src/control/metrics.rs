@@ -170,6 +170,12 @@ pub fn render(snaps: &[WorkerSnapshot], workers: usize, uptime: f64, out: &mut S
         c.live_bytes_out as f64,
     );
     e.single(
+        "spate_live_sends_total",
+        "counter",
+        "Sends (sendmsg) submitted on live connections; per viewer per second it shows what [live] viewer_coalesce_ms saves.",
+        c.live_sends as f64,
+    );
+    e.single(
         "spate_bytes_in_total",
         "counter",
         "Bytes received on live connections (RTMP publishers and players).",

@@ -147,6 +147,8 @@ pub struct Counters {
     pub live_bytes_in: u64,
     /// Bytes sent on live connections (HTTP-FLV/TS viewers, RTMP).
     pub live_bytes_out: u64,
+    /// Sends submitted on live connections (one `sendmsg` each).
+    pub live_sends: u64,
 }
 
 impl Counters {
@@ -174,6 +176,7 @@ impl Counters {
         self.kicked += c.kicked;
         self.live_bytes_in += c.live_bytes_in;
         self.live_bytes_out += c.live_bytes_out;
+        self.live_sends += c.live_sends;
         self.access_denied += c.access_denied;
     }
 }
@@ -513,6 +516,7 @@ pub fn run(setup: WorkerSetup, ready: SyncSender<Result<(), String>>) -> Counter
         sockopt_warned: false,
         pending_closes: Vec::new(),
         dirty_streams: Vec::new(),
+        deferred_streams: Vec::new(),
         bufs,
         conns: Slab::with_capacity(files as usize),
         cache: FileCache::new(Duration::from_secs(http.open_file_cache_valid), 4096),
@@ -643,6 +647,9 @@ struct Worker {
     /// Streams that got items this loop turn (their viewers are pumped at
     /// the end of it).
     dirty_streams: Vec<crate::live::StreamId>,
+    /// Streams with new items held back by `[live] viewer_coalesce_ms`, and
+    /// when their viewers are due.
+    deferred_streams: Vec<(crate::live::StreamId, Instant)>,
     mesh: MeshEndpoint<WorkerMsg>,
     /// Stream sources this worker runs (TS over UDP).
     sources: Vec<sources::Source>,
@@ -767,9 +774,11 @@ impl Worker {
         loop {
             let turn_end = Instant::now();
             self.loop_stats.turn(waited, turn_end - woke, turn_end);
-            let wait = self
-                .next_push_due()
-                .map(|t| t.saturating_duration_since(turn_end));
+            let due = match (self.next_push_due(), self.next_pump_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = due.map(|t| t.saturating_duration_since(turn_end));
             if let Err(e) = self.ring.submit_and_wait_timeout(1, wait) {
                 tracing::error!("worker {}: io_uring wait failed: {e}", self.index);
                 return;

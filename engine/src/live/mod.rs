@@ -16,7 +16,7 @@ pub mod segmented;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use spate_packager::flv::{TagType, previous_tag_size, write_tag_header};
@@ -256,6 +256,8 @@ pub enum LiveMsg {
         limits: WindowLimits,
         /// Skip limit for viewers, ms.
         skip_lag_ms: i64,
+        /// Longest a core holds new frames before sending them to viewers.
+        coalesce: Duration,
     },
     /// Metadata or sequence headers changed.
     Head {
@@ -298,6 +300,10 @@ pub struct LocalStream {
     pub viewers: Vec<(u32, u32)>,
     /// Skip limit, ms.
     pub skip_lag_ms: i64,
+    /// `[live] viewer_coalesce_ms`: viewers are pumped at most once per this.
+    pub coalesce: Duration,
+    /// When this core last pumped the stream's viewers.
+    pub last_pump: Option<Instant>,
     /// HLS/DASH: playlists and segments (none before the first segment).
     pub segmented: Option<Arc<SegmentedView>>,
     /// Requests under `/hls/<stream>/` answered on this core.
@@ -325,6 +331,7 @@ impl LiveCore {
                 name,
                 limits,
                 skip_lag_ms,
+                coalesce,
             } => {
                 if let Some(old) = self.by_name.insert(name.clone(), id)
                     && old != id
@@ -337,6 +344,8 @@ impl LiveCore {
                     window: LiveWindow::new(limits),
                     viewers: Vec::new(),
                     skip_lag_ms,
+                    coalesce,
+                    last_pump: None,
                     segmented: None,
                     hls_requests: 0,
                     cmaf_requests: 0,
@@ -397,6 +406,8 @@ pub struct StreamSettings {
     pub grace_ms: u64,
     /// Viewer skip limit, ms.
     pub skip_lag_ms: i64,
+    /// Longest new frames wait before they go to viewers.
+    pub coalesce: Duration,
     /// HLS/DASH packaging.
     pub segmented: SegmentedSettings,
 }
@@ -554,6 +565,7 @@ impl Registry {
             },
             grace_ms: (grace * 1000.0) as u64,
             skip_lag_ms: (rules.live.viewer_skip_lag * 1000.0) as i64,
+            coalesce: Duration::from_millis(u64::from(rules.live.viewer_coalesce_ms)),
             segmented: SegmentedSettings {
                 target_us: (segment * 1_000_000.0) as i64,
                 window: rules.live.playlist_segments,

@@ -316,11 +316,41 @@ impl Worker {
         }
     }
 
-    /// Pump the viewers of every stream that got items this loop turn.
+    /// Pump the viewers of every stream that got items this loop turn, and
+    /// of every held-back stream whose `[live] viewer_coalesce_ms` is up. A
+    /// stream pumped less than that long ago waits for the rest of it, so
+    /// each viewer gets one send per interval, carrying every frame that
+    /// arrived in it.
     pub(super) fn pump_dirty_streams(&mut self) {
+        let now = self.now.get();
+        if !self.deferred_streams.is_empty() {
+            let dirty = &mut self.dirty_streams;
+            self.deferred_streams.retain(|&(id, due)| {
+                if now < due {
+                    return true;
+                }
+                if !dirty.contains(&id) {
+                    dirty.push(id);
+                }
+                false
+            });
+        }
         while let Some(id) = self.dirty_streams.pop() {
-            let viewers = match self.live.streams.get(&id) {
-                Some(s) => s.viewers.clone(),
+            let viewers = match self.live.streams.get_mut(&id) {
+                Some(s) => {
+                    if !s.coalesce.is_zero() {
+                        if let Some(due) = s.last_pump.map(|t| t + s.coalesce)
+                            && now < due
+                        {
+                            if !self.deferred_streams.iter().any(|&(d, _)| d == id) {
+                                self.deferred_streams.push((id, due));
+                            }
+                            continue;
+                        }
+                        s.last_pump = Some(now);
+                    }
+                    s.viewers.clone()
+                }
                 None => continue,
             };
             for (slot, generation) in viewers {
@@ -330,6 +360,11 @@ impl Worker {
                 self.pushes_pump(id);
             }
         }
+    }
+
+    /// When the earliest held-back stream is due (the loop's wait ends then).
+    pub(super) fn next_pump_due(&self) -> Option<Instant> {
+        self.deferred_streams.iter().map(|&(_, due)| due).min()
     }
 
     /// Cap a viewer socket's send buffer (`[live] viewer_send_buffer`), so a
@@ -785,6 +820,7 @@ impl Worker {
         l.out.in_flight = true;
         let msg = l.out.prepare();
         c.ops += 1;
+        self.counters.live_sends += 1;
         c.deadline = Some(now + send_timeout);
         let e = opcode::SendMsg::new(types::Fixed(fd), msg)
             .flags(libc::MSG_NOSIGNAL as u32)

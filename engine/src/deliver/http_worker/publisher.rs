@@ -196,11 +196,13 @@ impl Worker {
         let id = claim.id;
         let limits = settings.limits;
         let skip = settings.skip_lag_ms;
+        let coalesce = settings.coalesce;
         self.broadcast(|| LiveMsg::Start {
             id,
             name: name.clone(),
             limits,
             skip_lag_ms: skip,
+            coalesce,
         });
         let head = claim.head.clone();
         self.broadcast(|| LiveMsg::Head {
