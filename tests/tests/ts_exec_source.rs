@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use spate_tests::{
-    Spate, SpateBuilder, TestStream, assert_probe, curl, decode_for, ffmpeg_bin, ffprobe_streams,
-    wait_until,
+    FlvViewer, Spate, SpateBuilder, TAG_AUDIO, TAG_VIDEO, TestStream, assert_probe, curl,
+    decode_for, ffmpeg_bin, ffprobe_streams, wait_until,
 };
 
 const W: u32 = 640;
@@ -238,6 +238,34 @@ fn always_on_source_runs_from_startup_without_viewers() {
     let master = s.url("/hls/allday/index.m3u8");
     assert_eq!(s.get("/hls/allday/index.m3u8").status, 200);
     assert_probe(s.dir(), &master, Some((W, H)), true);
+
+    // HTTP-FLV viewers of a TS source start at a keyframe on every track:
+    // ffmpeg's TS muxer puts audio hundreds of ms behind video, and audio
+    // stamped before the keyframe (sent after it) made the viewer's stream
+    // start with audio, which ffmpeg's 30 fps rounding turned into repeated
+    // frame times ("non monotonically increasing dts"), now and then.
+    for i in 0..3 {
+        let v = FlvViewer::start(s.addr(), "/allday.flv");
+        std::thread::sleep(Duration::from_millis(1500));
+        let log = v.stop();
+        let first = log.media().next().map(|r| r.tag);
+        assert!(
+            first.is_some_and(|t| t.kind == TAG_VIDEO && t.keyframe),
+            "viewer {i}: first media tag {first:?} is not a video keyframe: {}",
+            log.summary()
+        );
+        let start = first.map_or(0, |t| t.timestamp);
+        let early = log
+            .media()
+            .find(|r| r.tag.kind == TAG_AUDIO && r.tag.timestamp < start);
+        assert!(
+            early.is_none(),
+            "viewer {i}: audio stamped {:?} ms before its first keyframe ({start} ms): {}",
+            early.map(|r| start - r.tag.timestamp),
+            log.summary()
+        );
+        assert!(log.media().count() > 40, "viewer {i}: {}", log.summary());
+    }
 }
 
 #[test]

@@ -152,6 +152,13 @@ pub(super) struct LiveViewer {
     ts_synced: bool,
     /// TS: the rendition it gets (`?video=` / `?audio=`; 0 = default).
     ts_rendition: usize,
+    /// FLV/RTMP: timestamp of the item it joined at. Audio stamped before it
+    /// (sources interleave audio up to hundreds of ms behind video) is not
+    /// sent, so the viewer's media starts at its first keyframe, on every
+    /// track: players and ffmpeg take the earliest timestamp as the start,
+    /// and 30 fps video stamped in ms from an audio-led start made ffmpeg's
+    /// frame-rate rounding see repeated frame times.
+    start_ms: u32,
 }
 
 /// The live part of a connection.
@@ -457,6 +464,7 @@ impl Worker {
                 format,
                 ts_synced: false,
                 ts_rendition,
+                start_ms: 0,
             });
             if let Some(s) = self.live.streams.get_mut(&id) {
                 s.viewers.push((slot, generation));
@@ -677,6 +685,7 @@ impl Worker {
             format: ViewerFormat::Rtmp(stream_id, chunk),
             ts_synced: false,
             ts_rendition: 0,
+            start_ms: 0,
         });
         if let Some(st) = self.live.streams.get_mut(&id) {
             st.viewers.push((slot, generation));
@@ -744,6 +753,7 @@ impl Worker {
                     ViewerFormat::Ts => {}
                 }
                 v.cursor = Some(ViewerCursor::at(join));
+                v.start_ms = ts;
             }
             if let Some(cursor) = v.cursor.as_mut() {
                 while !l.out.full() {
@@ -756,6 +766,9 @@ impl Worker {
                                 // Frames of tracks FLV does not carry are
                                 // for TS viewers only.
                                 ViewerFormat::Flv | ViewerFormat::Rtmp(..) if !item.value.flv => {}
+                                ViewerFormat::Flv | ViewerFormat::Rtmp(..)
+                                    if item.value.kind == TagKind::Audio
+                                        && item.value.ts_ms < v.start_ms => {}
                                 ViewerFormat::Flv => l.out.push_flv(&item.value),
                                 ViewerFormat::Ts => {
                                     if let Some((b, start)) = item.value.ts_of(v.ts_rendition) {
