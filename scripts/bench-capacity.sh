@@ -7,6 +7,7 @@
 #   scripts/bench-capacity.sh                 # flv, rtmp, hls on spate; rtmp, hls on nginx-rtmp
 #   CASES="spate-flv nginx-hls" scripts/bench-capacity.sh
 #   CASES=spate-soak scripts/bench-capacity.sh   # the 10-minute soak on spate
+#   CASES=nginx-soak scripts/bench-capacity.sh   # the same against nginx-rtmp (RTMP + HLS groups)
 #   SPATE_WORKERS=1 OUT=target/bench-capacity-w1 CASES=spate-hls scripts/bench-capacity.sh
 #   STEPS="10, 15, 20" CASES="spate-hls nginx-hls" scripts/bench-capacity.sh   # other find-max steps
 #     (with STEPS, BENCH_THREADS sets the viewer threads, default 2; a thread holds ≤ 20,000)
@@ -117,9 +118,10 @@ for c in $CASES; do
     nginx-rtmp) args=(bench/scenarios/capacity-rtmp-nginx.toml --find-max) ;;
     nginx-hls) args=(bench/scenarios/capacity-hls-nginx.toml --find-max) ;;
     spate-soak) args=(bench/scenarios/soak.toml) ;;
+    nginx-soak) args=(bench/scenarios/soak-nginx.toml) ;;
     *) echo "unknown case $c" >&2; exit 2 ;;
     esac
-    if [ -n "${STEPS:-}" ] && [ "$c" != spate-soak ]; then
+    if [ -n "${STEPS:-}" ] && [ "${c#*-}" != soak ]; then
         # e.g. STEPS="10, 15, 20": the scenario with these find-max steps.
         sed "s/^steps = .*/steps = [$STEPS]/; s/^threads = .*/threads = ${BENCH_THREADS:-2}/" \
             "${args[0]}" >"$WORK/$(basename "${args[0]}")"
