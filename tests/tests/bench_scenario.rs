@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use spate_tests::{Json, ScratchDir, Spate, ffmpeg_bin, run_with_timeout, spate_bench_bin};
+use spate_tests::{
+    ChildGuard, Json, ScratchDir, Spate, ffmpeg_bin, run_with_timeout, spate_bench_bin,
+};
 
 /// 6 s of 640x360 testsrc2 + sine, H.264/AAC FLV, keyframe every 2 s.
 fn make_flv(dir: &Path) -> std::path::PathBuf {
@@ -429,4 +431,134 @@ fn bad_scenario_fails_naming_the_field() {
             o.stderr
         );
     }
+}
+
+/// DASH viewers against a manifest Spate did not write: ffmpeg's live DASH
+/// with a number-only `SegmentTemplate` (`-use_timeline 0`), served by
+/// Spate as static files. The viewers find the live edge from
+/// `availabilityStartTime` and their clock, fetch every new segment, and
+/// stay clean with no errors (a wrong edge asks for segments ffmpeg has not
+/// written yet: 404s, counted as errors).
+#[test]
+fn dash_viewers_follow_a_number_only_template_from_ffmpeg() {
+    let s = Spate::builder()
+        .label("bench-dash-numbers")
+        .stream("live", &[])
+        .start();
+    let dir = ScratchDir::new("bench-dash-numbers");
+    let flv = make_flv(dir.path());
+    let out = s.root().join("dash");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut ff = Command::new(ffmpeg_bin());
+    ff.current_dir(&out)
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
+        .args(["-keyint_min", "60", "-sc_threshold", "0", "-b:v", "300k"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-t", "40", "-f", "dash"])
+        .args([
+            "-use_timeline",
+            "0",
+            "-use_template",
+            "1",
+            "-seg_duration",
+            "2",
+        ])
+        .args(["-window_size", "5", "-extra_window_size", "3", "live.mpd"]);
+    let _ffmpeg = ChildGuard::spawn(ff, dir.path(), "ffmpeg-dash");
+    let mpd = out.join("live.mpd");
+    assert!(
+        spate_tests::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&mpd)
+            .is_ok_and(|t| t.contains("type=\"dynamic\"")
+                && t.contains("duration=\"2000000\"")
+                && !t.contains("SegmentTimeline"))),
+        "ffmpeg wrote no live number-only MPD: {:?}",
+        std::fs::read_to_string(&mpd)
+    );
+    let scenario = dir.path().join("dash-numbers.toml");
+    let text = format!(
+        r#"
+duration = 8
+warmup = 1
+label = "dash-numbers"
+
+[target]
+http = "http://127.0.0.1:9"
+rtmp = "rtmp://127.0.0.1:9"
+
+[[publisher]]
+protocol = "rtmp"
+source = "{}"
+url = "{{rtmp}}/live/live+x"
+
+[[viewers]]
+protocol = "dash"
+count = 20
+ramp = 100
+url = "{{http}}/dash/live.mpd"
+"#,
+        flv.display()
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let report = dir.path().join("out").join("dash.json");
+    let mut cmd = Command::new(spate_bench_bin());
+    cmd.arg("run")
+        .arg(&scenario)
+        .arg("--target")
+        .arg(format!("http://127.0.0.1:{}", s.port()))
+        .arg("--rtmp")
+        .arg(format!("rtmp://127.0.0.1:{}", s.rtmp_port()))
+        .arg("--json")
+        .arg(&report);
+    let o = run_with_timeout(
+        cmd,
+        dir.path(),
+        "spate-bench-dash",
+        Duration::from_secs(120),
+    );
+    let context = format!(
+        "spate-bench run ({:?}):\nstdout:\n{}\nstderr:\n{}\nMPD:\n{}",
+        o.status,
+        o.stdout,
+        o.stderr,
+        std::fs::read_to_string(&mpd).unwrap_or_default()
+    );
+    assert!(o.success(), "run not clean: {context}");
+    let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
+        .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
+    let steps = j.get("steps").and_then(Json::as_array).expect("steps");
+    let g = &steps[0]
+        .get("groups")
+        .and_then(Json::as_array)
+        .expect("groups")[0];
+    assert_eq!(g.get("protocol").and_then(Json::as_str), Some("dash"));
+    assert_eq!(num(g, "live"), 20.0, "{context}");
+    assert_eq!(num(g, "stalls"), 0.0, "{context}");
+    let errors = g.get("errors").expect("errors");
+    for kind in [
+        "connect",
+        "reset",
+        "closed",
+        "timeout",
+        "bad_status",
+        "parse",
+        "playlist_404",
+        "segment_404",
+        "skipped_segments",
+    ] {
+        assert_eq!(num(errors, kind), 0.0, "{kind} errors: {context}");
+    }
+    // 300 kbit/s video + 64 kbit/s audio; the viewers fetch video only.
+    assert!(
+        num(g, "bytes_per_s") > 20.0 * 20_000.0,
+        "20 viewers took {} B/s: not every segment was fetched: {context}",
+        num(g, "bytes_per_s")
+    );
 }
