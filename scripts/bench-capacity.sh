@@ -39,6 +39,14 @@ cargo build --release -q -p spate-engine -p spate-bench
 SPATE=target/release/spate
 BENCH=target/release/spate-bench
 NGINX=${NGINX:-/usr/sbin/nginx}
+case " $CASES " in
+*" nginx-"*)
+    if [ ! -x "$NGINX" ] || [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+        echo "nginx-* cases need Debian's nginx and nginx-rtmp: apt-get install nginx libnginx-mod-rtmp (or set NGINX=)" >&2
+        exit 2
+    fi
+    ;;
+esac
 mkdir -p "$OUT" "$WORK/www" "$WORK/nginx/logs" "$WORK/nginx/hls"
 rm -f "$WORK/nginx/hls/"*
 cat >"$WORK/spate.toml" <<TOML
