@@ -40,6 +40,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.log, &new.log) {
         out.push("[log]");
     }
+    // Set on each worker once, at its start (the SO_SNDBUF it gives viewers).
+    if old.live.viewer_send_buffer != new.live.viewer_send_buffer {
+        out.push("[live] viewer_send_buffer");
+    }
     out
 }
 
@@ -119,5 +123,10 @@ mod tests {
         assert!(s.contains("streams changed: live"), "{s}");
         assert!(s.contains("kept until a restart: [http]"), "{s}");
         assert_eq!(summarize(&old, &old), "no changes");
+        // [live] applies to new publishes, except the viewers' send buffer.
+        let live = Config::parse("[live]\nviewer_coalesce_ms = 50\n", "test").unwrap();
+        assert!(needs_restart(&old, &live).is_empty());
+        let sndbuf = Config::parse("[live]\nviewer_send_buffer = 65536\n", "test").unwrap();
+        assert_eq!(needs_restart(&old, &sndbuf), ["[live] viewer_send_buffer"]);
     }
 }
