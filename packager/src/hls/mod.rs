@@ -39,7 +39,7 @@ mod proptests;
 mod tests;
 
 pub use codecs::codecs_string;
-pub use date_time::iso8601_utc_ms;
+pub use date_time::{days_from_civil, iso8601_utc_ms};
 pub use media_playlist::{HlsSegment, LivePlaylist};
 pub use multivariant::{AudioRendition, Variant, master_playlist};
 
