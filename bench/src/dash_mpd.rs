@@ -178,6 +178,7 @@ fn number_only(
         media_sequence: t.start_number + first,
         segments,
         ended,
+        map: None,
     })
 }
 
@@ -384,6 +385,7 @@ pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String
             media_sequence: start_number,
             segments,
             ended,
+            map: None,
         },
         timescale,
     ))

@@ -32,6 +32,10 @@ pub struct MediaPlaylist {
     pub segments: Vec<Segment>,
     /// `#EXT-X-ENDLIST` seen.
     pub ended: bool,
+    /// The initialization segment's URI as written (`#EXT-X-MAP:URI`, a
+    /// DASH `initialization`), relative to the playlist; `None`: segments
+    /// are self-contained (TS).
+    pub map: Option<String>,
 }
 
 /// What a playlist body is.
@@ -86,6 +90,7 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
     let mut target_us = None;
     let mut media_sequence = 0u64;
     let mut ended = false;
+    let mut map = None;
     let mut uris: Vec<(Option<u64>, String)> = Vec::new();
     let mut variants = Vec::new();
     let mut pending_inf: Option<u64> = None;
@@ -104,6 +109,11 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
                     .map_err(|_| PlaylistError::BadNumber(line.to_string()))?;
             } else if tag == "EXT-X-ENDLIST" {
                 ended = true;
+            } else if let Some(v) = tag.strip_prefix("EXT-X-MAP:") {
+                // The first map wins (a later one follows a discontinuity).
+                if map.is_none() {
+                    map = attr(v, "URI");
+                }
             } else if tag.starts_with("EXT-X-STREAM-INF:") {
                 pending_variant = true;
             }
@@ -142,7 +152,31 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
         media_sequence,
         segments,
         ended,
+        map,
     }))
+}
+
+/// The value of attribute `name` in an attribute list (`A=1,URI="x"`):
+/// quoted strings are unquoted and may hold commas.
+pub fn attr(list: &str, name: &str) -> Option<String> {
+    let mut rest = list;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], q[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if key.trim() == name {
+            return Some(value.to_string());
+        }
+        rest = next;
+    }
+    None
 }
 
 /// Where a viewer joins a live playlist, as an index into its segments:
@@ -290,6 +324,21 @@ mod tests {
     }
 
     #[test]
+    fn init_segment_map() {
+        let p = media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init.mp4\",BYTERANGE=\"720@0\"\n\
+             #EXTINF:2,\n1.m4s\n#EXT-X-MAP:URI=\"other.mp4\"\n#EXTINF:2,\n2.m4s\n",
+        );
+        assert_eq!(p.map.as_deref(), Some("init.mp4"));
+        assert_eq!(p.segments.len(), 2);
+        assert_eq!(media("#EXTM3U\n#EXTINF:2,\na.ts\n").map, None);
+        assert_eq!(attr("A=1,URI=\"x,y\",B=2", "URI").as_deref(), Some("x,y"));
+        assert_eq!(attr("A=1,B=2", "B").as_deref(), Some("2"));
+        assert_eq!(attr("A=1", "URI"), None);
+        assert_eq!(attr("URI=\"unterminated", "URI"), None);
+    }
+
+    #[test]
     fn multivariant_first_variant() {
         let body = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"x\",URI=\"audio.m3u8\"\n\
@@ -315,6 +364,7 @@ mod tests {
                 })
                 .collect(),
             ended: false,
+            map: None,
         }
     }
 
