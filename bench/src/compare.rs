@@ -211,6 +211,8 @@ mod tests {
             bytes: 1_000_000,
             bytes_per_s: 125_000.0,
             churned: 0,
+            segments: 0,
+            init_segments: 0,
             errors: [("connect".to_string(), 0)].into(),
             timestamps: None,
             first_error: None,

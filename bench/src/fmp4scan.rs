@@ -5,6 +5,10 @@
 //! (or `tfhd`'s default duration). With the track timescale (the MPD's
 //! `SegmentTemplate@timescale`) they become milliseconds, the publisher's
 //! FLV timestamps for a server that passes them through.
+//!
+//! Also here: the media timescale of an initialization segment's video
+//! track ([`init_timescale`]), for HLS fMP4 playlists (`#EXT-X-MAP`),
+//! which do not state it.
 
 /// Gathers the top-level boxes of a segment body up to the end of its first
 /// `moof`.
@@ -161,6 +165,40 @@ pub fn decode_times(moof: &[u8], timescale: u64) -> Option<Vec<u32>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The `mdhd` timescale of the first video track (`hdlr` `vide`) of an
+/// initialization segment (`ftyp` + `moov`), else of its first track.
+/// `None` when there is no `moov` with a track that has one.
+pub fn init_timescale(init: &[u8]) -> Option<u64> {
+    let (_, moov) = boxes(init).find(|(k, _)| k == b"moov")?;
+    let mut first = None;
+    for (_, trak) in boxes(moov).filter(|(k, _)| k == b"trak") {
+        let Some((_, mdia)) = boxes(trak).find(|(k, _)| k == b"mdia") else {
+            continue;
+        };
+        let mut scale = None;
+        let mut video = false;
+        for (kind, b) in boxes(mdia) {
+            match &kind {
+                // version/flags, then v1: 8+8 bytes of times, v0: 4+4.
+                b"mdhd" if b.len() >= 24 => {
+                    let at = if b[0] == 1 { 20 } else { 12 };
+                    if b.len() >= at + 4 {
+                        scale = Some(u64::from(be32(&b[at..]))).filter(|&t| t > 0);
+                    }
+                }
+                // version/flags, pre_defined, handler_type.
+                b"hdlr" if b.len() >= 12 => video = &b[8..12] == b"vide",
+                _ => {}
+            }
+        }
+        if video && scale.is_some() {
+            return scale;
+        }
+        first = first.or(scale);
+    }
+    first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +280,51 @@ mod tests {
         let size = be32(&seg[moof_at - 8..]) as usize;
         let moof = &seg[moof_at..moof_at - 8 + size - 10];
         assert_eq!(decode_times(moof, 1000), None);
+    }
+
+    fn trak(handler: &[u8; 4], mdhd_version: u8, timescale: u32) -> Vec<u8> {
+        let mut mdhd = vec![mdhd_version, 0, 0, 0];
+        let times = if mdhd_version == 1 { 16 } else { 8 };
+        mdhd.extend(std::iter::repeat_n(0u8, times));
+        mdhd.extend_from_slice(&timescale.to_be_bytes());
+        mdhd.extend_from_slice(&[0u8; 8]);
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0u8; 13]);
+        let mut mdia = boxed(b"mdhd", &mdhd);
+        mdia.extend(boxed(b"hdlr", &hdlr));
+        let mut t = boxed(b"tkhd", &[0u8; 84]);
+        t.extend(boxed(b"mdia", &mdia));
+        boxed(b"trak", &t)
+    }
+
+    #[test]
+    fn init_timescale_prefers_the_video_track() {
+        let mut moov = boxed(b"mvhd", &[0u8; 100]);
+        moov.extend(trak(b"soun", 0, 48_000));
+        moov.extend(trak(b"vide", 1, 90_000));
+        let mut init = boxed(b"ftyp", b"iso6\0\0\0\0iso6");
+        init.extend(boxed(b"moov", &moov));
+        assert_eq!(init_timescale(&init), Some(90_000));
+        // Audio only: its track's timescale.
+        let mut moov = boxed(b"mvhd", &[0u8; 100]);
+        moov.extend(trak(b"soun", 0, 44_100));
+        let mut init = boxed(b"ftyp", b"iso6\0\0\0\0iso6");
+        init.extend(boxed(b"moov", &moov));
+        assert_eq!(init_timescale(&init), Some(44_100));
+        // The packager's own init segment.
+        let aac = spate_packager::media::Track::with_config(
+            1,
+            spate_packager::media::Codec::Aac,
+            44_100,
+            vec![0x12, 0x10].into(),
+        )
+        .unwrap();
+        let init = spate_packager::fmp4::init_segment(&[aac]).unwrap();
+        assert_eq!(init_timescale(&init), Some(44_100));
+        // Not an init segment / truncated.
+        assert_eq!(init_timescale(b"<html>"), None);
+        assert_eq!(init_timescale(&init[..init.len() - 10]), None);
+        assert_eq!(init_timescale(&boxed(b"moov", &trak(b"vide", 0, 0))), None);
     }
 }

@@ -93,7 +93,8 @@ pub struct Plan {
     /// video frames' DTS and each frame's end-to-end latency (publisher send
     /// → segment complete at the viewer) is recorded.
     pub times: Option<Arc<SendTimes>>,
-    /// With `times` and `dash`: the video track's timescale; fMP4 segments'
+    /// With `times`: the video track's timescale (the MPD's, or the HLS
+    /// init segment's `mdhd`); fMP4 segments'
     /// `moof` give each frame's decode time (`fmp4scan.rs`) for the same
     /// end-to-end latency.
     pub fmp4_timescale: Option<u64>,
@@ -201,11 +202,11 @@ pub struct Stats {
     pub margin: Histogram<u64>,
     /// Start-up time per viewer, µs: its join time → first segment complete.
     pub startup: Histogram<u64>,
-    /// End-to-end latency per video frame of TS segments, µs: publisher
-    /// send → the segment holding it complete (with `Plan::times`).
+    /// End-to-end latency per video frame of TS or fMP4 segments, µs:
+    /// publisher send → the segment holding it complete (with `Plan::times`).
     pub e2e_latency: Histogram<u64>,
-    /// Video frames of TS segments whose timestamp matched a send record /
-    /// did not.
+    /// Video frames of scanned segments whose timestamp matched a send
+    /// record / did not.
     pub e2e_matched: u64,
     pub e2e_unmatched: u64,
     /// Unmatched frames whose timestamp was newer than any frame the
@@ -214,6 +215,8 @@ pub struct Stats {
     pub e2e_future: u64,
     /// Segments fetched (200).
     pub segments: u64,
+    /// Init segments fetched (200): one per player of an fMP4 playlist.
+    pub inits: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
     pub playlists: u64,
     pub playlists_unchanged: u64,
@@ -259,6 +262,7 @@ impl Stats {
             e2e_unmatched: 0,
             e2e_future: 0,
             segments: 0,
+            inits: 0,
             playlists: 0,
             playlists_unchanged: 0,
             bytes: 0,
@@ -291,6 +295,7 @@ impl Stats {
         self.e2e_unmatched += o.e2e_unmatched;
         self.e2e_future += o.e2e_future;
         self.segments += o.segments;
+        self.inits += o.inits;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
         self.bytes += o.bytes;
@@ -328,6 +333,9 @@ struct QSeg {
 #[derive(Debug)]
 enum Req {
     Playlist,
+    /// The initialization segment (fMP4), once per player, before its
+    /// first media segment.
+    Init(Box<str>),
     Segment(QSeg),
 }
 
@@ -359,6 +367,10 @@ struct Viewer {
     /// A starvation already counted as a stall (its late segment is not
     /// counted again).
     starve_counted: bool,
+    /// The init segment to fetch next (from the first playlist that names
+    /// one); `init_asked`: it was queued once (a player fetches it once).
+    init: Option<Box<str>>,
+    init_asked: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -640,6 +652,8 @@ impl HlsThread {
             stalled_in_period: false,
             active_in_period: false,
             starve_counted: false,
+            init: None,
+            init_asked: false,
         }
     }
 
@@ -890,7 +904,7 @@ impl HlsThread {
     /// ask for a connection if it has none.
     fn kick(&mut self, vid: u32) {
         let v = &mut self.viewers[vid as usize];
-        if v.in_flight.is_some() || (!v.poll_due && v.queue.is_empty()) {
+        if v.in_flight.is_some() || (!v.poll_due && v.init.is_none() && v.queue.is_empty()) {
             return;
         }
         let Some((slot, generation)) = v.conn else {
@@ -909,6 +923,8 @@ impl HlsThread {
         let req = if v.poll_due {
             v.poll_due = false;
             Req::Playlist
+        } else if let Some(path) = v.init.take() {
+            Req::Init(path)
         } else {
             match v.queue.pop_front() {
                 Some(s) => Req::Segment(s),
@@ -917,6 +933,7 @@ impl HlsThread {
         };
         let path: &str = match &req {
             Req::Playlist => &self.plan.playlist_path,
+            Req::Init(p) => p,
             Req::Segment(s) => &s.path,
         };
         conn.out.clear();
@@ -930,18 +947,18 @@ impl HlsThread {
         conn.keep_body = matches!(req, Req::Playlist);
         conn.check_ts = match &req {
             Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
-            Req::Playlist => false,
+            Req::Playlist | Req::Init(_) => false,
         };
         let e2e = self.plan.times.is_some()
             && self.plan.e2e_every > 0
             && (conn.vid as usize).is_multiple_of(self.plan.e2e_every);
         conn.ts_frames = (conn.check_ts && e2e).then(TsPackets::default);
         conn.moof = (matches!(req, Req::Segment(_))
-            && self.plan.dash
+            && !conn.check_ts
             && e2e
             && self.plan.fmp4_timescale.is_some())
         .then(MoofGatherer::default);
-        conn.discard = matches!(req, Req::Segment(_)) && !e2e;
+        conn.discard = matches!(req, Req::Init(_)) || (matches!(req, Req::Segment(_)) && !e2e);
         conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
@@ -1149,6 +1166,17 @@ impl HlsThread {
                     }
                 }
             }
+            Req::Init(path) => match d.status {
+                200 => self.out.inits += 1,
+                st => {
+                    if st == 404 {
+                        self.out.errors.not_found_segment += 1;
+                    } else {
+                        self.out.errors.bad_status += 1;
+                    }
+                    self.out.error(|| format!("init segment {path}: HTTP {st}"));
+                }
+            },
             Req::Segment(s) => match d.status {
                 200 => {
                     let v = &mut self.viewers[vid as usize];
@@ -1234,6 +1262,19 @@ impl HlsThread {
         let base = self.plan.playlist_path.clone();
         let v = &mut self.viewers[vid as usize];
         v.target_us = p.target_us.max(100_000);
+        if !v.init_asked
+            && let Some(map) = &p.map
+        {
+            v.init_asked = true;
+            match hls_playlist::resolve(&base, map) {
+                Some(path) => v.init = Some(path.into_boxed_str()),
+                None => {
+                    self.out.errors.parse += 1;
+                    self.out
+                        .error(|| format!("init segment URI {map:?}: not http"));
+                }
+            }
+        }
         if v.queued_to.is_none() {
             v.queued_to = start_index(&p, live_edge).map(|i| p.segments[i].seq);
         }
@@ -1330,6 +1371,7 @@ impl HlsThread {
         if let Some(f) = v.in_flight.take() {
             match f.req {
                 Req::Playlist => v.poll_due = true,
+                Req::Init(p) => v.init = Some(p),
                 Req::Segment(s) => v.queue.push_front(s),
             }
         }

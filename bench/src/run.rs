@@ -156,8 +156,8 @@ pub struct GroupReport {
     /// or `segment-fetch` (HLS).
     pub latency_kind: String,
     pub latency: Dist,
-    /// HLS with TS segments: per video frame, publisher send → the segment
-    /// holding it complete at the viewer (what a player could show at the
+    /// HLS/DASH (TS or fMP4 segments): per video frame, publisher send →
+    /// the segment holding it complete at the viewer (what a player could show at the
     /// earliest). For FLV/RTMP/TS `latency` is already end to end.
     #[serde(default)]
     pub end_to_end: Option<Dist>,
@@ -173,6 +173,13 @@ pub struct GroupReport {
     pub bytes_per_s: f64,
     /// Viewers closed on purpose (churn) while measuring; each was replaced.
     pub churned: u64,
+    /// HLS/DASH: media segments fetched while measuring, and init segments
+    /// fetched in the whole step (a player fetches an fMP4 playlist's init
+    /// segment once, when it joins: mostly during the ramp).
+    #[serde(default)]
+    pub segments: u64,
+    #[serde(default)]
+    pub init_segments: u64,
     pub errors: BTreeMap<String, u64>,
     /// Live engines: video frames whose timestamp matched a send record,
     /// did not, and times a viewer re-learned the server's offset.
@@ -835,8 +842,19 @@ fn start_group(
                 )?);
                 path
             } else {
-                crate::hls::resolve_media(dest, &host, &path, 3, Duration::from_secs_f64(hls_wait))?
-                    .0
+                let (media, m) = crate::hls::resolve_media(
+                    dest,
+                    &host,
+                    &path,
+                    3,
+                    Duration::from_secs_f64(hls_wait),
+                )?;
+                // fMP4 segments: their decode times are in the video
+                // track's timescale, which only the init segment says.
+                if let Some(map) = &m.map {
+                    timescale = Some(init_timescale(dest, &host, &media, map)?);
+                }
+                media
             };
             let shared = Arc::new(hls_viewer::Shared::new(threads));
             shared.measuring.store(true, Ordering::Release);
@@ -889,6 +907,23 @@ fn start_group(
         engine,
         handles,
     })
+}
+
+/// The video timescale of the init segment `map` of the playlist at
+/// `playlist_path`.
+fn init_timescale(
+    dest: SocketAddrV4,
+    host: &str,
+    playlist_path: &str,
+    map: &str,
+) -> Result<u64, String> {
+    let path = crate::hls_playlist::resolve(playlist_path, map)
+        .ok_or_else(|| format!("{playlist_path}: init segment URI {map:?} is not http"))?;
+    match crate::hls::http_get(dest, host, &path)? {
+        (200, body) => crate::fmp4scan::init_timescale(&body)
+            .ok_or_else(|| format!("{path}: not an fMP4 init segment (no moov track timescale)")),
+        (s, _) => Err(format!("{path}: init segment: HTTP {s}")),
+    }
 }
 
 /// Wait until the MPD at `path` lists `want` segments of its video
@@ -989,6 +1024,11 @@ fn group_report(
         bytes,
         bytes_per_s: bytes as f64 / seconds.max(1e-9),
         churned,
+        segments: match t {
+            Totals::Hls(s) => s.segments,
+            Totals::Live(_) => 0,
+        },
+        init_segments: 0,
         errors,
         timestamps: match t {
             Totals::Live(s) => Some(TimestampMatch {
@@ -1412,6 +1452,8 @@ fn run_step(
         .iter()
         .map(|_| Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"))
         .collect();
+    // Init segments of the whole step: players fetch them as they join.
+    let mut inits = vec![0u64; r.groups.len()];
     let mut phase = "connect";
     let mut phase_end: Option<Instant> = None;
     let connect_deadline = t0 + Duration::from_secs_f64(args.connect_deadline);
@@ -1495,6 +1537,11 @@ fn run_step(
         for (h, t) in startups.iter_mut().zip(&per_group) {
             h.add(t.startup()).expect("same bounds");
         }
+        for (n, t) in inits.iter_mut().zip(&per_group) {
+            if let Totals::Hls(s) = t {
+                *n += s.inits;
+            }
+        }
         if phase == "measure" {
             for (t, s) in totals.iter_mut().zip(&per_group) {
                 t.merge(s);
@@ -1552,7 +1599,11 @@ fn run_step(
         .zip(&totals)
         .zip(&targets)
         .zip(&startups)
-        .map(|(((g, t), &n), h)| group_report(g, n, t, h, seconds))
+        .zip(&inits)
+        .map(|((((g, t), &n), h), &i)| GroupReport {
+            init_segments: i,
+            ..group_report(g, n, t, h, seconds)
+        })
         .collect();
     let clean =
         groups.iter().all(|g| g.clean) && stall_ratio_ok(&groups, sc.find_max.max_stall_ratio);
@@ -1692,6 +1743,8 @@ mod tests {
                 bytes: 0,
                 bytes_per_s: 0.0,
                 churned: 0,
+                segments: 0,
+                init_segments: 0,
                 errors: [("disconnect".to_string(), errors)].into(),
                 timestamps: None,
                 first_error: None,
