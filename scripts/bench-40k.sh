@@ -8,6 +8,8 @@
 #
 #   scripts/bench-40k.sh                  # takes /tmp/spate-bench.lock itself
 #   COUNT=42000 scripts/bench-40k.sh      # another viewer count (3 rings ≤ 60,000)
+#   PROTOCOL=rtmp scripts/bench-40k.sh    # viewers of another engine: http-flv
+#                                         # (default), rtmp, http-ts, hls, dash
 #   SPATE=path BENCH=path scripts/bench-40k.sh   # these binaries, no build
 #
 # Prints spate-bench's table, then the most connections it held at once and
@@ -23,9 +25,18 @@ if [ -z "${SPATE_BENCH_LOCKED:-}" ]; then
     fi
     SPATE_BENCH_LOCKED=1 exec flock /tmp/spate-bench.lock "$0" "$@"
 fi
-OUT=${OUT:-target/bench-40k}
 WORK=${WORK:-/tmp/spate-bench-40k}
 COUNT=${COUNT:-40000}
+PROTOCOL=${PROTOCOL:-http-flv}
+OUT=${OUT:-target/bench-40k/$PROTOCOL}
+case "$PROTOCOL" in
+    http-flv) URL='{http}/{stream}.flv' ;;
+    rtmp) URL='{rtmp}/live/{stream}' ;;
+    http-ts) URL='{http}/{stream}.ts' ;;
+    hls) URL='{http}/hls/{stream}/media.m3u8' ;;
+    dash) URL='{http}/cmaf/{stream}/index.mpd' ;;
+    *) echo "bench-40k.sh: PROTOCOL must be http-flv, rtmp, http-ts, hls or dash" >&2; exit 2 ;;
+esac
 HTTP_PORT=18190
 RTMP_PORT=11945
 SPATE=${SPATE:-target/release/spate}
@@ -55,7 +66,12 @@ level = "warn"
 [[stream]]
 name = "live"
 TOML
-sed "s/^count = 40000/count = $COUNT/" bench/scenarios/conn-40k.toml >"$WORK/conn.toml"
+sed -e "s/^count = 40000/count = $COUNT/" \
+    -e "s/^protocol = \"http-flv\"/protocol = \"$PROTOCOL\"/" \
+    -e "s|^url = \"{http}/{stream}.flv\"|url = \"$URL\"|" \
+    bench/scenarios/conn-40k.toml >"$WORK/conn.toml"
+grep -q "^protocol = \"$PROTOCOL\"" "$WORK/conn.toml" && grep -qF "url = \"$URL\"" "$WORK/conn.toml" || {
+    echo "bench-40k.sh: could not set the viewers' protocol in $WORK/conn.toml" >&2; exit 2; }
 
 SPID=
 SAMPLER=
