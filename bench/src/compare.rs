@@ -213,6 +213,7 @@ mod tests {
             churned: 0,
             segments: 0,
             init_segments: 0,
+            audio_segments: 0,
             errors: [("connect".to_string(), 0)].into(),
             timestamps: None,
             first_error: None,

@@ -437,28 +437,33 @@ pub(crate) fn http_get(
 }
 
 /// Follow the URL to a media playlist with at least `want` segments:
-/// returns its path and the playlist.
+/// returns its path, the playlist, and the path of the audio rendition a
+/// player of the variant followed would fetch too (see
+/// [`hls_playlist::audio_rendition`]; `None`: no separate audio).
 pub(crate) fn resolve_media(
     dest: SocketAddrV4,
     host: &str,
     path: &str,
     want: usize,
     wait: Duration,
-) -> Result<(String, MediaPlaylist), String> {
+) -> Result<(String, MediaPlaylist, Option<String>), String> {
     let deadline = Instant::now() + wait;
     let mut path = path.to_string();
+    let mut audio = None;
     loop {
         let last;
         match http_get(dest, host, &path) {
             Ok((200, body)) => match hls_playlist::parse(&body) {
                 Ok(Playlist::Multivariant(v)) => {
                     let first = &v[0];
+                    audio = hls_playlist::audio_rendition(&body, first)
+                        .and_then(|a| hls_playlist::resolve(&path, &a));
                     path = hls_playlist::resolve(&path, first)
                         .ok_or_else(|| format!("variant URI {first:?} is not http"))?;
                     eprintln!("spate-bench hls: multivariant playlist: following {path}");
                     continue;
                 }
-                Ok(Playlist::Media(m)) if m.segments.len() >= want => return Ok((path, m)),
+                Ok(Playlist::Media(m)) if m.segments.len() >= want => return Ok((path, m, audio)),
                 Ok(Playlist::Media(m)) => {
                     last = format!("{} segments listed", m.segments.len());
                 }
@@ -539,7 +544,7 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
         args.wait_segments.max(1),
         Duration::from_secs_f64(args.wait),
     );
-    let (media_path, first) = match resolved {
+    let (media_path, first, _audio) = match resolved {
         Ok(r) => r,
         Err(e) => {
             stop_pub.store(true, Ordering::Relaxed);
@@ -598,6 +603,8 @@ pub fn run(args: HlsArgs) -> Result<ExitCode, String> {
                 .then(|| args.pin_cpus[index % args.pin_cpus.len()]),
             epoch,
             dash: false,
+            audio: false,
+            audio_playlist_path: None,
             times: None,
             fmp4_timescale: None,
             churn_per_sec: 0.0,

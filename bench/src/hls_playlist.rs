@@ -179,6 +179,44 @@ pub fn attr(list: &str, name: &str) -> Option<String> {
     None
 }
 
+/// The audio rendition a player of variant `variant` (its URI line, as
+/// written) of the multivariant playlist `body` fetches: the variant's
+/// `AUDIO` group, its `EXT-X-MEDIA:TYPE=AUDIO` entry with `DEFAULT=YES`
+/// (else the group's first) that has a `URI`. `None` when the variant
+/// names no group or the group's audio is muxed into the variant (no URI).
+pub fn audio_rendition(body: &[u8], variant: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut media = Vec::new();
+    let mut group = None;
+    let mut pending: Option<&str> = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA:") {
+            media.push(v);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-STREAM-INF:") {
+            pending = Some(v);
+        } else if !line.starts_with('#')
+            && let Some(inf) = pending.take()
+            && line == variant
+            && group.is_none()
+        {
+            group = Some(attr(inf, "AUDIO")?);
+        }
+    }
+    let group = group?;
+    let in_group: Vec<&str> = media
+        .into_iter()
+        .filter(|m| {
+            attr(m, "TYPE").as_deref() == Some("AUDIO")
+                && attr(m, "GROUP-ID").as_deref() == Some(group.as_str())
+        })
+        .collect();
+    let pick = in_group
+        .iter()
+        .find(|m| attr(m, "DEFAULT").as_deref() == Some("YES"))
+        .or(in_group.first())?;
+    attr(pick, "URI")
+}
+
 /// Where a viewer joins a live playlist, as an index into its segments:
 /// the segment holding the point `edge_targets` target durations before the
 /// end of the listed media (hls.js's `liveSyncDurationCount`, 3 by
@@ -336,6 +374,30 @@ mod tests {
         assert_eq!(attr("A=1,B=2", "B").as_deref(), Some("2"));
         assert_eq!(attr("A=1", "URI"), None);
         assert_eq!(attr("URI=\"unterminated", "URI"), None);
+    }
+
+    #[test]
+    fn audio_rendition_of_a_variant() {
+        let body = b"#EXTM3U\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"en/index.m3u8\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"aac\",DEFAULT=YES,URI=\"1/index.m3u8\"\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"m\",NAME=\"muxed\",DEFAULT=YES\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1200000,CODECS=\"avc1.42c01e,mp4a.40.2\",AUDIO=\"a\"\n\
+            0/index.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=600000,AUDIO=\"m\"\n\
+            low/index.m3u8\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=300000\n\
+            plain.m3u8\n";
+        // DEFAULT=YES wins over the group's first.
+        assert_eq!(
+            audio_rendition(body, "0/index.m3u8").as_deref(),
+            Some("1/index.m3u8")
+        );
+        // Muxed (no URI), no group, unknown variant: nothing separate to fetch.
+        assert_eq!(audio_rendition(body, "low/index.m3u8"), None);
+        assert_eq!(audio_rendition(body, "plain.m3u8"), None);
+        assert_eq!(audio_rendition(body, "other.m3u8"), None);
+        assert_eq!(audio_rendition(b"\xff", "x"), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::TagSeen;
 use crate::fmp4scan::MoofGatherer;
 use crate::hls_playback::Playback;
-use crate::hls_playlist::{self, Playlist, start_index};
+use crate::hls_playlist::{self, MediaPlaylist, Playlist, start_index};
 use crate::httpbody::{Framing, response_framing};
 use crate::live_publish::SendTimes;
 use crate::tsparse::TsPackets;
@@ -89,6 +89,13 @@ pub struct Plan {
     /// The playlist is a DASH manifest (`dash_mpd.rs`): its first video
     /// Representation's segments are played.
     pub dash: bool,
+    /// Fetch the audio track's segments too, as a player does: DASH, the
+    /// first audio Representation of the same MPD; HLS, the media
+    /// playlist at `audio_playlist_path` (the variant's `EXT-X-MEDIA`
+    /// audio rendition), polled like the video one. Stalls are judged on
+    /// video only.
+    pub audio: bool,
+    pub audio_playlist_path: Option<Arc<str>>,
     /// The publisher's send records: TS segments are scanned for their
     /// video frames' DTS and each frame's end-to-end latency (publisher send
     /// → segment complete at the viewer) is recorded.
@@ -215,8 +222,11 @@ pub struct Stats {
     pub e2e_future: u64,
     /// Segments fetched (200).
     pub segments: u64,
-    /// Init segments fetched (200): one per player of an fMP4 playlist.
+    /// Init segments fetched (200): one per player and track of an fMP4
+    /// playlist.
     pub inits: u64,
+    /// Audio segments fetched (200; `Plan::audio`).
+    pub audio_segments: u64,
     /// Playlist polls answered (any status) and those that listed nothing new.
     pub playlists: u64,
     pub playlists_unchanged: u64,
@@ -263,6 +273,7 @@ impl Stats {
             e2e_future: 0,
             segments: 0,
             inits: 0,
+            audio_segments: 0,
             playlists: 0,
             playlists_unchanged: 0,
             bytes: 0,
@@ -296,6 +307,7 @@ impl Stats {
         self.e2e_future += o.e2e_future;
         self.segments += o.segments;
         self.inits += o.inits;
+        self.audio_segments += o.audio_segments;
         self.playlists += o.playlists;
         self.playlists_unchanged += o.playlists_unchanged;
         self.bytes += o.bytes;
@@ -320,6 +332,26 @@ impl Stats {
             self.first_error = Some(e());
         }
     }
+
+    /// Count what a playlist update said was wrong (`what`: the track, for
+    /// the message).
+    fn note_followed(&mut self, f: &Followed, what: &str) {
+        let sp = if what.is_empty() { "" } else { " " };
+        if let Some((q, to)) = f.skipped {
+            self.errors.skipped += to - q;
+            self.error(|| {
+                format!("{what}{sp}segments {q}..{to} left the playlist before they were fetched")
+            });
+        }
+        if let Some(u) = &f.bad_uri {
+            self.errors.parse += 1;
+            self.error(|| format!("{what}{sp}segment URI {u:?}: not http"));
+        }
+        if let Some(u) = &f.bad_init {
+            self.errors.parse += 1;
+            self.error(|| format!("{what}{sp}init segment URI {u:?}: not http"));
+        }
+    }
 }
 
 /// A segment to fetch.
@@ -333,10 +365,140 @@ struct QSeg {
 #[derive(Debug)]
 enum Req {
     Playlist,
-    /// The initialization segment (fMP4), once per player, before its
-    /// first media segment.
-    Init(Box<str>),
+    /// The HLS audio rendition's media playlist.
+    AudioPlaylist,
+    /// An initialization segment (fMP4), once per player and track, before
+    /// the track's first media segment.
+    Init(Kind, Box<str>),
     Segment(QSeg),
+    AudioSegment(QSeg),
+}
+
+/// Which of a player's tracks a timer or a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Video,
+    Audio,
+}
+
+/// Where a player is in one track's playlist.
+#[derive(Debug, Default)]
+struct Track {
+    /// Next sequence number not yet queued (`None` before the first playlist).
+    queued_to: Option<u64>,
+    queue: VecDeque<QSeg>,
+    /// The init segment to fetch next (from the first playlist that names
+    /// one); `init_asked`: it was queued once (a player fetches it once).
+    init: Option<Box<str>>,
+    init_asked: bool,
+}
+
+/// What one playlist update gave a track.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Followed {
+    /// Segments queued.
+    new: u64,
+    /// Segments that left the playlist before they were queued: `(from, to)`.
+    skipped: Option<(u64, u64)>,
+    /// A segment URI / the init URI that is not http.
+    bad_uri: Option<String>,
+    bad_init: Option<String>,
+}
+
+impl Track {
+    /// Queue `p`'s segments past the ones already queued (joining `live_edge`
+    /// target durations before its end), and its init segment once.
+    fn follow(&mut self, p: &MediaPlaylist, base: &str, live_edge: f64) -> Followed {
+        let mut out = Followed::default();
+        if !self.init_asked
+            && let Some(map) = &p.map
+        {
+            self.init_asked = true;
+            match hls_playlist::resolve(base, map) {
+                Some(path) => self.init = Some(path.into_boxed_str()),
+                None => out.bad_init = Some(map.clone()),
+            }
+        }
+        if self.queued_to.is_none() {
+            self.queued_to = start_index(p, live_edge).map(|i| p.segments[i].seq);
+        }
+        let Some(mut q) = self.queued_to else {
+            return out;
+        };
+        if q < p.media_sequence {
+            // Fell out of the window before we asked for them.
+            out.skipped = Some((q, p.media_sequence));
+            q = p.media_sequence;
+        }
+        let from = q;
+        for s in p.segments.iter().filter(|s| s.seq >= from) {
+            match hls_playlist::resolve(base, &s.uri) {
+                Some(path) => self.queue.push_back(QSeg {
+                    seq: s.seq,
+                    duration_us: s.duration_us,
+                    path: path.into_boxed_str(),
+                }),
+                None => out.bad_uri = Some(s.uri.clone()),
+            }
+            q = s.seq + 1;
+            out.new += 1;
+        }
+        self.queued_to = Some(q);
+        out
+    }
+
+    fn has_work(&self) -> bool {
+        self.init.is_some() || !self.queue.is_empty()
+    }
+}
+
+/// A player's audio track (`Plan::audio`).
+#[derive(Debug, Default)]
+struct AudioTrack {
+    track: Track,
+    /// HLS: the audio playlist's target duration, µs, and its poll timer.
+    target_us: u64,
+    poll_due: bool,
+    poll_at: Option<Instant>,
+}
+
+/// The MPD's audio track. Not read yet: the DASH reader gives the video
+/// Representation only, so DASH players fetch no audio until it does.
+fn dash_audio(_body: &[u8]) -> Result<Option<MediaPlaylist>, String> {
+    Ok(None)
+}
+
+/// A player's next request: a due playlist poll (video, then audio), then
+/// init segments, then the older of the two tracks' next segments (video
+/// on a tie).
+fn next_request(v: &mut Viewer) -> Option<Req> {
+    if v.poll_due {
+        v.poll_due = false;
+        return Some(Req::Playlist);
+    }
+    if let Some(a) = &mut v.audio
+        && a.poll_due
+    {
+        a.poll_due = false;
+        return Some(Req::AudioPlaylist);
+    }
+    if let Some(p) = v.video.init.take() {
+        return Some(Req::Init(Kind::Video, p));
+    }
+    if let Some(a) = &mut v.audio {
+        if let Some(p) = a.track.init.take() {
+            return Some(Req::Init(Kind::Audio, p));
+        }
+        let audio_first = match (a.track.queue.front(), v.video.queue.front()) {
+            (Some(x), Some(y)) => x.seq < y.seq,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if audio_first {
+            return a.track.queue.pop_front().map(Req::AudioSegment);
+        }
+    }
+    v.video.queue.pop_front().map(Req::Segment)
 }
 
 #[derive(Debug)]
@@ -355,9 +517,9 @@ struct Viewer {
     waiting: bool,
     /// Target duration of the last playlist, µs (0: none yet).
     target_us: u64,
-    /// Next sequence number not yet queued (`None` before the first playlist).
-    queued_to: Option<u64>,
-    queue: VecDeque<QSeg>,
+    video: Track,
+    /// With `Plan::audio` (and an audio track to follow).
+    audio: Option<Box<AudioTrack>>,
     poll_due: bool,
     poll_at: Option<Instant>,
     in_flight: Option<InFlight>,
@@ -367,10 +529,6 @@ struct Viewer {
     /// A starvation already counted as a stall (its late segment is not
     /// counted again).
     starve_counted: bool,
-    /// The init segment to fetch next (from the first playlist that names
-    /// one); `init_asked`: it was queued once (a player fetches it once).
-    init: Option<Box<str>>,
-    init_asked: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -457,7 +615,7 @@ struct HlsThread {
     tx: Sender<(usize, Stats)>,
     conns: Slab<Conn>,
     viewers: Vec<Viewer>,
-    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    timers: BinaryHeap<Reverse<(Instant, u32, Kind)>>,
     reconnect: VecDeque<u32>,
     dest: libc::sockaddr_in,
     connect_timeout: types::Timespec,
@@ -643,8 +801,9 @@ impl HlsThread {
             conn: None,
             waiting: true,
             target_us: 0,
-            queued_to: None,
-            queue: VecDeque::new(),
+            video: Track::default(),
+            audio: (self.plan.audio && (self.plan.dash || self.plan.audio_playlist_path.is_some()))
+                .then(Box::default),
             poll_due: false,
             poll_at: None,
             in_flight: None,
@@ -652,8 +811,6 @@ impl HlsThread {
             stalled_in_period: false,
             active_in_period: false,
             starve_counted: false,
-            init: None,
-            init_asked: false,
         }
     }
 
@@ -706,22 +863,41 @@ impl HlsThread {
 
     fn schedule_poll(&mut self, vid: u32, at: Instant) {
         self.viewers[vid as usize].poll_at = Some(at);
-        self.timers.push(Reverse((at, vid)));
+        self.timers.push(Reverse((at, vid, Kind::Video)));
+    }
+
+    /// The next poll of the HLS audio playlist.
+    fn schedule_audio_poll(&mut self, vid: u32, at: Instant) {
+        if let Some(a) = &mut self.viewers[vid as usize].audio {
+            a.poll_at = Some(at);
+            self.timers.push(Reverse((at, vid, Kind::Audio)));
+        }
     }
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(&Reverse((at, vid))) = self.timers.peek() {
+        while let Some(&Reverse((at, vid, kind))) = self.timers.peek() {
             if at > now {
                 break;
             }
             self.timers.pop();
             let v = &mut self.viewers[vid as usize];
-            if v.poll_at != Some(at) {
-                continue; // superseded
+            match kind {
+                Kind::Video => {
+                    if v.poll_at != Some(at) {
+                        continue; // superseded
+                    }
+                    v.poll_at = None;
+                    v.poll_due = true;
+                }
+                Kind::Audio => {
+                    let Some(a) = v.audio.as_mut().filter(|a| a.poll_at == Some(at)) else {
+                        continue;
+                    };
+                    a.poll_at = None;
+                    a.poll_due = true;
+                }
             }
-            v.poll_at = None;
-            v.poll_due = true;
             self.kick(vid);
         }
     }
@@ -904,7 +1080,11 @@ impl HlsThread {
     /// ask for a connection if it has none.
     fn kick(&mut self, vid: u32) {
         let v = &mut self.viewers[vid as usize];
-        if v.in_flight.is_some() || (!v.poll_due && v.init.is_none() && v.queue.is_empty()) {
+        let audio_work = v
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.poll_due || a.track.has_work());
+        if v.in_flight.is_some() || (!v.poll_due && !v.video.has_work() && !audio_work) {
             return;
         }
         let Some((slot, generation)) = v.conn else {
@@ -920,21 +1100,14 @@ impl HlsThread {
         if conn.state != State::Open || conn.send_in_flight {
             return;
         }
-        let req = if v.poll_due {
-            v.poll_due = false;
-            Req::Playlist
-        } else if let Some(path) = v.init.take() {
-            Req::Init(path)
-        } else {
-            match v.queue.pop_front() {
-                Some(s) => Req::Segment(s),
-                None => return,
-            }
+        let Some(req) = next_request(v) else {
+            return;
         };
         let path: &str = match &req {
             Req::Playlist => &self.plan.playlist_path,
-            Req::Init(p) => p,
-            Req::Segment(s) => &s.path,
+            Req::AudioPlaylist => self.plan.audio_playlist_path.as_deref().unwrap_or("/"),
+            Req::Init(_, p) => p,
+            Req::Segment(s) | Req::AudioSegment(s) => &s.path,
         };
         conn.out.clear();
         conn.out.extend_from_slice(b"GET ");
@@ -944,10 +1117,10 @@ impl HlsThread {
         conn.out
             .extend_from_slice(b"\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\n\r\n");
         conn.sent = 0;
-        conn.keep_body = matches!(req, Req::Playlist);
+        conn.keep_body = matches!(req, Req::Playlist | Req::AudioPlaylist);
         conn.check_ts = match &req {
             Req::Segment(s) => s.path.split('?').next().is_some_and(|p| p.ends_with(".ts")),
-            Req::Playlist | Req::Init(_) => false,
+            Req::Playlist | Req::AudioPlaylist | Req::Init(..) | Req::AudioSegment(_) => false,
         };
         let e2e = self.plan.times.is_some()
             && self.plan.e2e_every > 0
@@ -958,7 +1131,8 @@ impl HlsThread {
             && e2e
             && self.plan.fmp4_timescale.is_some())
         .then(MoofGatherer::default);
-        conn.discard = matches!(req, Req::Init(_)) || (matches!(req, Req::Segment(_)) && !e2e);
+        conn.discard = matches!(req, Req::Init(..) | Req::AudioSegment(_))
+            || (matches!(req, Req::Segment(_)) && !e2e);
         conn.frame_ts.clear();
         conn.got_bytes = false;
         conn.body.clear();
@@ -1166,7 +1340,42 @@ impl HlsThread {
                     }
                 }
             }
-            Req::Init(path) => match d.status {
+            Req::AudioPlaylist => {
+                self.out.playlists += 1;
+                if measuring {
+                    self.out.playlist_latency.saturating_record(latency.max(1));
+                }
+                match d.status {
+                    200 => self.on_audio_playlist(vid, &d.body, f.sent_at),
+                    s => {
+                        if s == 404 {
+                            self.out.errors.not_found_playlist += 1;
+                        } else {
+                            self.out.errors.bad_status += 1;
+                        }
+                        self.out.error(|| format!("audio playlist: HTTP {s}"));
+                        let half = self.half_target(vid);
+                        self.schedule_audio_poll(vid, (f.sent_at + half).max(now));
+                    }
+                }
+            }
+            Req::AudioSegment(s) => match d.status {
+                200 => {
+                    if measuring {
+                        self.out.audio_segments += 1;
+                    }
+                }
+                st => {
+                    if st == 404 {
+                        self.out.errors.not_found_segment += 1;
+                    } else {
+                        self.out.errors.bad_status += 1;
+                    }
+                    self.out
+                        .error(|| format!("audio segment {} ({}): HTTP {st}", s.seq, s.path));
+                }
+            },
+            Req::Init(_, path) => match d.status {
                 200 => self.out.inits += 1,
                 st => {
                     if st == 404 {
@@ -1262,62 +1471,71 @@ impl HlsThread {
         let base = self.plan.playlist_path.clone();
         let v = &mut self.viewers[vid as usize];
         v.target_us = p.target_us.max(100_000);
-        if !v.init_asked
-            && let Some(map) = &p.map
-        {
-            v.init_asked = true;
-            match hls_playlist::resolve(&base, map) {
-                Some(path) => v.init = Some(path.into_boxed_str()),
-                None => {
-                    self.out.errors.parse += 1;
-                    self.out
-                        .error(|| format!("init segment URI {map:?}: not http"));
+        let followed = v.video.follow(&p, &base, live_edge);
+        let first = v
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.track.queued_to.is_none());
+        if let Some(a) = &mut v.audio {
+            if self.plan.dash {
+                // The audio set is in the same MPD.
+                match dash_audio(body) {
+                    Ok(Some(ap)) => {
+                        let f = a.track.follow(&ap, &base, live_edge);
+                        self.out.note_followed(&f, "audio");
+                    }
+                    Ok(None) => v.audio = None,
+                    Err(e) => {
+                        self.out.errors.parse += 1;
+                        self.out.error(|| format!("MPD audio: {e}"));
+                    }
                 }
+            } else if first && !a.poll_due && a.poll_at.is_none() {
+                // HLS: the audio playlist is polled from the first video one on.
+                a.poll_due = true;
             }
         }
-        if v.queued_to.is_none() {
-            v.queued_to = start_index(&p, live_edge).map(|i| p.segments[i].seq);
-        }
-        let mut new = 0;
-        let mut bad_uri = None;
-        if let Some(mut q) = v.queued_to {
-            if q < p.media_sequence {
-                // Fell out of the window before we asked for them.
-                self.out.errors.skipped += p.media_sequence - q;
-                self.out.error(|| {
-                    format!(
-                        "segments {q}..{} left the playlist before they were fetched",
-                        p.media_sequence
-                    )
-                });
-                q = p.media_sequence;
-            }
-            let from = q;
-            for s in p.segments.iter().filter(|s| s.seq >= from) {
-                match hls_playlist::resolve(&base, &s.uri) {
-                    Some(path) => v.queue.push_back(QSeg {
-                        seq: s.seq,
-                        duration_us: s.duration_us,
-                        path: path.into_boxed_str(),
-                    }),
-                    None => bad_uri = Some(s.uri.clone()),
-                }
-                q = s.seq + 1;
-                new += 1;
-            }
-            v.queued_to = Some(q);
-        }
-        let interval = if new > 0 {
-            Duration::from_micros(v.target_us)
+        self.out.note_followed(&followed, "");
+        let interval = if followed.new > 0 {
+            Duration::from_micros(self.viewers[vid as usize].target_us)
         } else {
             self.out.playlists_unchanged += 1;
-            Duration::from_micros(v.target_us / 2)
+            Duration::from_micros(self.viewers[vid as usize].target_us / 2)
         };
-        if let Some(u) = bad_uri {
-            self.out.errors.parse += 1;
-            self.out.error(|| format!("segment URI {u:?}: not http"));
-        }
         self.schedule_poll(vid, (sent_at + interval).max(now));
+    }
+
+    /// The HLS audio rendition's playlist arrived.
+    fn on_audio_playlist(&mut self, vid: u32, body: &[u8], sent_at: Instant) {
+        let now = Instant::now();
+        let live_edge = self.plan.live_edge;
+        let Some(base) = self.plan.audio_playlist_path.clone() else {
+            return;
+        };
+        let Some(a) = self.viewers[vid as usize].audio.as_mut() else {
+            return;
+        };
+        let target = match hls_playlist::parse(body) {
+            Ok(Playlist::Media(p)) => {
+                a.target_us = p.target_us.max(100_000);
+                let f = a.track.follow(&p, &base, live_edge);
+                let t = if f.new > 0 {
+                    a.target_us
+                } else {
+                    a.target_us / 2
+                };
+                self.out.note_followed(&f, "audio");
+                t
+            }
+            Ok(Playlist::Multivariant(_)) | Err(_) => {
+                let t = a.target_us.max(1_000_000) / 2;
+                self.out.errors.parse += 1;
+                self.out
+                    .error(|| "the audio playlist URL gave no media playlist".into());
+                t
+            }
+        };
+        self.schedule_audio_poll(vid, (sent_at + Duration::from_micros(target)).max(now));
     }
 
     /// Connections whose request has waited longer than the timeout are
@@ -1371,8 +1589,18 @@ impl HlsThread {
         if let Some(f) = v.in_flight.take() {
             match f.req {
                 Req::Playlist => v.poll_due = true,
-                Req::Init(p) => v.init = Some(p),
-                Req::Segment(s) => v.queue.push_front(s),
+                Req::Init(Kind::Video, p) => v.video.init = Some(p),
+                Req::Segment(s) => v.video.queue.push_front(s),
+                other => {
+                    if let Some(a) = &mut v.audio {
+                        match other {
+                            Req::AudioPlaylist => a.poll_due = true,
+                            Req::Init(_, p) => a.track.init = Some(p),
+                            Req::AudioSegment(s) => a.track.queue.push_front(s),
+                            _ => {}
+                        }
+                    }
+                }
             }
         }
         if !v.waiting && !stopping {
@@ -1533,6 +1761,141 @@ fn body_bytes(
 mod tests {
     use super::*;
     use crate::httpbody::chunk;
+
+    fn playlist(first: u64, n: u64, map: Option<&str>) -> MediaPlaylist {
+        let mut text = format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
+        if let Some(m) = map {
+            text += &format!("#EXT-X-MAP:URI=\"{m}\"\n");
+        }
+        for k in first..first + n {
+            text += &format!("#EXTINF:2,\n{k}.m4s\n");
+        }
+        match hls_playlist::parse(text.as_bytes()).unwrap() {
+            Playlist::Media(p) => p,
+            Playlist::Multivariant(_) => unreachable!(),
+        }
+    }
+
+    fn viewer(audio: bool) -> Viewer {
+        Viewer {
+            join_us: 0,
+            conn: None,
+            waiting: false,
+            target_us: 0,
+            video: Track::default(),
+            audio: audio.then(Box::default),
+            poll_due: false,
+            poll_at: None,
+            in_flight: None,
+            playback: Playback::new(),
+            stalled_in_period: false,
+            active_in_period: false,
+            starve_counted: false,
+        }
+    }
+
+    #[test]
+    fn track_follows_a_live_playlist_and_its_init_once() {
+        let mut t = Track::default();
+        // Joins 3 targets back from the end of 10 segments: 7, 8, 9 queued.
+        let f = t.follow(
+            &playlist(0, 10, Some("init.mp4")),
+            "/cmaf/s/0/index.m3u8",
+            3.0,
+        );
+        assert_eq!(f.new, 3);
+        assert_eq!(t.init.as_deref(), Some("/cmaf/s/0/init.mp4"));
+        let seqs: Vec<u64> = t.queue.iter().map(|q| q.seq).collect();
+        assert_eq!(seqs, [7, 8, 9]);
+        assert_eq!(&*t.queue[0].path, "/cmaf/s/0/7.m4s");
+        t.init = None;
+        // The next update adds only 10; the init is not asked for again.
+        let f = t.follow(
+            &playlist(1, 10, Some("init.mp4")),
+            "/cmaf/s/0/index.m3u8",
+            3.0,
+        );
+        assert_eq!(f.new, 1);
+        assert_eq!(t.init, None);
+        // Fell behind the window: 11..14 skipped, 14 and on queued.
+        let f = t.follow(&playlist(14, 3, None), "/cmaf/s/0/index.m3u8", 3.0);
+        assert_eq!(f.skipped, Some((11, 14)));
+        assert_eq!(f.new, 3);
+        let f = t.follow(&playlist(17, 1, None), "/x/i.m3u8", 3.0);
+        assert_eq!(f.new, 1);
+        let mut bad = playlist(18, 1, Some("ftp://h/init.mp4"));
+        bad.segments[0].uri = "rtsp://h/18.m4s".into();
+        let mut t2 = Track::default();
+        let f = t2.follow(&bad, "/x/i.m3u8", 3.0);
+        assert_eq!(f.bad_init.as_deref(), Some("ftp://h/init.mp4"));
+        assert_eq!(f.bad_uri.as_deref(), Some("rtsp://h/18.m4s"));
+    }
+
+    #[test]
+    fn requests_go_polls_then_inits_then_the_older_segment() {
+        let mut v = viewer(true);
+        v.poll_due = true;
+        v.video
+            .follow(&playlist(5, 2, Some("v/init.mp4")), "/p/v.m3u8", 0.0);
+        let a = v.audio.as_mut().unwrap();
+        a.poll_due = true;
+        a.track
+            .follow(&playlist(4, 3, Some("a/init.mp4")), "/p/a.m3u8", 0.0);
+        let mut order = Vec::new();
+        while let Some(r) = next_request(&mut v) {
+            order.push(match r {
+                Req::Playlist => "playlist".to_string(),
+                Req::AudioPlaylist => "audio playlist".to_string(),
+                Req::Init(Kind::Video, p) => format!("init {p}"),
+                Req::Init(Kind::Audio, p) => format!("audio init {p}"),
+                Req::Segment(s) => format!("v{}", s.seq),
+                Req::AudioSegment(s) => format!("a{}", s.seq),
+            });
+        }
+        // Joining at the newest segment: video 6, audio 6.
+        assert_eq!(
+            order,
+            [
+                "playlist",
+                "audio playlist",
+                "init /p/v/init.mp4",
+                "audio init /p/a/init.mp4",
+                "v6",
+                "a6"
+            ]
+        );
+        // Audio ahead in the queue goes first; video wins a tie.
+        let mut v = viewer(true);
+        v.video.queue.push_back(QSeg {
+            seq: 9,
+            duration_us: 1,
+            path: "/v9".into(),
+        });
+        let a = v.audio.as_mut().unwrap();
+        a.track.queue.push_back(QSeg {
+            seq: 8,
+            duration_us: 1,
+            path: "/a8".into(),
+        });
+        a.track.queue.push_back(QSeg {
+            seq: 9,
+            duration_us: 1,
+            path: "/a9".into(),
+        });
+        let got: Vec<String> = std::iter::from_fn(|| next_request(&mut v))
+            .map(|r| match r {
+                Req::Segment(s) => format!("v{}", s.seq),
+                Req::AudioSegment(s) => format!("a{}", s.seq),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(got, ["a8", "v9", "a9"]);
+        // Without an audio track only video is asked for.
+        let mut v = viewer(false);
+        v.video.follow(&playlist(0, 1, None), "/p/v.m3u8", 0.0);
+        assert!(matches!(next_request(&mut v), Some(Req::Segment(_))));
+        assert!(next_request(&mut v).is_none());
+    }
 
     /// Feed `wire` in pieces of `step`; the responses completed.
     fn responses(conn: &mut Conn, out: &mut Stats, wire: &[u8], step: usize) -> Vec<Done> {

@@ -180,6 +180,9 @@ pub struct GroupReport {
     pub segments: u64,
     #[serde(default)]
     pub init_segments: u64,
+    /// HLS/DASH with `audio`: audio segments fetched while measuring.
+    #[serde(default)]
+    pub audio_segments: u64,
     pub errors: BTreeMap<String, u64>,
     /// Live engines: video frames whose timestamp matched a send record,
     /// did not, and times a viewer re-learned the server's offset.
@@ -832,6 +835,7 @@ fn start_group(
             let dash = v.protocol == ViewProtocol::Dash;
             let (dest, host, path) = http_dest(&url)?;
             let mut timescale = None;
+            let mut audio_path = None;
             let media_path = if dash {
                 timescale = Some(wait_mpd(
                     dest,
@@ -842,7 +846,7 @@ fn start_group(
                 )?);
                 path
             } else {
-                let (media, m) = crate::hls::resolve_media(
+                let (media, m, audio) = crate::hls::resolve_media(
                     dest,
                     &host,
                     &path,
@@ -853,6 +857,9 @@ fn start_group(
                 // track's timescale, which only the init segment says.
                 if let Some(map) = &m.map {
                     timescale = Some(init_timescale(dest, &host, &media, map)?);
+                }
+                if v.audio {
+                    audio_path = audio.map(Arc::<str>::from);
                 }
                 media
             };
@@ -880,6 +887,8 @@ fn start_group(
                     pin_cpu: None,
                     epoch,
                     dash,
+                    audio: v.audio,
+                    audio_playlist_path: audio_path.clone(),
                     times: Some(times.clone()),
                     fmp4_timescale: timescale,
                     churn_per_sec: v.churn / threads as f64,
@@ -1029,6 +1038,10 @@ fn group_report(
             Totals::Live(_) => 0,
         },
         init_segments: 0,
+        audio_segments: match t {
+            Totals::Hls(s) => s.audio_segments,
+            Totals::Live(_) => 0,
+        },
         errors,
         timestamps: match t {
             Totals::Live(s) => Some(TimestampMatch {
@@ -1745,6 +1758,7 @@ mod tests {
                 churned: 0,
                 segments: 0,
                 init_segments: 0,
+                audio_segments: 0,
                 errors: [("disconnect".to_string(), errors)].into(),
                 timestamps: None,
                 first_error: None,

@@ -28,6 +28,7 @@
 //! churn = 0              # leaves + joins per second while running
 //! url = "{http}/{stream}.flv"
 //! e2e_every = 10         # HLS/DASH: 1 viewer in 10 parses segments for end-to-end latency
+//! audio = true           # HLS/DASH: fetch the separate audio track too (default)
 //! ```
 use std::path::{Path, PathBuf};
 
@@ -291,6 +292,12 @@ pub struct Viewers {
     /// PTS/DTS (nginx-rtmp's HLS: 700).
     #[serde(default)]
     pub ts_offset_ms: u32,
+    /// HLS/DASH: fetch the audio track's segments too, as a player does
+    /// (DASH: the MPD's first audio Representation; HLS: the variant's
+    /// `EXT-X-MEDIA` audio rendition, when it has its own playlist).
+    /// `false`: video only. Stalls are judged on video either way.
+    #[serde(default = "yes")]
+    pub audio: bool,
     /// Label of the group in the report (default: protocol).
     pub name: Option<String>,
 }

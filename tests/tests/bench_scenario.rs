@@ -374,7 +374,19 @@ stall_tolerance_ms = 400
         // TS players have none to fetch.
         let inits = num(g, "init_segments");
         match name {
-            "hls-fmp4" => assert!(inits >= want, "{name}: {inits} init segments: {context}"),
+            "hls-fmp4" => {
+                // Video and audio: /cmaf/ has a separate audio rendition.
+                assert!(
+                    inits >= 2.0 * want,
+                    "{name}: {inits} init segments: {context}"
+                );
+                let audio = num(g, "audio_segments");
+                let video = num(g, "segments");
+                assert!(
+                    audio >= 0.8 * video && audio <= 1.2 * video,
+                    "{name}: {audio} audio segments for {video} video: {context}"
+                );
+            }
             "hls#3" | "churn-hls" => assert_eq!(inits, 0.0, "{name}: {context}"),
             _ => {}
         }
