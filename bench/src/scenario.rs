@@ -627,6 +627,7 @@ count = 5
 url = "{http}/cmaf/{stream}/index.mpd"
 e2e_every = 1
 ts_offset_ms = 700
+audio = false
 "#;
 
     #[test]
@@ -660,6 +661,8 @@ ts_offset_ms = 700
             (s.viewers[2].ts_offset_ms, s.viewers[4].ts_offset_ms),
             (0, 700)
         );
+        assert!(s.viewers[2].audio, "default: players fetch audio too");
+        assert!(!s.viewers[4].audio);
     }
 
     #[test]
