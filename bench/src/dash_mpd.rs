@@ -1,27 +1,67 @@
-//! A small reader of live DASH manifests for the player-like viewers: the
-//! first video Representation (or the first one, when no set says it is
-//! video) of the first Period, with a `SegmentTemplate` + `SegmentTimeline`
-//! (at the Representation or AdaptationSet level), turned into the same
-//! [`MediaPlaylist`] the HLS viewers play: one segment per timeline entry,
-//! numbered from `startNumber`, its URI the `media` template with
-//! `$RepresentationID$`, `$Number$`, `$Time$` and `$Bandwidth$` filled in
-//! (`$$` → `$`; width formats like `$Number%05d$` are honoured). The
-//! target duration is the longest segment, so a viewer re-polls about as
-//! often as `minimumUpdatePeriod` asks for on a 1-segment update period.
+//! A small reader of live DASH manifests for the player-like viewers,
+//! turning one Representation into the same [`MediaPlaylist`] the HLS
+//! viewers play: [`parse`] / [`parse_with_timescale`] / [`parse_at`] read
+//! the first video Representation (the first one of a set that says it is
+//! video, by `contentType`/`mimeType` on the AdaptationSet or the
+//! Representation; else of the first set that says nothing, else of the
+//! first set), [`parse_audio_at`] the first audio one.
 //!
-//! Number-only templates (`@duration`, no timeline; ffmpeg's `-f dash
-//! -use_timeline 0` writes them) are read the way a live player reads them:
-//! segment `startNumber + k` covers `[k·D, (k+1)·D)` after the Period start,
-//! and is available once its end has passed on the wall clock, counted from
-//! `availabilityStartTime`; the list holds the segments of
-//! `timeShiftBufferDepth` (default 5 segments, at most 30) up to the newest
-//! available one. A static MPD lists `mediaPresentationDuration` worth.
+//! Segments come from a `SegmentTemplate` or a `SegmentList`, at the
+//! Representation, AdaptationSet or Period level; a lower level's
+//! attributes and timeline override a higher one's (e.g. `timescale` and
+//! the timeline on the set, `media` on the Representation).
 //!
-//! Not handled: `SegmentList`, `BaseURL`, multi-period manifests. The init
-//! segment is not fetched by the viewers (it is small and fetched once).
-//! The XML is scanned, not validated: attributes are read from the start
-//! tags that matter.
-use crate::hls_playlist::{MediaPlaylist, Segment};
+//! * `SegmentTemplate` + `SegmentTimeline`: one segment per timeline
+//!   entry, numbered from `startNumber`, its URI the `media` template with
+//!   `$RepresentationID$`, `$Number$`, `$Time$` and `$Bandwidth$` filled in
+//!   (`$$` → `$`; width formats like `$Number%05d$` are honoured). The
+//!   target duration is the longest segment, so a viewer re-polls about as
+//!   often as `minimumUpdatePeriod` asks for on a 1-segment update period.
+//! * Number-only templates (`@duration`, no timeline; ffmpeg's `-f dash
+//!   -use_timeline 0` writes them) are read the way a live player reads
+//!   them: segment `startNumber + k` covers `[k·D, (k+1)·D)` after the
+//!   Period start, and is available once its end has passed on the wall
+//!   clock, counted from `availabilityStartTime` (and not past the Period's
+//!   end when its duration is known); the list holds the segments of
+//!   `timeShiftBufferDepth` (default 5 segments, at most 30) up to the
+//!   newest available one. A static MPD lists the Period's duration worth
+//!   (`Period@duration`, else `mediaPresentationDuration` less its start).
+//! * `SegmentList`: one segment per `<SegmentURL media=…>`, numbered from
+//!   `startNumber`, lasting `duration/timescale` or its `SegmentTimeline`
+//!   entry. `mediaRange` is ignored: a `SegmentURL` without `media` is the
+//!   BaseURL itself. A live list is listed whole (a live packager rewrites
+//!   it on every update).
+//!
+//! The init segment ([`MediaPlaylist::map`]) is `SegmentTemplate@
+//! initialization` (filled like `media`, `$Number$` = `startNumber`,
+//! `$Time$` = 0), else the `<Initialization sourceURL=…>` of the
+//! SegmentTemplate/SegmentList, else of a `SegmentBase`; an `Initialization`
+//! with only a `range` gives none.
+//!
+//! `BaseURL`s at the MPD, Period, AdaptationSet and Representation levels
+//! (the first of each level) are resolved each against the one above:
+//! relative ones against the parent's directory, `/x/` replaces the path,
+//! and `http(s)://host/path` keeps only the path (the bench talks to one
+//! server). Segment and init URIs carry the combined prefix: relative to
+//! the MPD when every BaseURL is relative, an absolute path otherwise, so
+//! [`crate::hls_playlist::resolve`]`(mpd_path, uri)` is the request path.
+//! Without any BaseURL the URIs are the templates' as written.
+//!
+//! Multi-period: a dynamic MPD read by [`parse_at`] / [`parse_audio_at`]
+//! uses the last Period that has started on the given clock (its start is
+//! `Period@start`, else the previous Period's start + duration, counted from
+//! `availabilityStartTime`; without one, the last Period), or the first
+//! Period if none has. [`parse`] and [`parse_with_timescale`] (and any
+//! static MPD) use the last Period. Numbers and times count within the
+//! chosen Period, as for a single one.
+//!
+//! Not handled: a Representation with only a `SegmentBase` (one file,
+//! indexed by its `sidx`), `presentationTimeOffset` (`$Time$` of a
+//! number-only template counts from 0), xlink'd Periods, alternative
+//! BaseURLs (the first wins). The XML is scanned, not validated:
+//! attributes are read from the start tags that matter, and an element's
+//! content runs to the first closing tag of its name.
+use crate::hls_playlist::{self, MediaPlaylist, Segment};
 
 /// The start tags named `name` in `xml` (the text between `<name` and `>`).
 fn tags<'a>(xml: &'a str, name: &str) -> Vec<(usize, &'a str)> {
@@ -101,6 +141,103 @@ fn fill(template: &str, rep: &str, bandwidth: &str, number: u64, time: u64) -> S
     out
 }
 
+/// An element: its start tag's text (between `<name` and `>`) and its
+/// content up to the first `</name>` (empty for `<name .../>`).
+#[derive(Clone, Copy)]
+struct Elem<'a> {
+    tag: &'a str,
+    body: &'a str,
+}
+
+/// The elements named `name` in `xml` (an element must not hold one of its
+/// own name).
+fn elems<'a>(xml: &'a str, name: &str) -> Vec<Elem<'a>> {
+    let close = format!("</{name}>");
+    tags(xml, name)
+        .into_iter()
+        .map(|(at, tag)| {
+            let body = if tag.trim_end().ends_with('/') {
+                ""
+            } else {
+                // `<` + name + tag + `>`.
+                let rest = &xml[at + name.len() + tag.len() + 2..];
+                &rest[..rest.find(&close).unwrap_or(rest.len())]
+            };
+            Elem { tag, body }
+        })
+        .collect()
+}
+
+/// The first element named `name` in `xml`.
+fn first<'a>(xml: &'a str, name: &str) -> Option<Elem<'a>> {
+    elems(xml, name).into_iter().next()
+}
+
+/// `body` up to its first `<child` element: where an element's own
+/// BaseURL and segment information are, before its children.
+fn head<'a>(body: &'a str, child: &str) -> &'a str {
+    &body[..tags(body, child).first().map_or(body.len(), |&(at, _)| at)]
+}
+
+/// Text or an attribute value with XML's predefined entities replaced.
+fn unescape(v: &str) -> String {
+    if !v.contains('&') {
+        return v.to_string();
+    }
+    v.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// `scheme://…`.
+fn has_scheme(u: &str) -> bool {
+    u.split_once("://").is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    })
+}
+
+/// `uri` resolved against `base` (a combined BaseURL: empty, relative to
+/// the MPD, or an absolute path); absolute URIs and paths stay as written,
+/// and an empty `uri` is `base` itself.
+fn join(base: &str, uri: &str) -> String {
+    if uri.is_empty() {
+        return base.to_string();
+    }
+    if base.is_empty() || uri.starts_with('/') || has_scheme(uri) {
+        return uri.to_string();
+    }
+    if base.starts_with('/')
+        && let Some(p) = hls_playlist::resolve(base, uri)
+    {
+        return p;
+    }
+    let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+    format!("{dir}{uri}")
+}
+
+/// The combined `BaseURL` of `scopes` (outermost first; the first BaseURL
+/// of each): `http(s)://host/p` counts as `/p`.
+fn base_url(scopes: &[&str]) -> String {
+    let mut base = String::new();
+    for s in scopes {
+        if let Some(e) = first(s, "BaseURL") {
+            let u = unescape(e.body.trim());
+            let mut path = u.as_str();
+            for scheme in ["http://", "https://"] {
+                if let Some(rest) = u.strip_prefix(scheme) {
+                    path = rest.find('/').map_or("/", |i| &rest[i..]);
+                }
+            }
+            base = join(&base, path);
+        }
+    }
+    base
+}
+
 /// What a number-only template needs from the Representation.
 struct Template<'a> {
     media: &'a str,
@@ -110,47 +247,56 @@ struct Template<'a> {
     start_number: u64,
 }
 
+/// Where the chosen Period lies, µs from the presentation start.
+struct PeriodSpan {
+    start_us: u64,
+    /// `Period@duration`, or up to the next Period's known start.
+    duration_us: Option<u64>,
+}
+
 /// Most segments a number-only template's list holds.
 const MAX_NUMBER_WINDOW: u64 = 30;
 
-/// The segments of a `SegmentTemplate@duration` without a timeline.
+/// Most segments a timeline or list may hold.
+const MAX_LISTED: usize = 100_000;
+
+/// The segments of a `SegmentTemplate@duration` (`d`, in the timescale)
+/// without a timeline.
 fn number_only(
-    xml: &str,
     mpd: &str,
-    tmpl: &str,
+    period: &PeriodSpan,
+    d: &str,
     t: &Template<'_>,
     ended: bool,
     now_ms: i64,
 ) -> Result<MediaPlaylist, String> {
-    let d: u64 = attr(tmpl, "duration")
-        .ok_or("SegmentTemplate has neither a SegmentTimeline nor @duration")?
-        .parse()
-        .map_err(|_| "bad SegmentTemplate@duration")?;
+    let d: u64 = d.parse().map_err(|_| "bad SegmentTemplate@duration")?;
     let d_us = (d as u128 * 1_000_000 / t.timescale as u128) as u64;
     if d_us == 0 {
         return Err("SegmentTemplate@duration is 0".into());
     }
-    let period_start_us = tags(xml, "Period")
-        .first()
-        .and_then(|(_, p)| attr(p, "start"))
-        .map(iso_duration_us)
-        .transpose()?
-        .unwrap_or(0);
     let (first, last) = if ended {
-        let total = attr(mpd, "mediaPresentationDuration")
-            .ok_or("static MPD without mediaPresentationDuration")
-            .and_then(|v| iso_duration_us(v).map_err(|_| "bad mediaPresentationDuration"))?;
+        let total = match period.duration_us {
+            Some(p) => p,
+            None => attr(mpd, "mediaPresentationDuration")
+                .ok_or("static MPD without mediaPresentationDuration")
+                .and_then(|v| iso_duration_us(v).map_err(|_| "bad mediaPresentationDuration"))?
+                .saturating_sub(period.start_us),
+        };
         (0, total.div_ceil(d_us).max(1) - 1)
     } else {
         let ast = attr(mpd, "availabilityStartTime")
             .ok_or("dynamic MPD with a number-only template but no availabilityStartTime")?;
         let ast_ms = iso_datetime_ms(ast)?;
-        let elapsed_us = (now_ms - ast_ms) * 1000 - period_start_us as i64;
-        let complete = if elapsed_us > 0 {
+        let elapsed_us = (now_ms - ast_ms) * 1000 - period.start_us as i64;
+        let mut complete = if elapsed_us > 0 {
             elapsed_us as u64 / d_us
         } else {
             0
         };
+        if let Some(p) = period.duration_us {
+            complete = complete.min(p.div_ceil(d_us));
+        }
         if complete == 0 {
             return Err(format!(
                 "no segment available yet: availabilityStartTime {ast} is {} ms ago, a segment is {} ms",
@@ -180,6 +326,37 @@ fn number_only(
         ended,
         map: None,
     })
+}
+
+/// A `SegmentTimeline`'s content as `(start, duration)` pairs in its
+/// timescale (`r="-1"`, repeat to the next S or the period end: once).
+fn timeline(body: &str) -> Result<Vec<(u64, u64)>, String> {
+    let mut out = Vec::new();
+    let mut t = 0u64;
+    for (_, s) in tags(body, "S") {
+        if let Some(v) = attr(s, "t") {
+            t = v.parse().map_err(|_| format!("bad S@t {v:?}"))?;
+        }
+        let d: u64 = attr(s, "d")
+            .ok_or("S without @d")?
+            .parse()
+            .map_err(|_| "bad S@d")?;
+        if d == 0 {
+            return Err("S@d is 0".into());
+        }
+        let r: i64 = attr(s, "r").unwrap_or("0").parse().map_err(|_| "bad S@r")?;
+        for _ in 0..=r.max(0) {
+            out.push((t, d));
+            t += d;
+            if out.len() > MAX_LISTED {
+                return Err("more than 100,000 segments listed".into());
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("empty SegmentTimeline".into());
+    }
+    Ok(out)
 }
 
 /// An xs:duration such as `PT2.0S`, `PT1H2M3.5S` or `P1DT2H`, in µs
@@ -256,144 +433,376 @@ fn iso_datetime_ms(v: &str) -> Result<i64, String> {
     Ok(days * 86_400_000 + h * 3_600_000 + mi * 60_000 + (sec * 1000.0).round() as i64 - zone_ms)
 }
 
-/// Parse a manifest into the segments of its first video Representation.
+/// Parse a manifest into the segments of its first video Representation
+/// (of the last Period).
 pub fn parse(body: &[u8]) -> Result<MediaPlaylist, String> {
     parse_with_timescale(body).map(|(p, _)| p)
 }
 
-/// [`parse`], and the Representation's `SegmentTemplate@timescale` (the
-/// track timescale of its fMP4 segments).
+/// [`parse`], and the Representation's timescale (`SegmentTemplate@` or
+/// `SegmentList@timescale`: the track timescale of its fMP4 segments).
+/// Number-only templates find their live edge from the wall clock; the
+/// Period is the last one.
 pub fn parse_with_timescale(body: &[u8]) -> Result<(MediaPlaylist, u64), String> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    parse_at(body, now_ms)
+    read(body, now_ms, false, Track::Video).map(|p| p.expect("a video pick is never None"))
 }
 
 /// [`parse_with_timescale`] with the wall clock given (ms since the Unix
-/// epoch): number-only templates find their live edge from it.
+/// epoch): number-only templates find their live edge from it, and a
+/// dynamic MPD's Period is the last one that has started by it.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String> {
-    let xml = std::str::from_utf8(body).map_err(|_| "MPD is not UTF-8".to_string())?;
-    let mpd = tags(xml, "MPD")
-        .into_iter()
-        .next()
-        .ok_or("no <MPD> element")?
-        .1;
-    let ended = attr(mpd, "type") == Some("static");
-    let sets = tags(xml, "AdaptationSet");
-    if sets.is_empty() {
-        return Err("no AdaptationSet".into());
-    }
-    let is_video = |t: &str| {
-        attr(t, "contentType") == Some("video")
-            || attr(t, "mimeType").is_some_and(|m| m.starts_with("video/"))
+    read(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
+}
+
+/// [`parse_at`] for the first audio Representation (of an AdaptationSet
+/// whose `contentType` is `audio` or `mimeType` is `audio/…`, or with an
+/// `audio/…` `mimeType` of its own): its playlist and timescale, `None`
+/// when the Period has no audio.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn parse_audio_at(body: &[u8], now_ms: i64) -> Result<Option<(MediaPlaylist, u64)>, String> {
+    read(body, now_ms, true, Track::Audio)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Track {
+    Video,
+    Audio,
+}
+
+/// `contentType` or `mimeType` of a start tag says `kind` (`video`, `audio`).
+fn says(tag: &str, kind: &str) -> bool {
+    attr(tag, "contentType") == Some(kind)
+        || attr(tag, "mimeType")
+            .and_then(|m| m.strip_prefix(kind))
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+/// The AdaptationSet and Representation to read for `track`.
+fn pick<'a>(sets: &[Elem<'a>], track: Track) -> Result<Option<(Elem<'a>, Elem<'a>)>, String> {
+    let reps = |s: &Elem<'a>| elems(s.body, "Representation");
+    let kind = match track {
+        Track::Video => "video",
+        Track::Audio => "audio",
     };
-    let (set_at, _) = sets
+    // A set that says so, else a Representation that does.
+    for s in sets.iter().filter(|s| says(s.tag, kind)) {
+        match reps(s).first() {
+            Some(r) => return Ok(Some((*s, *r))),
+            None if track == Track::Video => {
+                return Err("no Representation in the video AdaptationSet".into());
+            }
+            None => {}
+        }
+    }
+    for s in sets {
+        if let Some(r) = reps(s).into_iter().find(|r| says(r.tag, kind)) {
+            return Ok(Some((*s, r)));
+        }
+    }
+    if track == Track::Audio {
+        return Ok(None);
+    }
+    // Nothing says video: the first set that says nothing, else the first.
+    let typed = |t: &str| attr(t, "contentType").is_some() || attr(t, "mimeType").is_some();
+    let s = sets
         .iter()
-        .copied()
-        .find(|(_, t)| is_video(t))
-        .unwrap_or(sets[0]);
-    let set_end = xml[set_at..]
-        .find("</AdaptationSet>")
-        .map_or(xml.len(), |e| set_at + e);
-    let set = &xml[set_at..set_end];
-    let (rep_at, rep_tag) = tags(set, "Representation")
+        .find(|s| !typed(s.tag) && reps(s).first().is_none_or(|r| !typed(r.tag)))
+        .unwrap_or(&sets[0]);
+    let r = reps(s)
         .into_iter()
         .next()
         .ok_or("no Representation in the video AdaptationSet")?;
-    let rep_id = attr(rep_tag, "id").unwrap_or("");
-    let bandwidth = attr(rep_tag, "bandwidth").unwrap_or("");
-    // The Representation's template if it has one, else the set's.
-    let rep_end = set[rep_at..]
-        .find("</Representation>")
-        .map_or(set.len(), |e| rep_at + e);
-    let rep = &set[rep_at..rep_end];
-    let (scope, (_, tmpl)) = match tags(rep, "SegmentTemplate").into_iter().next() {
-        Some(t) => (rep, t),
-        None => (
-            set,
-            tags(set, "SegmentTemplate")
-                .into_iter()
-                .next()
-                .ok_or("no SegmentTemplate")?,
-        ),
-    };
-    let timescale: u64 = attr(tmpl, "timescale")
-        .unwrap_or("1")
-        .parse()
-        .map_err(|_| "bad SegmentTemplate@timescale")?;
-    if timescale == 0 {
-        return Err("SegmentTemplate@timescale is 0".into());
-    }
-    let media = attr(tmpl, "media").ok_or("SegmentTemplate without @media")?;
-    let start_number: u64 = attr(tmpl, "startNumber")
-        .unwrap_or("1")
-        .parse()
-        .map_err(|_| "bad SegmentTemplate@startNumber")?;
-    let Some(timeline_at) = scope.find("<SegmentTimeline") else {
-        let t = Template {
-            media,
-            rep_id,
-            bandwidth,
-            timescale,
-            start_number,
+    Ok(Some((*s, r)))
+}
+
+/// The Period to read: the last one, or with `clock` (a dynamic MPD's wall
+/// clock, ms) the last one that has started by it (the first if none has).
+fn pick_period<'a>(
+    mpd: &str,
+    periods: &[Elem<'a>],
+    clock: Option<i64>,
+) -> Result<(Elem<'a>, PeriodSpan), String> {
+    // Each start, and whether it is known (explicit, or the previous
+    // start + a known duration) rather than assumed.
+    let mut starts: Vec<(u64, bool)> = Vec::with_capacity(periods.len());
+    let mut durations = Vec::with_capacity(periods.len());
+    for p in periods {
+        let start = match (attr(p.tag, "start"), starts.last(), durations.last()) {
+            (Some(v), _, _) => (iso_duration_us(v)?, true),
+            (None, None, _) => (0, true),
+            (None, Some(&(s, known)), Some(&Some(d))) => (s + d, known),
+            (None, Some(&(s, _)), _) => (s, false),
         };
-        return number_only(xml, mpd, tmpl, &t, ended, now_ms).map(|p| (p, timescale));
+        starts.push(start);
+        durations.push(attr(p.tag, "duration").map(iso_duration_us).transpose()?);
+    }
+    let last = periods.len() - 1;
+    let ast = attr(mpd, "availabilityStartTime").and_then(|v| iso_datetime_ms(v).ok());
+    let i = match clock.zip(ast) {
+        Some((now, ast)) => starts
+            .iter()
+            .rposition(|&(s, _)| ast + (s / 1000) as i64 <= now)
+            .unwrap_or(0),
+        None => last,
     };
-    let timeline_end = scope[timeline_at..]
-        .find("</SegmentTimeline>")
-        .map_or(scope.len(), |e| timeline_at + e);
-    let timeline = &scope[timeline_at..timeline_end];
-    let mut segments = Vec::new();
-    let mut t = 0u64;
-    let mut number = start_number;
-    let mut longest = 0u64;
-    for (_, s) in tags(timeline, "S") {
-        if let Some(v) = attr(s, "t") {
-            t = v.parse().map_err(|_| format!("bad S@t {v:?}"))?;
-        }
-        let d: u64 = attr(s, "d")
-            .ok_or("S without @d")?
-            .parse()
-            .map_err(|_| "bad S@d")?;
-        if d == 0 {
-            return Err("S@d is 0".into());
-        }
-        let r: i64 = attr(s, "r").unwrap_or("0").parse().map_err(|_| "bad S@r")?;
-        // r = -1 (repeat to the next S or the period end): once, here.
-        for _ in 0..=r.max(0) {
-            let duration_us = d * 1_000_000 / timescale;
-            longest = longest.max(duration_us);
-            segments.push(Segment {
-                seq: number,
-                duration_us,
-                uri: fill(media, rep_id, bandwidth, number, t),
-            });
-            number += 1;
-            t += d;
-            if segments.len() > 100_000 {
-                return Err("more than 100,000 segments listed".into());
+    let start_us = starts[i].0;
+    let duration_us = durations[i].or_else(|| {
+        starts
+            .get(i + 1)
+            .filter(|&&(_, known)| known)
+            .map(|&(next, _)| next.saturating_sub(start_us))
+    });
+    Ok((
+        periods[i],
+        PeriodSpan {
+            start_us,
+            duration_us,
+        },
+    ))
+}
+
+/// Parse `body` into `track`'s playlist and timescale.
+fn read(
+    body: &[u8],
+    now_ms: i64,
+    period_by_clock: bool,
+    track: Track,
+) -> Result<Option<(MediaPlaylist, u64)>, String> {
+    let xml = std::str::from_utf8(body).map_err(|_| "MPD is not UTF-8".to_string())?;
+    let mpd = first(xml, "MPD").ok_or("no <MPD> element")?;
+    let ended = attr(mpd.tag, "type") == Some("static");
+    let mut periods = elems(mpd.body, "Period");
+    if periods.is_empty() {
+        periods.push(Elem {
+            tag: "",
+            body: mpd.body,
+        });
+    }
+    let clock = (period_by_clock && !ended).then_some(now_ms);
+    let (period, span) = pick_period(mpd.tag, &periods, clock)?;
+    let sets = elems(period.body, "AdaptationSet");
+    if sets.is_empty() {
+        return Err("no AdaptationSet".into());
+    }
+    let Some((set, rep)) = pick(&sets, track)? else {
+        return Ok(None);
+    };
+    let place = Place {
+        mpd: mpd.tag,
+        mpd_head: head(mpd.body, "Period"),
+        period_head: head(period.body, "AdaptationSet"),
+        set_head: head(set.body, "Representation"),
+        rep,
+    };
+    representation(&place, &span, ended, now_ms).map(Some)
+}
+
+/// A Representation and what lies around it.
+struct Place<'a> {
+    /// The MPD's start tag.
+    mpd: &'a str,
+    /// The MPD's, Period's and AdaptationSet's own content (before their
+    /// children).
+    mpd_head: &'a str,
+    period_head: &'a str,
+    set_head: &'a str,
+    rep: Elem<'a>,
+}
+
+/// How segment durations are given.
+enum Timing<'a> {
+    /// A `SegmentTimeline`'s content.
+    Timeline(&'a str),
+    /// `@duration`.
+    Every(&'a str),
+    Missing,
+}
+
+/// One Representation's playlist and timescale.
+fn representation(
+    p: &Place<'_>,
+    period: &PeriodSpan,
+    ended: bool,
+    now_ms: i64,
+) -> Result<(MediaPlaylist, u64), String> {
+    let rep_id = unescape(attr(p.rep.tag, "id").unwrap_or(""));
+    let bandwidth = attr(p.rep.tag, "bandwidth").unwrap_or("");
+    // Innermost first.
+    let scopes = [p.rep.body, p.set_head, p.period_head];
+    let kind = scopes
+        .iter()
+        .find_map(|s| {
+            ["SegmentTemplate", "SegmentList"]
+                .into_iter()
+                .find(|k| first(s, k).is_some())
+        })
+        .ok_or_else(|| {
+            if scopes.iter().any(|s| first(s, "SegmentBase").is_some()) {
+                "only a SegmentBase (one indexed file) is not handled"
+            } else {
+                "no SegmentTemplate or SegmentList"
+            }
+        })?;
+    let infos: Vec<Elem<'_>> = scopes.iter().filter_map(|s| first(s, kind)).collect();
+    let get = |key: &str| infos.iter().find_map(|e| attr(e.tag, key));
+    let timescale: u64 = get("timescale")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|_| format!("bad {kind}@timescale"))?;
+    if timescale == 0 {
+        return Err(format!("{kind}@timescale is 0"));
+    }
+    let start_number: u64 = get("startNumber")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|_| format!("bad {kind}@startNumber"))?;
+    let timing = infos
+        .iter()
+        .find_map(|e| match first(e.body, "SegmentTimeline") {
+            Some(t) => Some(Timing::Timeline(t.body)),
+            None => attr(e.tag, "duration").map(Timing::Every),
+        })
+        .unwrap_or(Timing::Missing);
+    let base = base_url(&[p.mpd_head, p.period_head, p.set_head, p.rep.body]);
+    let init_child = |e: &Elem<'_>| {
+        first(e.body, "Initialization")
+            .and_then(|i| attr(i.tag, "sourceURL"))
+            .map(unescape)
+    };
+    let map = if kind == "SegmentTemplate" {
+        get("initialization").map(|t| fill(&unescape(t), &rep_id, bandwidth, start_number, 0))
+    } else {
+        None
+    }
+    .or_else(|| infos.iter().find_map(init_child))
+    .or_else(|| {
+        scopes
+            .iter()
+            .filter_map(|s| first(s, "SegmentBase"))
+            .find_map(|e| init_child(&e))
+    })
+    .map(|u| join(&base, &u));
+    let mut playlist = if kind == "SegmentTemplate" {
+        let media = unescape(get("media").ok_or("SegmentTemplate without @media")?);
+        match timing {
+            Timing::Timeline(body) => {
+                let mut longest = 0u64;
+                let segments = timeline(body)?
+                    .into_iter()
+                    .zip(start_number..)
+                    .map(|((t, d), number)| {
+                        let duration_us = d * 1_000_000 / timescale;
+                        longest = longest.max(duration_us);
+                        Segment {
+                            seq: number,
+                            duration_us,
+                            uri: fill(&media, &rep_id, bandwidth, number, t),
+                        }
+                    })
+                    .collect();
+                MediaPlaylist {
+                    target_us: longest,
+                    media_sequence: start_number,
+                    segments,
+                    ended,
+                    map: None,
+                }
+            }
+            Timing::Every(d) => {
+                let t = Template {
+                    media: &media,
+                    rep_id: &rep_id,
+                    bandwidth,
+                    timescale,
+                    start_number,
+                };
+                number_only(p.mpd, period, d, &t, ended, now_ms)?
+            }
+            Timing::Missing => {
+                return Err("SegmentTemplate has neither a SegmentTimeline nor @duration".into());
             }
         }
-    }
-    if segments.is_empty() {
-        return Err("empty SegmentTimeline".into());
-    }
-    Ok((
-        MediaPlaylist {
-            target_us: longest,
-            media_sequence: start_number,
-            segments,
+    } else {
+        segment_list(
+            &infos,
+            &timing,
+            get("duration"),
+            timescale,
+            start_number,
             ended,
-            map: None,
-        },
-        timescale,
-    ))
+        )?
+    };
+    for s in &mut playlist.segments {
+        s.uri = join(&base, &s.uri);
+        if s.uri.is_empty() {
+            return Err("SegmentURL without @media and no BaseURL".into());
+        }
+    }
+    playlist.map = map;
+    Ok((playlist, timescale))
+}
+
+/// The segments of a `SegmentList` (`infos`: it and the ones it inherits
+/// from, innermost first): its own `SegmentURL`s.
+fn segment_list(
+    infos: &[Elem<'_>],
+    timing: &Timing<'_>,
+    every: Option<&str>,
+    timescale: u64,
+    start_number: u64,
+    ended: bool,
+) -> Result<MediaPlaylist, String> {
+    let urls = infos
+        .iter()
+        .map(|e| tags(e.body, "SegmentURL"))
+        .find(|u| !u.is_empty())
+        .ok_or("SegmentList without SegmentURL")?;
+    if urls.len() > MAX_LISTED {
+        return Err("more than 100,000 segments listed".into());
+    }
+    let listed: Vec<u64> = match timing {
+        Timing::Timeline(body) => timeline(body)?.into_iter().map(|(_, d)| d).collect(),
+        _ => Vec::new(),
+    };
+    let every: Option<u64> = every
+        .map(|v| v.parse().map_err(|_| "bad SegmentList@duration"))
+        .transpose()?;
+    let mut longest = 0u64;
+    let mut segments = Vec::with_capacity(urls.len());
+    for (k, (_, u)) in urls.iter().enumerate() {
+        let d = listed
+            .get(k)
+            .copied()
+            .or(every)
+            .ok_or("SegmentList has neither a SegmentTimeline nor @duration")?;
+        if d == 0 {
+            return Err("SegmentList@duration is 0".into());
+        }
+        let duration_us = d * 1_000_000 / timescale;
+        longest = longest.max(duration_us);
+        segments.push(Segment {
+            seq: start_number + k as u64,
+            duration_us,
+            uri: unescape(attr(u, "media").unwrap_or("")),
+        });
+    }
+    Ok(MediaPlaylist {
+        target_us: longest,
+        media_sequence: start_number,
+        segments,
+        ended,
+        map: None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hls_playlist::resolve;
 
     /// Spate's shape (abridged from a live run).
     const SPATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -548,5 +957,323 @@ mod tests {
         assert!(parse(&[0xFF, 0xFE]).is_err());
         let zero = SPATE.replace("d=\"2000\"", "d=\"0\"");
         assert!(parse(zero.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn init_segments_and_audio() {
+        let (p, _) = parse_with_timescale(SPATE.as_bytes()).unwrap();
+        assert_eq!(p.map.as_deref(), Some("v0/init.mp4"));
+        let (a, ts) = parse_audio_at(SPATE.as_bytes(), 0).unwrap().unwrap();
+        assert_eq!(ts, 44_100);
+        assert_eq!(a.segments.len(), 1);
+        assert_eq!(a.segments[0].seq, 7);
+        assert_eq!(a.segments[0].uri, "a1/7.m4s");
+        assert_eq!(a.segments[0].duration_us, 2_020_136);
+        assert_eq!(a.map, None);
+
+        let ast = iso_datetime_ms("2026-12-02T15:08:20.265Z").unwrap();
+        let (p, _) = parse_at(FFMPEG_NUMBERS.as_bytes(), ast + 12_700).unwrap();
+        assert_eq!(p.map.as_deref(), Some("init-stream0.m4s"));
+        let (a, ts) = parse_audio_at(FFMPEG_NUMBERS.as_bytes(), ast + 12_700)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ts, 1_000_000);
+        let uris: Vec<&str> = a.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, ["a-4.m4s", "a-5.m4s", "a-6.m4s"]);
+
+        // No audio set: None, not an error.
+        let video_only = SPATE
+            .split("<AdaptationSet id=\"1\"")
+            .next()
+            .unwrap()
+            .to_string()
+            + "</Period></MPD>";
+        assert_eq!(parse_audio_at(video_only.as_bytes(), 0).unwrap(), None);
+        assert!(parse(video_only.as_bytes()).is_ok());
+    }
+
+    /// ffmpeg with a timeline, its types only on the Representations (and
+    /// audio first); the set's template holds the timescale, timeline and
+    /// init, the Representation's only `media`.
+    #[test]
+    fn types_on_representations_and_inherited_templates() {
+        let mpd = r#"<MPD type="dynamic" availabilityStartTime="2026-12-02T15:08:20Z">
+          <Period id="0" start="PT0.0S">
+            <AdaptationSet id="0" segmentAlignment="true">
+              <Representation id="1" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="69000">
+                <SegmentTemplate timescale="48000" initialization="init-$RepresentationID$.m4s" media="chunk-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
+                  <SegmentTimeline><S t="0" d="96000" r="1"/></SegmentTimeline>
+                </SegmentTemplate>
+              </Representation>
+            </AdaptationSet>
+            <AdaptationSet id="1" segmentAlignment="true">
+              <SegmentTemplate timescale="12800" initialization="init-$RepresentationID$-$Bandwidth$.m4s" startNumber="3">
+                <RepresentationIndex sourceURL="index.sidx"/>
+                <SegmentTimeline><S t="512" d="25600" r="2"/></SegmentTimeline>
+              </SegmentTemplate>
+              <Representation id="0" mimeType="video/mp4" codecs="avc1.640028" bandwidth="832012">
+                <SegmentTemplate media="v-$RepresentationID$-$Time$.m4s?a=1&amp;b=2"/>
+              </Representation>
+            </AdaptationSet>
+          </Period></MPD>"#;
+        let (p, ts) = parse_at(mpd.as_bytes(), 0).unwrap();
+        assert_eq!(ts, 12_800);
+        assert_eq!(p.media_sequence, 3);
+        assert_eq!(p.segments.len(), 3);
+        assert_eq!(p.segments[1].uri, "v-0-26112.m4s?a=1&b=2");
+        assert_eq!(p.segments[2].seq, 5);
+        assert_eq!(p.map.as_deref(), Some("init-0-832012.m4s"));
+        let (a, ts) = parse_audio_at(mpd.as_bytes(), 0).unwrap().unwrap();
+        assert_eq!(ts, 48_000);
+        assert_eq!(a.segments[1].uri, "chunk-1-00002.m4s");
+        assert_eq!(a.map.as_deref(), Some("init-1.m4s"));
+        // With no type anywhere but on the audio set: the untyped set.
+        let untyped = mpd.replace(" mimeType=\"video/mp4\"", "").replace(
+            "<AdaptationSet id=\"0\"",
+            "<AdaptationSet id=\"0\" contentType=\"audio\"",
+        );
+        let p = parse(untyped.as_bytes()).unwrap();
+        assert_eq!(p.segments[0].uri, "v-0-512.m4s?a=1&b=2");
+    }
+
+    /// A Unified-Streaming-like live origin: an absolute MPD BaseURL, a
+    /// relative one per Period, and an ad break from another path.
+    const USP_MULTI: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic"
+  availabilityStartTime="1970-01-01T00:00:00Z" publishTime="1970-01-12T00:00:00Z"
+  minimumUpdatePeriod="PT2S" timeShiftBufferDepth="PT1M" profiles="urn:mpeg:dash:profile:isoff-live:2011">
+  <BaseURL>http://origin.example.com/live/channel1.isml/</BaseURL>
+  <Period id="p0" start="PT0S">
+    <BaseURL>dash/</BaseURL>
+    <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" lang="en">
+      <SegmentTemplate timescale="48000" initialization="channel1-$RepresentationID$.dash" media="channel1-$RepresentationID$-$Time$.dash">
+        <SegmentTimeline><S t="0" d="96256" r="2"/></SegmentTimeline>
+      </SegmentTemplate>
+      <Representation id="audio_eng=128000" bandwidth="128000" codecs="mp4a.40.2"/>
+    </AdaptationSet>
+    <AdaptationSet id="2" contentType="video" mimeType="video/mp4">
+      <SegmentTemplate timescale="10000000" initialization="channel1-$RepresentationID$.dash" media="channel1-$RepresentationID$-$Time$.dash">
+        <SegmentTimeline><S t="0" d="20000000" r="2"/></SegmentTimeline>
+      </SegmentTemplate>
+      <Representation id="video=400000" bandwidth="400000" width="640" height="360"/>
+    </AdaptationSet>
+  </Period>
+  <Period id="ad1" start="PT1000S" duration="PT10S">
+    <BaseURL>/ads/break1/</BaseURL>
+    <AdaptationSet contentType="video" mimeType="video/mp4">
+      <BaseURL>video/</BaseURL>
+      <Representation id="ad-v" bandwidth="500000">
+        <BaseURL>../hd/</BaseURL>
+        <SegmentTemplate timescale="1000" startNumber="1" initialization="init.mp4" media="$Number$.m4s" duration="2000"/>
+      </Representation>
+    </AdaptationSet>
+  </Period>
+  <Period id="p2">
+    <BaseURL>dash/</BaseURL>
+    <AdaptationSet contentType="video" mimeType="video/mp4">
+      <SegmentTemplate timescale="10000000" initialization="channel1-$RepresentationID$.dash" media="channel1-$RepresentationID$-$Time$.dash">
+        <SegmentTimeline><S t="10100000000" d="20000000" r="1"/></SegmentTimeline>
+      </SegmentTemplate>
+      <Representation id="video=400000" bandwidth="400000"/>
+    </AdaptationSet>
+  </Period>
+</MPD>"#;
+
+    #[test]
+    fn base_urls_and_periods_by_the_clock() {
+        let mpd_path = "/live/channel1.isml/.mpd";
+        let at = |now_ms| parse_at(USP_MULTI.as_bytes(), now_ms).unwrap().0;
+        let req = |p: &MediaPlaylist, i: usize| resolve(mpd_path, &p.segments[i].uri).unwrap();
+        let map = |p: &MediaPlaylist| resolve(mpd_path, p.map.as_deref().unwrap()).unwrap();
+        // The first Period, by the clock.
+        let p = at(500_000);
+        assert_eq!(p.segments.len(), 3);
+        assert_eq!(
+            p.segments[0].uri,
+            "/live/channel1.isml/dash/channel1-video=400000-0.dash"
+        );
+        assert_eq!(
+            req(&p, 2),
+            "/live/channel1.isml/dash/channel1-video=400000-40000000.dash"
+        );
+        assert_eq!(
+            map(&p),
+            "/live/channel1.isml/dash/channel1-video=400000.dash"
+        );
+        let (a, ts) = parse_audio_at(USP_MULTI.as_bytes(), 500_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ts, 48_000);
+        assert_eq!(
+            req(&a, 1),
+            "/live/channel1.isml/dash/channel1-audio_eng=128000-96256.dash"
+        );
+        // The ad break: an absolute path, then `video/`, then `../hd/`;
+        // number-only, counted from the Period start.
+        let p = at(1_005_000);
+        let seqs: Vec<u64> = p.segments.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert_eq!(p.segments[1].uri, "/ads/break1/hd/2.m4s");
+        assert_eq!(p.map.as_deref(), Some("/ads/break1/hd/init.mp4"));
+        assert_eq!(
+            parse_audio_at(USP_MULTI.as_bytes(), 1_005_000).unwrap(),
+            None
+        );
+        // The third starts where the break ends (1000 s + 10 s).
+        let p = at(1_010_000);
+        assert_eq!(
+            req(&p, 0),
+            "/live/channel1.isml/dash/channel1-video=400000-10100000000.dash"
+        );
+        // `parse` takes the last Period whatever the clock says.
+        assert_eq!(parse(USP_MULTI.as_bytes()).unwrap(), p);
+        // Before anything started: the first.
+        assert_eq!(at(-5_000), at(0));
+        // A break whose next Period has not started yet lists no segment
+        // past its own end (6 s: 3 segments).
+        let gap = USP_MULTI
+            .replace("duration=\"PT10S\"", "duration=\"PT6S\"")
+            .replace("<Period id=\"p2\">", "<Period id=\"p2\" start=\"PT1020S\">");
+        let (p, _) = parse_at(gap.as_bytes(), 1_015_000).unwrap();
+        assert_eq!(p.segments.last().map(|s| s.seq), Some(3));
+    }
+
+    #[test]
+    fn relative_and_odd_base_urls() {
+        let mpd = r#"<MPD type="static"><BaseURL>media/</BaseURL>
+          <Period><BaseURL>p1/</BaseURL>
+            <AdaptationSet contentType="video"><BaseURL>../video/</BaseURL>
+              <Representation id="v1" bandwidth="1"><BaseURL>v1/</BaseURL>
+                <SegmentTemplate media="$Number$.m4s" initialization="/init/$RepresentationID$.mp4">
+                  <SegmentTimeline><S d="1"/></SegmentTimeline>
+                </SegmentTemplate>
+              </Representation></AdaptationSet></Period></MPD>"#;
+        let p = parse(mpd.as_bytes()).unwrap();
+        assert_eq!(p.segments[0].uri, "media/p1/../video/v1/1.m4s");
+        assert_eq!(
+            resolve("/dash/x/manifest.mpd", &p.segments[0].uri).as_deref(),
+            Some("/dash/x/media/video/v1/1.m4s")
+        );
+        // An absolute template URI ignores the BaseURLs.
+        assert_eq!(p.map.as_deref(), Some("/init/v1.mp4"));
+        // https keeps only the path; `../` folds into an absolute base.
+        let https = mpd.replace("media/", "https://cdn.example/a/b/");
+        let p = parse(https.as_bytes()).unwrap();
+        assert_eq!(p.segments[0].uri, "/a/b/video/v1/1.m4s");
+        // A file-like BaseURL: its directory.
+        let file = mpd.replace("<BaseURL>v1/</BaseURL>", "<BaseURL>v1/index.mpd</BaseURL>");
+        let p = parse(file.as_bytes()).unwrap();
+        assert_eq!(p.segments[0].uri, "media/p1/../video/v1/1.m4s");
+    }
+
+    /// A VOD `SegmentList` (MP4Box `-segment-list`-like), one
+    /// BaseURL per Representation.
+    const SEGMENT_LIST: &str = r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT9.5S" minBufferTime="PT1.5S" profiles="urn:mpeg:dash:profile:full:2011">
+ <Period duration="PT9.5S">
+  <AdaptationSet segmentAlignment="true" mimeType="audio/mp4" lang="und">
+   <Representation id="2" codecs="mp4a.40.2" bandwidth="128000">
+    <BaseURL>audio/</BaseURL>
+    <SegmentList timescale="48000" duration="192000">
+     <Initialization sourceURL="init.mp4"/>
+     <SegmentURL media="a1.m4s"/><SegmentURL media="a2.m4s"/><SegmentURL media="a3.m4s"/>
+    </SegmentList>
+   </Representation>
+  </AdaptationSet>
+  <AdaptationSet segmentAlignment="true" mimeType="video/mp4">
+   <Representation id="1" codecs="avc1.4d401f" width="1280" height="720" bandwidth="1500000">
+    <BaseURL>video/720p/</BaseURL>
+    <SegmentList timescale="1000" duration="4000">
+     <Initialization sourceURL="init.mp4"/>
+     <SegmentURL media="seg-1.m4s"/>
+     <SegmentURL media="seg-2.m4s"/>
+     <SegmentURL media="seg-3.m4s" mediaRange="0-1000"/>
+    </SegmentList>
+   </Representation>
+  </AdaptationSet>
+ </Period>
+</MPD>"#;
+
+    #[test]
+    fn segment_lists() {
+        let (p, ts) = parse_with_timescale(SEGMENT_LIST.as_bytes()).unwrap();
+        assert_eq!(ts, 1000);
+        assert!(p.ended);
+        assert_eq!(p.media_sequence, 1);
+        let uris: Vec<&str> = p.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            [
+                "video/720p/seg-1.m4s",
+                "video/720p/seg-2.m4s",
+                "video/720p/seg-3.m4s"
+            ]
+        );
+        assert_eq!(p.segments[2].seq, 3);
+        assert_eq!(p.segments[2].duration_us, 4_000_000);
+        assert_eq!(p.target_us, 4_000_000);
+        assert_eq!(p.map.as_deref(), Some("video/720p/init.mp4"));
+        let (a, ts) = parse_audio_at(SEGMENT_LIST.as_bytes(), 0).unwrap().unwrap();
+        assert_eq!(ts, 48_000);
+        assert_eq!(a.segments[2].uri, "audio/a3.m4s");
+        assert_eq!(a.map.as_deref(), Some("audio/init.mp4"));
+
+        // A timeline for the durations, a start number.
+        let timed = SEGMENT_LIST.replace(
+            r#"<SegmentList timescale="1000" duration="4000">"#,
+            r#"<SegmentList timescale="90000" startNumber="10"><SegmentTimeline><S d="360000" r="1"/><S d="135000"/></SegmentTimeline>"#,
+        );
+        let p = parse(timed.as_bytes()).unwrap();
+        let d: Vec<(u64, u64)> = p.segments.iter().map(|s| (s.seq, s.duration_us)).collect();
+        assert_eq!(d, [(10, 4_000_000), (11, 4_000_000), (12, 1_500_000)]);
+
+        // Byte ranges of one file: the file; init from the set's SegmentBase.
+        let ranges = r#"<MPD type="static"><Period><AdaptationSet contentType="video">
+            <SegmentBase><Initialization sourceURL="movie-init.mp4"/></SegmentBase>
+            <Representation id="v" bandwidth="1"><BaseURL>http://h/vod/movie.mp4</BaseURL>
+              <SegmentList duration="4"><Initialization range="0-861"/>
+                <SegmentURL mediaRange="862-9000"/><SegmentURL mediaRange="9001-20000"/>
+              </SegmentList></Representation></AdaptationSet></Period></MPD>"#;
+        let p = parse(ranges.as_bytes()).unwrap();
+        assert_eq!(p.segments.len(), 2);
+        assert_eq!(p.segments[1].uri, "/vod/movie.mp4");
+        assert_eq!(p.map.as_deref(), Some("/vod/movie-init.mp4"));
+        let no_file = ranges.replace("<BaseURL>http://h/vod/movie.mp4</BaseURL>", "");
+        assert!(parse(no_file.as_bytes()).unwrap_err().contains("BaseURL"));
+
+        // Live: the whole list, not ended.
+        let live = SEGMENT_LIST.replace("type=\"static\"", "type=\"dynamic\"");
+        let p = parse_at(live.as_bytes(), 0).unwrap().0;
+        assert_eq!(p.segments.len(), 3);
+        assert!(!p.ended);
+
+        let e = parse(SEGMENT_LIST.replace(" duration=\"4000\"", "").as_bytes()).unwrap_err();
+        assert!(e.contains("SegmentTimeline"), "{e}");
+        let only_base = r#"<MPD><Period><AdaptationSet contentType="video"><Representation id="v">
+            <BaseURL>v.mp4</BaseURL><SegmentBase indexRange="0-100"/></Representation></AdaptationSet></Period></MPD>"#;
+        assert!(
+            parse(only_base.as_bytes())
+                .unwrap_err()
+                .contains("SegmentBase")
+        );
+    }
+
+    #[test]
+    fn static_multi_period_reads_the_last() {
+        let mpd = r#"<MPD type="static" mediaPresentationDuration="PT17S">
+          <Period id="a" duration="PT10S"><AdaptationSet contentType="video"><Representation id="a" bandwidth="1">
+            <SegmentTemplate timescale="1000" duration="2000" media="a-$Number$.m4s"/></Representation></AdaptationSet></Period>
+          <Period id="b"><AdaptationSet contentType="video"><Representation id="b" bandwidth="1">
+            <SegmentTemplate timescale="1000" duration="2000" media="b-$Number$.m4s"/></Representation></AdaptationSet></Period>
+        </MPD>"#;
+        // The second starts at 10 s and lasts the remaining 7 s.
+        for p in [
+            parse(mpd.as_bytes()).unwrap(),
+            parse_at(mpd.as_bytes(), 0).unwrap().0,
+        ] {
+            let uris: Vec<&str> = p.segments.iter().map(|s| s.uri.as_str()).collect();
+            assert_eq!(uris, ["b-1.m4s", "b-2.m4s", "b-3.m4s", "b-4.m4s"]);
+            assert!(p.ended);
+        }
     }
 }
