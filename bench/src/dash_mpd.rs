@@ -435,6 +435,7 @@ fn iso_datetime_ms(v: &str) -> Result<i64, String> {
 
 /// Parse a manifest into the segments of its first video Representation
 /// (of the last Period).
+#[cfg(test)]
 pub fn parse(body: &[u8]) -> Result<MediaPlaylist, String> {
     parse_with_timescale(body).map(|(p, _)| p)
 }
@@ -444,16 +445,20 @@ pub fn parse(body: &[u8]) -> Result<MediaPlaylist, String> {
 /// Number-only templates find their live edge from the wall clock; the
 /// Period is the last one.
 pub fn parse_with_timescale(body: &[u8]) -> Result<(MediaPlaylist, u64), String> {
-    let now_ms = std::time::SystemTime::now()
+    read(body, wall_ms(), false, Track::Video).map(|p| p.expect("a video pick is never None"))
+}
+
+/// The wall clock, ms since the Unix epoch: what `parse_at` and
+/// `parse_audio_at` compare a dynamic MPD's times against.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    read(body, now_ms, false, Track::Video).map(|p| p.expect("a video pick is never None"))
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// [`parse_with_timescale`] with the wall clock given (ms since the Unix
 /// epoch): number-only templates find their live edge from it, and a
 /// dynamic MPD's Period is the last one that has started by it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String> {
     read(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
 }
@@ -462,7 +467,6 @@ pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String
 /// whose `contentType` is `audio` or `mimeType` is `audio/…`, or with an
 /// `audio/…` `mimeType` of its own): its playlist and timescale, `None`
 /// when the Period has no audio.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse_audio_at(body: &[u8], now_ms: i64) -> Result<Option<(MediaPlaylist, u64)>, String> {
     read(body, now_ms, true, Track::Audio)
 }

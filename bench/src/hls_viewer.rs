@@ -462,12 +462,6 @@ struct AudioTrack {
     poll_at: Option<Instant>,
 }
 
-/// The MPD's audio track. Not read yet: the DASH reader gives the video
-/// Representation only, so DASH players fetch no audio until it does.
-fn dash_audio(_body: &[u8]) -> Result<Option<MediaPlaylist>, String> {
-    Ok(None)
-}
-
 /// A player's next request: a due playlist poll (video, then audio), then
 /// init segments, then the older of the two tracks' next segments (video
 /// on a tie).
@@ -1442,9 +1436,12 @@ impl HlsThread {
 
     fn on_playlist(&mut self, vid: u32, body: &[u8], sent_at: Instant) {
         let now = Instant::now();
+        // A dynamic MPD is read against the wall clock: the Period that has
+        // started, and number-only templates' live edge.
+        let wall_ms = crate::dash_mpd::wall_ms();
         let parsed = if self.plan.dash {
-            crate::dash_mpd::parse(body)
-                .map(Playlist::Media)
+            crate::dash_mpd::parse_at(body, wall_ms)
+                .map(|(p, _)| Playlist::Media(p))
                 .map_err(|e| format!("MPD: {e}"))
         } else {
             hls_playlist::parse(body).map_err(|e| e.to_string())
@@ -1479,8 +1476,8 @@ impl HlsThread {
         if let Some(a) = &mut v.audio {
             if self.plan.dash {
                 // The audio set is in the same MPD.
-                match dash_audio(body) {
-                    Ok(Some(ap)) => {
+                match crate::dash_mpd::parse_audio_at(body, wall_ms) {
+                    Ok(Some((ap, _))) => {
                         let f = a.track.follow(&ap, &base, live_edge);
                         self.out.note_followed(&f, "audio");
                     }

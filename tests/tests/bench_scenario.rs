@@ -374,8 +374,9 @@ stall_tolerance_ms = 400
         // TS players have none to fetch.
         let inits = num(g, "init_segments");
         match name {
-            "hls-fmp4" => {
-                // Video and audio: /cmaf/ has a separate audio rendition.
+            "hls-fmp4" | "dash#4" => {
+                // Video and audio: /cmaf/ has a separate audio rendition
+                // (HLS) and AdaptationSet (DASH).
                 assert!(
                     inits >= 2.0 * want,
                     "{name}: {inits} init segments: {context}"
@@ -583,7 +584,15 @@ url = "{{http}}/dash/live.mpd"
     ] {
         assert_eq!(num(errors, kind), 0.0, "{kind} errors: {context}");
     }
-    // 300 kbit/s video + 64 kbit/s audio; the viewers fetch video only.
+    // ffmpeg's MPD has an audio AdaptationSet: players fetch it too.
+    let audio = num(g, "audio_segments");
+    let video = num(g, "segments");
+    assert!(
+        audio >= 0.8 * video && audio <= 1.2 * video,
+        "{audio} audio segments for {video} video: {context}"
+    );
+    assert!(num(g, "init_segments") >= 2.0 * 20.0, "{context}");
+    // 300 kbit/s video + 64 kbit/s audio.
     assert!(
         num(g, "bytes_per_s") > 20.0 * 20_000.0,
         "20 viewers took {} B/s: not every segment was fetched: {context}",
