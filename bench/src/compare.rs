@@ -226,6 +226,7 @@ mod tests {
             target_http: "http://x".into(),
             target_rtmp: "rtmp://x".into(),
             streams: vec![],
+            publishers: vec![],
             duration: 10.0,
             warmup: 1.0,
             find_max: clean.len() > 1,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use spate_packager::amf0::{self, Amf0Value};
 use spate_packager::flv::{FlvDemuxer, TagType};
 use spate_protocols::rtmp::{
@@ -36,9 +37,9 @@ pub struct SendTimes {
     video: Box<[AtomicU64]>,
     /// Newest video timestamp sent + 1 (0: none yet).
     newest: AtomicU64,
-    /// Video frames and bytes sent.
+    /// Video frames sent.
     pub frames_sent: AtomicU64,
-    /// Media bytes sent (tag bodies).
+    /// Media bytes sent: RTMP, FLV tag bodies; udp-ts, TS packets.
     pub bytes_sent: AtomicU64,
     /// The publisher has stopped (error or end).
     pub stopped: AtomicBool,
@@ -122,15 +123,24 @@ impl SendTimes {
 }
 
 /// One tag of the source file.
-struct SrcTag {
-    kind: TagType,
-    ts: u32,
-    body: Vec<u8>,
+pub(crate) struct SrcTag {
+    pub(crate) kind: TagType,
+    pub(crate) ts: u32,
+    pub(crate) body: Bytes,
     /// Sequence header or metadata: sent on the first pass only.
-    setup: bool,
+    pub(crate) setup: bool,
 }
 
-fn load(path: &str) -> Result<(Vec<SrcTag>, u32), String> {
+impl SrcTag {
+    /// A video frame (not a sequence header) marked as a keyframe.
+    pub(crate) fn is_keyframe(&self) -> bool {
+        self.kind == TagType::Video && !self.setup && self.body.first().is_some_and(|b| b >> 4 == 1)
+    }
+}
+
+/// The tags of an FLV file and the length of one pass (the timestamp
+/// offset of the next loop).
+pub(crate) fn load(path: &str) -> Result<(Vec<SrcTag>, u32), String> {
     let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     let mut d = FlvDemuxer::new();
     d.push(&data);
@@ -147,7 +157,7 @@ fn load(path: &str) -> Result<(Vec<SrcTag>, u32), String> {
         tags.push(SrcTag {
             kind: t.tag_type,
             ts: t.timestamp,
-            body: b.to_vec(),
+            body: t.body.clone(),
             setup,
         });
     }
@@ -359,18 +369,21 @@ pub fn start_with_reconnects(
 }
 
 /// Where the publisher is in the looped file.
-struct Position {
-    start: Instant,
-    first_ts: u32,
-    offset: u32,
-    pass: u32,
-    index: usize,
+pub(crate) struct Position {
+    /// When the first pass's first tag was due.
+    pub(crate) start: Instant,
+    pub(crate) first_ts: u32,
+    /// Added to the file's timestamps: passes so far × the pass length.
+    pub(crate) offset: u32,
+    pub(crate) pass: u32,
+    /// The next tag.
+    pub(crate) index: usize,
     /// Sequence headers and metadata must go first on this connection.
     fresh: bool,
 }
 
 impl Position {
-    fn new(tags: &[SrcTag]) -> Self {
+    pub(crate) fn new(tags: &[SrcTag]) -> Self {
         Self {
             start: Instant::now(),
             first_ts: tags.first().map_or(0, |t| t.ts),
@@ -379,6 +392,18 @@ impl Position {
             index: 0,
             fresh: true,
         }
+    }
+
+    /// When the tag at `ts` (offset included) is due.
+    pub(crate) fn due(&self, ts: u32) -> Instant {
+        self.start + Duration::from_millis(u64::from(ts - self.first_ts))
+    }
+
+    /// Past the last tag: the next pass starts, `pass_len` later.
+    pub(crate) fn next_pass(&mut self, pass_len: u32) {
+        self.index = 0;
+        self.pass += 1;
+        self.offset += pass_len;
     }
 }
 
@@ -393,8 +418,8 @@ fn send_tag(
 ) -> io::Result<()> {
     out.clear();
     let (csid, type_id, body): (u32, u8, &[u8]) = match t.kind {
-        TagType::Video => (CSID_VIDEO, message_type::VIDEO, &t.body),
-        TagType::Audio => (CSID_AUDIO, message_type::AUDIO, &t.body),
+        TagType::Video => (CSID_VIDEO, message_type::VIDEO, &t.body[..]),
+        TagType::Audio => (CSID_AUDIO, message_type::AUDIO, &t.body[..]),
         _ => {
             // onMetaData → @setDataFrame data message.
             let mut b = Vec::new();
@@ -460,14 +485,12 @@ fn publish_loop(
                 pos.index += 1;
                 continue;
             }
-            let is_key =
-                t.kind == TagType::Video && !t.setup && t.body.first().is_some_and(|b| b >> 4 == 1);
-            if is_key && until.is_some_and(|u| Instant::now() >= u) {
+            if t.is_keyframe() && until.is_some_and(|u| Instant::now() >= u) {
                 pos.fresh = true;
                 return Ok(true);
             }
             let ts = t.ts + pos.offset;
-            let due = pos.start + Duration::from_millis(u64::from(ts - pos.first_ts));
+            let due = pos.due(ts);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
@@ -475,8 +498,6 @@ fn publish_loop(
             send_tag(sock, sid, t, ts, times, &mut out)?;
             pos.index += 1;
         }
-        pos.index = 0;
-        pos.pass += 1;
-        pos.offset += pass_len;
+        pos.next_pass(pass_len);
     }
 }

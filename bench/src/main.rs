@@ -40,6 +40,7 @@ mod report;
 mod run;
 mod scenario;
 mod svg;
+mod ts_publish;
 mod tsparse;
 mod udp_rx;
 

@@ -2,8 +2,9 @@
 //! scenario file (`scenario.rs`), run against any server that speaks the
 //! protocols, using only the URLs of the file's templates.
 //!
-//! One RTMP publisher thread per published stream (`live_publish.rs`, send
-//! instants recorded per video frame); per viewer group its own viewer
+//! One publisher thread per published stream (RTMP: `live_publish.rs`;
+//! MPEG-TS over UDP: `ts_publish.rs`; send instants recorded per video
+//! frame either way); per viewer group its own viewer
 //! threads: HTTP-FLV, RTMP and HTTP-TS groups run the live viewer engine
 //! (`live_viewer.rs`: per-frame latency publisher send → viewer receipt,
 //! lag sampled every 100 ms → stalled viewer-seconds, start-up = connect →
@@ -39,7 +40,8 @@ use crate::live_publish::{self, Publisher, SendTimes};
 use crate::live_rtmp::parse_rtmp_url;
 use crate::live_viewer::{self, Proto};
 use crate::procstat::ServerProcs;
-use crate::scenario::{self, Scenario, ViewProtocol};
+use crate::scenario::{self, PublishProtocol, Scenario, ViewProtocol};
+use crate::ts_publish;
 use crate::svg::{Chart, Series};
 
 /// Arguments of `spate-bench run`.
@@ -216,6 +218,19 @@ pub struct ServerUsage {
     pub fds_end: Option<u64>,
 }
 
+/// What one publisher sent, warm-up and every step included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublisherReport {
+    pub url: String,
+    pub protocol: String,
+    /// Video frames sent (each with a send record).
+    pub frames_sent: u64,
+    /// RTMP: FLV tag bodies; udp-ts: TS packets.
+    pub bytes_sent: u64,
+    /// RTMP: reconnects; udp-ts: outages (`reconnect_every`).
+    pub reconnects: u64,
+}
+
 /// One step (the only one without --find-max).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
@@ -243,6 +258,9 @@ pub struct Report {
     pub target_http: String,
     pub target_rtmp: String,
     pub streams: Vec<String>,
+    /// Per published stream, what its publisher sent over the whole run.
+    #[serde(default)]
+    pub publishers: Vec<PublisherReport>,
     pub duration: f64,
     pub warmup: f64,
     pub find_max: bool,
@@ -1231,16 +1249,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let started = (|| -> Result<(), String> {
         for s in &streams {
             let times = Arc::new(SendTimes::new());
-            let url = parse_rtmp_url(&s.url)?;
-            let p = live_publish::start_with_reconnects(
-                &url,
-                &sources_of_group[s.group].0,
-                times.clone(),
-                stop.clone(),
-                sc.publisher[s.group]
-                    .reconnect_every
-                    .map(Duration::from_secs_f64),
-            )?;
+            let source = &sources_of_group[s.group].0;
+            let reconnect_every = sc.publisher[s.group]
+                .reconnect_every
+                .map(Duration::from_secs_f64);
+            let p = match sc.publisher[s.group].protocol {
+                PublishProtocol::Rtmp => live_publish::start_with_reconnects(
+                    &parse_rtmp_url(&s.url)?,
+                    source,
+                    times.clone(),
+                    stop.clone(),
+                    reconnect_every,
+                )?,
+                PublishProtocol::UdpTs => ts_publish::start(
+                    &scenario::parse_udp_url(&s.url)?,
+                    source,
+                    times.clone(),
+                    stop.clone(),
+                    reconnect_every,
+                )?,
+            };
             eprintln!(
                 "spate-bench run: publishing ({}) {}",
                 sc.publisher[s.group].protocol.name(),
@@ -1326,8 +1354,34 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             reconnects,
         )
     });
+    let publisher_times: Vec<(String, Arc<SendTimes>)> = running
+        .pubs
+        .iter()
+        .map(|(url, t, _)| (url.clone(), t.clone()))
+        .collect();
     if let Some(f) = running.shutdown() {
         failure.get_or_insert(f);
+    }
+    let publishers: Vec<PublisherReport> = publisher_times
+        .iter()
+        .zip(&streams)
+        .map(|((url, t), plan)| PublisherReport {
+            url: url.clone(),
+            protocol: sc.publisher[plan.group].protocol.name().into(),
+            frames_sent: t.frames_sent.load(Ordering::Relaxed),
+            bytes_sent: t.bytes_sent.load(Ordering::Relaxed),
+            reconnects: t.reconnects.load(Ordering::Relaxed),
+        })
+        .collect();
+    for p in &publishers {
+        println!(
+            "publisher ({}) {}: {} video frames, {:.1} MB sent, {} reconnects",
+            p.protocol,
+            p.url,
+            p.frames_sent,
+            p.bytes_sent as f64 / 1e6,
+            p.reconnects
+        );
     }
     if let Some(v) = &soak {
         println!(
@@ -1371,6 +1425,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         target_http: sc.target.http.clone(),
         target_rtmp: sc.target.rtmp.clone(),
         streams: streams.iter().map(|s| s.url.clone()).collect(),
+        publishers,
         duration: sc.duration,
         warmup: sc.warmup,
         find_max: args.find_max,

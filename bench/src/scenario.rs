@@ -15,11 +15,17 @@
 //! pid = 1234
 //!
 //! [[publisher]]
-//! protocol = "rtmp"
+//! protocol = "rtmp"      # rtmp | udp-ts
 //! pattern = "testsrc"    # or source = "file.flv"
 //! bitrate = "1M"
 //! count = 1
 //! url = "{rtmp}/live/bench{n}"
+//!
+//! [[publisher]]          # MPEG-TS over UDP, e.g. to Spate's
+//! protocol = "udp-ts"    # [[stream]] name = "cam", source = "tsudp://127.0.0.1:5000"
+//! pattern = "testsrc"
+//! count = 2              # stream n goes to PORT + n: 5000, 5001
+//! url = "udp://127.0.0.1:5000/cam{n}"   # /NAME: the server's stream name, for {stream}
 //!
 //! [[viewers]]
 //! protocol = "http-flv"  # http-flv | rtmp | hls | dash | http-ts
@@ -161,14 +167,72 @@ fn default_step_duration() -> f64 {
 #[serde(rename_all = "kebab-case")]
 pub enum PublishProtocol {
     Rtmp,
+    /// MPEG-TS over UDP (`ts_publish.rs`).
+    UdpTs,
 }
 
 impl PublishProtocol {
     pub fn name(self) -> &'static str {
         match self {
             Self::Rtmp => "rtmp",
+            Self::UdpTs => "udp-ts",
         }
     }
+}
+
+/// A `udp-ts` publisher's destination: `udp://HOST:PORT[/NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpUrl {
+    /// Host name or address (`[v6]` kept bracketed).
+    pub host: String,
+    pub port: u16,
+    /// The stream's name on the server (`{stream}` for the viewers); not
+    /// sent anywhere. Empty when the URL has no path.
+    pub name: String,
+}
+
+impl UdpUrl {
+    /// `HOST:PORT`, for `ToSocketAddrs`.
+    pub fn hostport(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Parse `udp://HOST:PORT[/NAME]` (NAME one path segment; `{n}` may
+/// appear in it, not in HOST:PORT). The error explains what is expected.
+pub fn parse_udp_url(url: &str) -> Result<UdpUrl, String> {
+    const FORM: &str = "expected udp://HOST:PORT or udp://HOST:PORT/NAME";
+    let Some(rest) = url.strip_prefix("udp://") else {
+        return Err(format!("must start with udp:// ({FORM})"));
+    };
+    let (hostport, name) = rest.split_once('/').unwrap_or((rest, ""));
+    if name.contains(['/', '?', '#']) || rest.contains(['?', '#']) {
+        return Err(format!(
+            "{FORM} (NAME is one path segment; no query or fragment)"
+        ));
+    }
+    if hostport.contains(['{', '}']) {
+        return Err(format!(
+            "no placeholders in HOST:PORT (stream n of a group goes to PORT + n); {FORM}"
+        ));
+    }
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return Err(format!("no port; {FORM}"));
+    };
+    let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+    if host.is_empty() || (host.contains(':') && !bracketed) || host.contains(char::is_whitespace)
+    {
+        return Err(format!("bad host {host:?}; {FORM}"));
+    }
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("bad port {port:?} (1..=65535); {FORM}")),
+    };
+    Ok(UdpUrl {
+        host: host.to_string(),
+        port,
+        name: name.to_string(),
+    })
 }
 
 /// A group of publishers.
@@ -199,9 +263,12 @@ pub struct Publisher {
     /// Streams published by this group (`{n}` = 0..count).
     #[serde(default = "one")]
     pub count: usize,
-    /// `{rtmp}/APP/NAME{n}`.
+    /// RTMP: `{rtmp}/APP/NAME{n}`. udp-ts: `udp://HOST:PORT[/NAME{n}]`,
+    /// stream n to PORT + n; NAME is the server's name of the stream.
     pub url: String,
     /// Close the connection and publish again this often, seconds (soak).
+    /// udp-ts: stop sending for 1 s this often, then go on from the next
+    /// keyframe due (timestamps keep wall-clock pace: a ~1 s gap).
     pub reconnect_every: Option<f64>,
 }
 
@@ -317,7 +384,8 @@ pub struct StreamPlan {
     pub group: usize,
     /// rtmp://host:port/app/name
     pub url: String,
-    /// The last path segment of `url` (the RTMP stream key): `{stream}`.
+    /// The last path segment of `url` (the RTMP stream key, the udp-ts
+    /// NAME; empty for a udp-ts URL without one): `{stream}`.
     pub name: String,
 }
 
@@ -416,17 +484,36 @@ impl Scenario {
                     f("reconnect_every")
                 ));
             }
-            if !p.url.starts_with("{rtmp}") && !p.url.starts_with("rtmp://") {
-                return Err(format!(
-                    "{} = {:?}: must start with {{rtmp}} or rtmp://",
-                    f("url"),
-                    p.url
-                ));
+            match p.protocol {
+                PublishProtocol::Rtmp => {
+                    if !p.url.starts_with("{rtmp}") && !p.url.starts_with("rtmp://") {
+                        return Err(format!(
+                            "{} = {:?}: must start with {{rtmp}} or rtmp://",
+                            f("url"),
+                            p.url
+                        ));
+                    }
+                    check_template(&p.url, &["rtmp", "http", "n"])
+                        .map_err(|e| format!("{}: {e}", f("url")))?;
+                }
+                PublishProtocol::UdpTs => {
+                    let u = parse_udp_url(&p.url)
+                        .map_err(|e| format!("{} = {:?}: {e}", f("url"), p.url))?;
+                    check_template(&p.url, &["n"]).map_err(|e| format!("{}: {e}", f("url")))?;
+                    if usize::from(u.port) + p.count - 1 > 65535 {
+                        return Err(format!(
+                            "{} = {:?}: {} streams from port {} go past 65535",
+                            f("url"),
+                            p.url,
+                            p.count,
+                            u.port
+                        ));
+                    }
+                }
             }
-            check_template(&p.url, &["rtmp", "http", "n"])
-                .map_err(|e| format!("{}: {e}", f("url")))?;
         }
-        let streams: usize = self.publisher.iter().map(|p| p.count).sum();
+        let plans = self.streams();
+        let streams = plans.len();
         if self.viewers.is_empty() {
             return Err("viewers: at least one [[viewers]] group is needed".into());
         }
@@ -460,6 +547,17 @@ impl Scenario {
             }
             check_template(&v.url, &["rtmp", "http", "stream"])
                 .map_err(|e| format!("{}: {e}", f("url")))?;
+            let plan = &plans[v.stream];
+            if v.url.contains("{stream}") && plan.name.is_empty() {
+                return Err(format!(
+                    "{} = {:?}: {{stream}} is stream {} ({}), whose publisher[{}].url has no /NAME: give the server's stream name, udp://HOST:PORT/NAME",
+                    f("url"),
+                    v.url,
+                    v.stream,
+                    plan.url,
+                    plan.group
+                ));
+            }
             let want = if v.protocol == ViewProtocol::Rtmp {
                 "rtmp"
             } else {
@@ -511,6 +609,22 @@ impl Scenario {
         let mut out = Vec::new();
         for (g, p) in self.publisher.iter().enumerate() {
             for n in 0..p.count {
+                if p.protocol == PublishProtocol::UdpTs
+                    && let Ok(u) = parse_udp_url(&p.url)
+                {
+                    let name = u.name.replace("{n}", &n.to_string());
+                    let port = usize::from(u.port) + n;
+                    let mut url = format!("udp://{}:{port}", u.host);
+                    if !name.is_empty() {
+                        url = format!("{url}/{name}");
+                    }
+                    out.push(StreamPlan {
+                        group: g,
+                        url,
+                        name,
+                    });
+                    continue;
+                }
                 let url = expand(&p.url, &self.target, &[("n", &n.to_string())]);
                 let name = url.rsplit('/').next().unwrap_or_default().to_string();
                 out.push(StreamPlan {
@@ -808,6 +922,97 @@ audio = false
                 .unwrap_err()
                 .contains("publisher")
         );
+    }
+
+    const UDP: &str = r#"
+duration = 5
+[[publisher]]
+protocol = "udp-ts"
+source = "a.flv"
+count = 3
+url = "udp://127.0.0.1:5000/cam{n}"
+[[publisher]]
+protocol = "rtmp"
+source = "a.flv"
+url = "{rtmp}/live/r"
+[[viewers]]
+protocol = "http-flv"
+count = 1
+url = "{http}/{stream}.flv"
+stream = 2
+"#;
+
+    #[test]
+    fn udp_ts_publishers_parse_and_expand() {
+        let s = parse(UDP).unwrap();
+        assert_eq!(s.publisher[0].protocol, PublishProtocol::UdpTs);
+        assert_eq!(s.publisher[0].protocol.name(), "udp-ts");
+        let streams = s.streams();
+        assert_eq!(streams.len(), 4);
+        assert_eq!(streams[0].url, "udp://127.0.0.1:5000/cam0");
+        assert_eq!(streams[2].url, "udp://127.0.0.1:5002/cam2");
+        assert_eq!(streams[2].name, "cam2");
+        assert_eq!(streams[3].url, "rtmp://127.0.0.1:1935/live/r");
+        assert_eq!(s.viewer_url(0), "http://127.0.0.1:8080/cam2.flv");
+        // No NAME: fine while no viewer asks for {stream}.
+        let s = parse(
+            &UDP.replace("/cam{n}", "")
+                .replace("{http}/{stream}.flv", "{http}/fixed.flv"),
+        )
+        .unwrap();
+        assert_eq!(s.streams()[1].url, "udp://127.0.0.1:5001");
+        assert_eq!(s.streams()[1].name, "");
+        assert_eq!(
+            parse_udp_url("udp://[::1]:7000/x").unwrap(),
+            UdpUrl {
+                host: "[::1]".into(),
+                port: 7000,
+                name: "x".into()
+            }
+        );
+        assert_eq!(
+            parse_udp_url("udp://localhost:1").unwrap().hostport(),
+            "localhost:1"
+        );
+    }
+
+    #[test]
+    fn bad_udp_ts_urls_are_named() {
+        let url = "url = \"udp://127.0.0.1:5000/cam{n}\"";
+        assert!(UDP.contains(url));
+        let cases: &[(&str, &str)] = &[
+            ("udp://127.0.0.1", "no port"),
+            ("udp://127.0.0.1:0/a", "bad port"),
+            ("udp://127.0.0.1:70000/a", "bad port"),
+            ("udp://127.0.0.1:x/a", "bad port"),
+            ("udp://:5000/a", "bad host"),
+            ("udp://::1:5000/a", "bad host"),
+            ("rtmp://127.0.0.1/live/a", "udp://"),
+            ("{rtmp}/live/a", "udp://"),
+            ("udp://127.0.0.1:500{n}/a", "PORT + n"),
+            ("udp://127.0.0.1:5000/a/b", "one path segment"),
+            ("udp://127.0.0.1:5000/a?pkt_size=1316", "no query"),
+            ("udp://127.0.0.1:5000/{stream}", "unknown placeholder"),
+            ("udp://127.0.0.1:65534/a{n}", "past 65535"),
+        ];
+        for (to, why) in cases {
+            let e = parse(&UDP.replacen(url, &format!("url = \"{to}\""), 1)).unwrap_err();
+            assert!(
+                e.contains("publisher[0].url") && e.contains(why),
+                "{to:?}: error {e:?} does not name publisher[0].url with {why:?}"
+            );
+        }
+        // {stream} of a stream without a name.
+        let e = parse(&UDP.replace("/cam{n}", "")).unwrap_err();
+        assert!(
+            e.contains("viewers[0].url") && e.contains("publisher[0].url has no /NAME"),
+            "{e}"
+        );
+        // An RTMP publisher may not send to udp://.
+        let e = parse(&UDP.replace("{rtmp}/live/r", "udp://127.0.0.1:6000/r")).unwrap_err();
+        assert!(e.contains("publisher[1].url"), "{e}");
+        let e = parse(&UDP.replace("\"udp-ts\"", "\"udp_ts\"")).unwrap_err();
+        assert!(e.contains("protocol") && e.contains("udp-ts"), "{e}");
     }
 
     #[test]
