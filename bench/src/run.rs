@@ -41,8 +41,8 @@ use crate::live_rtmp::parse_rtmp_url;
 use crate::live_viewer::{self, Proto};
 use crate::procstat::ServerProcs;
 use crate::scenario::{self, PublishProtocol, Scenario, ViewProtocol};
-use crate::ts_publish;
 use crate::svg::{Chart, Series};
+use crate::ts_publish;
 
 /// Arguments of `spate-bench run`.
 #[derive(Debug, clap::Args)]

@@ -220,8 +220,7 @@ pub fn parse_udp_url(url: &str) -> Result<UdpUrl, String> {
         return Err(format!("no port; {FORM}"));
     };
     let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
-    if host.is_empty() || (host.contains(':') && !bracketed) || host.contains(char::is_whitespace)
-    {
+    if host.is_empty() || (host.contains(':') && !bracketed) || host.contains(char::is_whitespace) {
         return Err(format!("bad host {host:?}; {FORM}"));
     }
     let port = match port.parse::<u16>() {

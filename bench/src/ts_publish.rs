@@ -103,7 +103,11 @@ impl TsSource {
         let Some(video) = video else {
             return Err("no video sequence header (H.264 or HEVC): nothing to mux".into());
         };
-        if !tags.iter().zip(&frames).any(|(t, f)| f.is_some() && t.is_keyframe()) {
+        if !tags
+            .iter()
+            .zip(&frames)
+            .any(|(t, f)| f.is_some() && t.is_keyframe())
+        {
             return Err("no video keyframe".into());
         }
         let mut tracks = vec![video];
@@ -401,7 +405,11 @@ mod tests {
         let mut n = 0;
         for d in datagrams(&bytes) {
             assert!(!d.is_empty() && d.len() <= DATAGRAM);
-            assert!(d.len().is_multiple_of(PACKET), "datagram of {} bytes", d.len());
+            assert!(
+                d.len().is_multiple_of(PACKET),
+                "datagram of {} bytes",
+                d.len()
+            );
             for p in d.chunks(PACKET) {
                 assert_eq!(p[0], 0x47);
             }
@@ -417,7 +425,11 @@ mod tests {
                 keyframes += 1;
                 assert!(i >= 2, "keyframe at packet {i}");
                 assert_eq!(pid(packets[i - 2]), 0, "PAT before the keyframe at {i}");
-                assert_eq!(pid(packets[i - 1]), 0x1000, "PMT before the keyframe at {i}");
+                assert_eq!(
+                    pid(packets[i - 1]),
+                    0x1000,
+                    "PMT before the keyframe at {i}"
+                );
             }
         }
         // 30 frames with a keyframe every 15, twice.

@@ -8,7 +8,9 @@
 //! errors, latency measured, frames matched end to end for every protocol
 //! (HLS and DASH included), a well-formed JSON report, and
 //! the two SVG plots well-formed. Also: a bad scenario file fails naming
-//! the field; `compare` prints ratios.
+//! the field; `compare` prints ratios; and the udp-ts publisher (MPEG-TS
+//! over UDP) feeds a Spate `tsudp://` source whose HTTP-FLV and HLS viewers
+//! match its frames end to end.
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -598,4 +600,121 @@ url = "{{http}}/dash/live.mpd"
         "20 viewers took {} B/s: not every segment was fetched: {context}",
         num(g, "bytes_per_s")
     );
+}
+
+/// The udp-ts publisher against Spate's MPEG-TS-over-UDP ingest
+/// (`[[stream]] source = "tsudp://…"`): HTTP-FLV and HLS viewers of the
+/// stream stay clean, and their frames match the publisher's send records
+/// (the TS timestamps it wrote are the FLV's ms × 90, which Spate maps
+/// back), so end-to-end latency is measured through a TS ingest too.
+#[test]
+fn udp_ts_publisher_feeds_spate_and_frames_match_end_to_end() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a UDP port")
+        .port();
+    let s = Spate::builder()
+        .label("bench-udp-ts")
+        .stream(
+            "udpin",
+            &[("source", &format!("\"tsudp://127.0.0.1:{port}\""))],
+        )
+        .start();
+    let dir = ScratchDir::new("bench-udp-ts");
+    let flv = make_flv(dir.path());
+    let scenario = dir.path().join("udp-ts.toml");
+    let text = format!(
+        r#"
+duration = 8
+warmup = 1
+label = "udp-ts"
+
+[[publisher]]
+protocol = "udp-ts"
+source = "{}"
+url = "udp://127.0.0.1:{port}/udpin"
+
+[[viewers]]
+protocol = "http-flv"
+count = 20
+ramp = 200
+url = "{{http}}/{{stream}}.flv"
+stall_tolerance_ms = 400
+
+[[viewers]]
+protocol = "hls"
+count = 20
+ramp = 200
+url = "{{http}}/hls/{{stream}}/media.m3u8"
+"#,
+        flv.display()
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let report = dir.path().join("out").join("udp.json");
+    let mut cmd = Command::new(spate_bench_bin());
+    cmd.arg("run")
+        .arg(&scenario)
+        .arg("--target")
+        .arg(format!("http://127.0.0.1:{}", s.port()))
+        .arg("--server-pid")
+        .arg(s.pid().to_string())
+        .arg("--json")
+        .arg(&report);
+    let o = run_with_timeout(cmd, dir.path(), "spate-bench-udp", Duration::from_secs(150));
+    let context = format!(
+        "spate-bench run ({:?}):\nstdout:\n{}\nstderr:\n{}\nserver:\n{}",
+        o.status,
+        o.stdout,
+        o.stderr,
+        s.stderr()
+    );
+    assert!(o.success(), "run not clean: {context}");
+    assert!(o.stdout.contains("publisher (udp-ts)"), "{context}");
+    let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
+        .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
+    let publishers = j
+        .get("publishers")
+        .and_then(Json::as_array)
+        .expect("publishers");
+    assert_eq!(publishers.len(), 1, "{context}");
+    let p = &publishers[0];
+    assert_eq!(p.get("protocol").and_then(Json::as_str), Some("udp-ts"));
+    // HLS waits for 3 segments first: well over 8 s at 30 fps.
+    assert!(num(p, "frames_sent") > 300.0, "{context}");
+    assert!(num(p, "bytes_sent") > 500_000.0, "{context}");
+    assert_eq!(num(p, "reconnects"), 0.0, "{context}");
+    let steps = j.get("steps").and_then(Json::as_array).expect("steps");
+    let groups = steps[0]
+        .get("groups")
+        .and_then(Json::as_array)
+        .expect("groups");
+    assert_eq!(groups.len(), 2);
+    for g in groups {
+        let name = g.get("name").and_then(Json::as_str).unwrap();
+        assert_eq!(num(g, "live"), 20.0, "{name}: {context}");
+        assert_eq!(num(g, "stalls"), 0.0, "{name}: {context}");
+        let Some(Json::Obj(kinds)) = g.get("errors") else {
+            panic!("{name}: errors is not an object")
+        };
+        for (k, v) in kinds {
+            assert_eq!(v.as_f64(), Some(0.0), "{name}: {k} errors: {context}");
+        }
+        let e2e = g
+            .get("end_to_end")
+            .filter(|e| **e != Json::Null)
+            .or_else(|| g.get("latency"))
+            .expect("latency");
+        assert!(num(e2e, "count") > 100.0, "{name}: {context}");
+        let p50 = num(e2e, "p50");
+        assert!(
+            p50 > 0.0 && p50 < 10_000.0,
+            "{name}: end-to-end p50 {p50} ms: {context}"
+        );
+        let ts = g.get("timestamps").expect("timestamps");
+        assert!(num(ts, "matched") > 100.0, "{name}: {context}");
+        assert!(
+            num(ts, "unmatched") < num(ts, "matched"),
+            "{name}: {context}"
+        );
+    }
 }
