@@ -225,9 +225,9 @@ pub struct PublisherReport {
     pub protocol: String,
     /// Video frames sent (each with a send record).
     pub frames_sent: u64,
-    /// RTMP: FLV tag bodies; udp-ts: TS packets.
+    /// RTMP: FLV tag bodies; udp-ts, rtp-ts: TS packets (RTP headers not counted).
     pub bytes_sent: u64,
-    /// RTMP: reconnects; udp-ts: outages (`reconnect_every`).
+    /// RTMP: reconnects; udp-ts, rtp-ts: outages (`reconnect_every`).
     pub reconnects: u64,
 }
 
@@ -1261,7 +1261,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
                     stop.clone(),
                     reconnect_every,
                 )?,
-                PublishProtocol::UdpTs => ts_publish::start(
+                PublishProtocol::UdpTs | PublishProtocol::RtpTs => ts_publish::start(
                     &scenario::parse_udp_url(&s.url)?,
                     source,
                     times.clone(),

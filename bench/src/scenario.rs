@@ -15,7 +15,7 @@
 //! pid = 1234
 //!
 //! [[publisher]]
-//! protocol = "rtmp"      # rtmp | udp-ts
+//! protocol = "rtmp"      # rtmp | udp-ts | rtp-ts
 //! pattern = "testsrc"    # or source = "file.flv"
 //! bitrate = "1M"
 //! count = 1
@@ -26,6 +26,7 @@
 //! pattern = "testsrc"
 //! count = 2              # stream n goes to PORT + n: 5000, 5001
 //! url = "udp://127.0.0.1:5000/cam{n}"   # /NAME: the server's stream name, for {stream}
+//!                        # rtp-ts: the same in RTP (RFC 2250), url = "rtp://…"
 //!
 //! [[viewers]]
 //! protocol = "http-flv"  # http-flv | rtmp | hls | dash | http-ts
@@ -169,6 +170,8 @@ pub enum PublishProtocol {
     Rtmp,
     /// MPEG-TS over UDP (`ts_publish.rs`).
     UdpTs,
+    /// MPEG-TS in RTP over UDP (RFC 2250; `ts_publish.rs`).
+    RtpTs,
 }
 
 impl PublishProtocol {
@@ -176,13 +179,22 @@ impl PublishProtocol {
         match self {
             Self::Rtmp => "rtmp",
             Self::UdpTs => "udp-ts",
+            Self::RtpTs => "rtp-ts",
         }
+    }
+
+    /// MPEG-TS over UDP, bare or in RTP.
+    pub fn is_ts(self) -> bool {
+        matches!(self, Self::UdpTs | Self::RtpTs)
     }
 }
 
-/// A `udp-ts` publisher's destination: `udp://HOST:PORT[/NAME]`.
+/// A `udp-ts` or `rtp-ts` publisher's destination:
+/// `udp://HOST:PORT[/NAME]` or `rtp://HOST:PORT[/NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpUrl {
+    /// `rtp://`: every datagram gets an RTP header.
+    pub rtp: bool,
     /// Host name or address (`[v6]` kept bracketed).
     pub host: String,
     pub port: u16,
@@ -192,18 +204,28 @@ pub struct UdpUrl {
 }
 
 impl UdpUrl {
+    /// `udp` or `rtp`.
+    pub fn scheme(&self) -> &'static str {
+        if self.rtp { "rtp" } else { "udp" }
+    }
+
     /// `HOST:PORT`, for `ToSocketAddrs`.
     pub fn hostport(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
 }
 
-/// Parse `udp://HOST:PORT[/NAME]` (NAME one path segment; `{n}` may
-/// appear in it, not in HOST:PORT). The error explains what is expected.
+/// Parse `udp://HOST:PORT[/NAME]` or `rtp://…` (NAME one path segment;
+/// `{n}` may appear in it, not in HOST:PORT). The error explains what is
+/// expected.
 pub fn parse_udp_url(url: &str) -> Result<UdpUrl, String> {
-    const FORM: &str = "expected udp://HOST:PORT or udp://HOST:PORT/NAME";
-    let Some(rest) = url.strip_prefix("udp://") else {
-        return Err(format!("must start with udp:// ({FORM})"));
+    const FORM: &str = "expected udp://HOST:PORT or udp://HOST:PORT/NAME (rtp:// for rtp-ts)";
+    let (rtp, rest) = if let Some(r) = url.strip_prefix("udp://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("rtp://") {
+        (true, r)
+    } else {
+        return Err(format!("must start with udp:// or rtp:// ({FORM})"));
     };
     let (hostport, name) = rest.split_once('/').unwrap_or((rest, ""));
     if name.contains(['/', '?', '#']) || rest.contains(['?', '#']) {
@@ -228,6 +250,7 @@ pub fn parse_udp_url(url: &str) -> Result<UdpUrl, String> {
         _ => return Err(format!("bad port {port:?} (1..=65535); {FORM}")),
     };
     Ok(UdpUrl {
+        rtp,
         host: host.to_string(),
         port,
         name: name.to_string(),
@@ -495,9 +518,19 @@ impl Scenario {
                     check_template(&p.url, &["rtmp", "http", "n"])
                         .map_err(|e| format!("{}: {e}", f("url")))?;
                 }
-                PublishProtocol::UdpTs => {
+                PublishProtocol::UdpTs | PublishProtocol::RtpTs => {
                     let u = parse_udp_url(&p.url)
                         .map_err(|e| format!("{} = {:?}: {e}", f("url"), p.url))?;
+                    let want = p.protocol == PublishProtocol::RtpTs;
+                    if u.rtp != want {
+                        return Err(format!(
+                            "{} = {:?}: protocol {} sends to {}://HOST:PORT[/NAME]",
+                            f("url"),
+                            p.url,
+                            p.protocol.name(),
+                            if want { "rtp" } else { "udp" }
+                        ));
+                    }
                     check_template(&p.url, &["n"]).map_err(|e| format!("{}: {e}", f("url")))?;
                     if usize::from(u.port) + p.count - 1 > 65535 {
                         return Err(format!(
@@ -608,12 +641,12 @@ impl Scenario {
         let mut out = Vec::new();
         for (g, p) in self.publisher.iter().enumerate() {
             for n in 0..p.count {
-                if p.protocol == PublishProtocol::UdpTs
+                if p.protocol.is_ts()
                     && let Ok(u) = parse_udp_url(&p.url)
                 {
                     let name = u.name.replace("{n}", &n.to_string());
                     let port = usize::from(u.port) + n;
-                    let mut url = format!("udp://{}:{port}", u.host);
+                    let mut url = format!("{}://{}:{port}", u.scheme(), u.host);
                     if !name.is_empty() {
                         url = format!("{url}/{name}");
                     }
@@ -942,6 +975,33 @@ stream = 2
 "#;
 
     #[test]
+    fn rtp_ts_publishers_send_to_rtp_urls_only() {
+        let rtp = UDP
+            .replace("\"udp-ts\"", "\"rtp-ts\"")
+            .replace("udp://", "rtp://");
+        let s = parse(&rtp).unwrap();
+        assert_eq!(s.publisher[0].protocol, PublishProtocol::RtpTs);
+        assert_eq!(s.publisher[0].protocol.name(), "rtp-ts");
+        assert!(s.publisher[0].protocol.is_ts());
+        assert_eq!(s.streams()[1].url, "rtp://127.0.0.1:5001/cam1");
+        assert!(parse_udp_url("rtp://127.0.0.1:5004").unwrap().rtp);
+        // The scheme must match the protocol, both ways.
+        let e = parse(&UDP.replace("udp://", "rtp://")).unwrap_err();
+        assert!(
+            e.contains("publisher[0].url") && e.contains("udp-ts sends to udp://"),
+            "{e}"
+        );
+        let e = parse(&rtp.replace("rtp://", "udp://")).unwrap_err();
+        assert!(
+            e.contains("publisher[0].url") && e.contains("rtp-ts sends to rtp://"),
+            "{e}"
+        );
+        // An RTMP publisher may not send to rtp:// either.
+        let e = parse(&UDP.replace("{rtmp}/live/r", "rtp://127.0.0.1:6000/r")).unwrap_err();
+        assert!(e.contains("publisher[1].url"), "{e}");
+    }
+
+    #[test]
     fn udp_ts_publishers_parse_and_expand() {
         let s = parse(UDP).unwrap();
         assert_eq!(s.publisher[0].protocol, PublishProtocol::UdpTs);
@@ -964,6 +1024,7 @@ stream = 2
         assert_eq!(
             parse_udp_url("udp://[::1]:7000/x").unwrap(),
             UdpUrl {
+                rtp: false,
                 host: "[::1]".into(),
                 port: 7000,
                 name: "x".into()

@@ -1,7 +1,11 @@
 //! The scenario runner's MPEG-TS-over-UDP publisher (`protocol = "udp-ts"`):
 //! what an encoder or headend sends to Spate's `[[stream]] source =
 //! "tsudp://…"` (or ffmpeg's `-i udp://…`, SRS's and MediaMTX's UDP/MPEG-TS
-//! inputs).
+//! inputs). `protocol = "rtp-ts"` sends the same datagrams each behind a
+//! 12-byte RTP header (RFC 3550, payload type 33 = MP2T per RFC 2250 and
+//! RFC 3551; sequence number +1 per datagram, timestamp = the frame's DTS
+//! at 90 kHz, one SSRC per socket), for Spate's `source = "tsrtp://…"` and
+//! RTP/MPEG-TS contribution inputs.
 //!
 //! The FLV source is read like the RTMP publisher's (`live_publish::load`,
 //! looped with continuing timestamps by its `Position`); each audio and
@@ -53,6 +57,44 @@ pub(crate) const PACKET: usize = 188;
 pub(crate) const DATAGRAM: usize = 7 * PACKET;
 /// How long a `reconnect_every` outage lasts.
 const PAUSE: Duration = Duration::from_secs(1);
+/// RTP payload type of MPEG-TS (RFC 3551, static).
+pub(crate) const RTP_PT_MP2T: u8 = 33;
+/// An RTP header without CSRCs or extension.
+pub(crate) const RTP_HEADER: usize = 12;
+
+/// The RTP sender state of one socket (`rtp-ts`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rtp {
+    pub(crate) seq: u16,
+    pub(crate) ssrc: u32,
+}
+
+impl Rtp {
+    /// A new sender: SSRC and first sequence number from the clock and the
+    /// pid (RFC 3550 wants them random; unpredictable enough here).
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let x = (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Self {
+            seq: (x >> 16) as u16,
+            ssrc: (x >> 32) as u32,
+        }
+    }
+
+    /// The header of the next datagram (timestamp `ts90`, 90 kHz).
+    pub(crate) fn header(&mut self, ts90: u32) -> [u8; RTP_HEADER] {
+        let mut h = [0u8; RTP_HEADER];
+        h[0] = 0x80; // version 2, no padding, no extension, no CSRC
+        h[1] = RTP_PT_MP2T; // marker 0
+        h[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        h[4..8].copy_from_slice(&ts90.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        h
+    }
+}
 
 /// The source file, ready to mux.
 pub(crate) struct TsSource {
@@ -184,11 +226,27 @@ fn open(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s)
 }
 
-/// Send `buf` in [`datagrams`]; returns how many were refused (ICMP port
+/// Send `buf` in [`datagrams`], each behind an RTP header when `rtp` is
+/// given (timestamp `ts90`); returns how many were refused (ICMP port
 /// unreachable from an earlier one: nobody listens).
-fn send_all(sock: &UdpSocket, buf: &[u8]) -> io::Result<u64> {
+fn send_all(
+    sock: &UdpSocket,
+    buf: &[u8],
+    mut rtp: Option<&mut Rtp>,
+    ts90: u32,
+    scratch: &mut Vec<u8>,
+) -> io::Result<u64> {
     let mut refused = 0;
     for d in datagrams(buf) {
+        let d = match rtp.as_deref_mut() {
+            Some(r) => {
+                scratch.clear();
+                scratch.extend_from_slice(&r.header(ts90));
+                scratch.extend_from_slice(d);
+                &scratch[..]
+            }
+            None => d,
+        };
         match sock.send(d) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused += 1,
@@ -220,7 +278,8 @@ fn start_with_pause(
     pause: Duration,
 ) -> Result<Publisher, String> {
     let src = TsSource::load(source)?;
-    let label = format!("udp://{}", url.hostport());
+    let label = format!("{}://{}", url.scheme(), url.hostport());
+    let rtp = url.rtp;
     let addr = url
         .hostport()
         .to_socket_addrs()
@@ -235,7 +294,7 @@ fn start_with_pause(
                 every: reconnect_every,
                 pause,
             };
-            let r = run(&src, sock, addr, &times, &stop, out, &label);
+            let r = run(&src, sock, addr, rtp, &times, &stop, out, &label);
             times.stopped.store(true, Ordering::Relaxed);
             r.map_err(|e| format!("publisher: {e}"))
         })
@@ -249,10 +308,12 @@ struct Outage {
     pause: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     src: &TsSource,
     mut sock: UdpSocket,
     addr: SocketAddr,
+    rtp: bool,
     times: &SendTimes,
     stop: &AtomicBool,
     outage: Outage,
@@ -265,6 +326,8 @@ fn run(
     // After an outage: skip to the first keyframe due from here on.
     let mut resume_from: Option<Instant> = None;
     let mut warned = false;
+    let mut rtp = rtp.then(Rtp::new);
+    let mut scratch = Vec::with_capacity(RTP_HEADER + DATAGRAM);
     loop {
         while pos.index < src.tags.len() {
             if stop.load(Ordering::Relaxed) {
@@ -292,6 +355,10 @@ fn run(
                     std::thread::sleep((end - now).min(Duration::from_millis(50)));
                 }
                 sock = open(addr)?;
+                // A restarted encoder: a new SSRC and sequence.
+                if rtp.is_some() {
+                    rtp = Some(Rtp::new());
+                }
                 times.reconnects.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
                 resume_from = Some(now);
@@ -317,10 +384,12 @@ fn run(
             times
                 .bytes_sent
                 .fetch_add(out.len() as u64, Ordering::Relaxed);
-            if send_all(&sock, &out)? > 0 && !warned {
+            // RFC 2250: a 90 kHz timestamp; the frame's DTS.
+            let ts90 = ts.wrapping_mul(90);
+            if send_all(&sock, &out, rtp.as_mut(), ts90, &mut scratch)? > 0 && !warned {
                 warned = true;
                 eprintln!(
-                    "spate-bench run: udp-ts publisher {label}: nothing listens there (ICMP port unreachable); still sending"
+                    "spate-bench run: TS publisher {label}: nothing listens there (ICMP port unreachable); still sending"
                 );
             }
             pos.index += 1;
@@ -544,6 +613,52 @@ mod tests {
         let bytes = times.bytes_sent.load(Ordering::Relaxed);
         assert_eq!(bytes, got.iter().map(|d| d.len() as u64).sum::<u64>());
         assert_eq!(times.reconnects.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn rtp_ts_wraps_every_datagram_in_an_rtp_header() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let url = crate::scenario::parse_udp_url(&format!("rtp://127.0.0.1:{port}/x")).unwrap();
+        assert!(url.rtp);
+        let times = Arc::new(SendTimes::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let p = start(&url, FIXTURE, times.clone(), stop.clone(), None).unwrap();
+        let mut got = receive(&rx, Instant::now() + Duration::from_millis(1000));
+        stop.store(true, Ordering::Relaxed);
+        p.thread.join().unwrap().unwrap();
+        got.extend(receive(&rx, Instant::now() + Duration::from_millis(100)));
+        assert!(got.len() > 20, "{} datagrams", got.len());
+        let ssrc = &got[0][8..12];
+        let mut payloads = Vec::new();
+        let mut stamps = Vec::new();
+        for (i, d) in got.iter().enumerate() {
+            assert!(d.len() > RTP_HEADER, "datagram {i}: {} bytes", d.len());
+            assert_eq!(d[0], 0x80, "datagram {i}: version 2, no CSRC/extension");
+            assert_eq!(d[1], RTP_PT_MP2T, "datagram {i}: payload type");
+            assert_eq!(&d[8..12], ssrc, "datagram {i}: one SSRC");
+            if i > 0 {
+                let prev = u16::from_be_bytes([got[i - 1][2], got[i - 1][3]]);
+                let seq = u16::from_be_bytes([d[2], d[3]]);
+                assert_eq!(seq, prev.wrapping_add(1), "datagram {i}: sequence");
+            }
+            let ts = &d[RTP_HEADER..];
+            assert!(ts.len().is_multiple_of(PACKET) && ts.len() <= DATAGRAM);
+            assert_eq!(ts[0], 0x47);
+            stamps.push(u32::from_be_bytes([d[4], d[5], d[6], d[7]]));
+            payloads.push(ts.to_vec());
+        }
+        // The payloads are the udp-ts stream: every video frame recorded,
+        // and RTP timestamps are frames' DTS at 90 kHz.
+        let dts = video_dts_ms(&payloads);
+        assert_eq!(dts.len() as u64, times.frames_sent.load(Ordering::Relaxed));
+        for ts in &dts {
+            assert!(times.sent_us(*ts).is_some(), "no send record for {ts} ms");
+            assert!(
+                stamps.contains(&((*ts as u32).wrapping_mul(90))),
+                "no RTP timestamp for the frame at {ts} ms"
+            );
+        }
     }
 
     #[test]

@@ -609,30 +609,46 @@ url = "{{http}}/dash/live.mpd"
 /// back), so end-to-end latency is measured through a TS ingest too.
 #[test]
 fn udp_ts_publisher_feeds_spate_and_frames_match_end_to_end() {
+    ts_publisher_feeds_spate(false);
+}
+
+/// The same with `rtp-ts` (RFC 2250 MPEG-TS in RTP) into a `tsrtp://`
+/// source: Spate strips the RTP headers the publisher wrote.
+#[test]
+fn rtp_ts_publisher_feeds_spate_and_frames_match_end_to_end() {
+    ts_publisher_feeds_spate(true);
+}
+
+fn ts_publisher_feeds_spate(rtp: bool) {
+    let (proto, scheme, source) = if rtp {
+        ("rtp-ts", "rtp", "tsrtp")
+    } else {
+        ("udp-ts", "udp", "tsudp")
+    };
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("bind a UDP port")
         .port();
     let s = Spate::builder()
-        .label("bench-udp-ts")
+        .label(&format!("bench-{proto}"))
         .stream(
             "udpin",
-            &[("source", &format!("\"tsudp://127.0.0.1:{port}\""))],
+            &[("source", &format!("\"{source}://127.0.0.1:{port}\""))],
         )
         .start();
-    let dir = ScratchDir::new("bench-udp-ts");
+    let dir = ScratchDir::new(&format!("bench-{proto}"));
     let flv = make_flv(dir.path());
     let scenario = dir.path().join("udp-ts.toml");
     let text = format!(
         r#"
 duration = 8
 warmup = 1
-label = "udp-ts"
+label = "{proto}"
 
 [[publisher]]
-protocol = "udp-ts"
+protocol = "{proto}"
 source = "{}"
-url = "udp://127.0.0.1:{port}/udpin"
+url = "{scheme}://127.0.0.1:{port}/udpin"
 
 [[viewers]]
 protocol = "http-flv"
@@ -669,7 +685,11 @@ url = "{{http}}/hls/{{stream}}/media.m3u8"
         s.stderr()
     );
     assert!(o.success(), "run not clean: {context}");
-    assert!(o.stdout.contains("publisher (udp-ts)"), "{context}");
+    assert!(
+        o.stdout
+            .contains(&format!("publisher ({proto}) {scheme}://")),
+        "{context}"
+    );
     let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
         .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
     let publishers = j
@@ -678,7 +698,7 @@ url = "{{http}}/hls/{{stream}}/media.m3u8"
         .expect("publishers");
     assert_eq!(publishers.len(), 1, "{context}");
     let p = &publishers[0];
-    assert_eq!(p.get("protocol").and_then(Json::as_str), Some("udp-ts"));
+    assert_eq!(p.get("protocol").and_then(Json::as_str), Some(proto));
     // HLS waits for 3 segments first: well over 8 s at 30 fps.
     assert!(num(p, "frames_sent") > 300.0, "{context}");
     assert!(num(p, "bytes_sent") > 500_000.0, "{context}");
