@@ -655,7 +655,7 @@ mod tests {
         for ts in &dts {
             assert!(times.sent_us(*ts).is_some(), "no send record for {ts} ms");
             assert!(
-                stamps.contains(&((*ts as u32).wrapping_mul(90))),
+                stamps.contains(&ts.wrapping_mul(90)),
                 "no RTP timestamp for the frame at {ts} ms"
             );
         }
