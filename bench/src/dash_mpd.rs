@@ -55,9 +55,16 @@
 //! static MPD) use the last Period. Numbers and times count within the
 //! chosen Period, as for a single one.
 //!
+//! `presentationTimeOffset` (PTO; on the SegmentTemplate/SegmentList,
+//! inherited like the other attributes, else on a `SegmentBase`; in the
+//! timescale) is the media time at the Period start: a number-only
+//! template's `$Time$` is `PTO + k·D` (its availability stays on the
+//! Period's clock), a timeline's `S@t` is media time already and is used as
+//! written, and [`Read::e2e_offset_ms`] (`Period@start − PTO`) puts the
+//! segments' decode times on the MPD timeline for end-to-end matching.
+//!
 //! Not handled: a Representation with only a `SegmentBase` (one file,
-//! indexed by its `sidx`), `presentationTimeOffset` (`$Time$` of a
-//! number-only template counts from 0), xlink'd Periods, alternative
+//! indexed by its `sidx`), xlink'd Periods, alternative
 //! BaseURLs (the first wins). The XML is scanned, not validated:
 //! attributes are read from the start tags that matter, and an element's
 //! content runs to the first closing tag of its name.
@@ -245,6 +252,8 @@ struct Template<'a> {
     bandwidth: &'a str,
     timescale: u64,
     start_number: u64,
+    /// `@presentationTimeOffset`: the media time of the Period start.
+    pto: u64,
 }
 
 /// Where the chosen Period lies, µs from the presentation start.
@@ -316,7 +325,13 @@ fn number_only(
         .map(|k| Segment {
             seq: t.start_number + k,
             duration_us: d_us,
-            uri: fill(t.media, t.rep_id, t.bandwidth, t.start_number + k, k * d),
+            uri: fill(
+                t.media,
+                t.rep_id,
+                t.bandwidth,
+                t.start_number + k,
+                t.pto + k * d,
+            ),
         })
         .collect();
     Ok(MediaPlaylist {
@@ -459,8 +474,26 @@ pub fn wall_ms() -> i64 {
 /// [`parse_with_timescale`] with the wall clock given (ms since the Unix
 /// epoch): number-only templates find their live edge from it, and a
 /// dynamic MPD's Period is the last one that has started by it.
+#[cfg(test)]
 pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String> {
-    read(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
+    parse_video_at(body, now_ms).map(|r| (r.playlist, r.timescale))
+}
+
+/// [`parse_at`] with the whole [`Read`] (the end-to-end time offset too).
+pub fn parse_video_at(body: &[u8], now_ms: i64) -> Result<Read, String> {
+    read_full(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
+}
+
+/// One Representation as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub playlist: MediaPlaylist,
+    /// `SegmentTemplate@`/`SegmentList@timescale`.
+    pub timescale: u64,
+    /// Added (wrapping) to a segment frame's decode time in ms
+    /// (`tfdt · 1000 / timescale`) to give its presentation time on the MPD
+    /// timeline: `Period@start − presentationTimeOffset / timescale`, ms.
+    pub e2e_offset_ms: i64,
 }
 
 /// [`parse_at`] for the first audio Representation (of an AdaptationSet
@@ -576,6 +609,16 @@ fn read(
     period_by_clock: bool,
     track: Track,
 ) -> Result<Option<(MediaPlaylist, u64)>, String> {
+    read_full(body, now_ms, period_by_clock, track).map(|r| r.map(|r| (r.playlist, r.timescale)))
+}
+
+/// [`read`], keeping the whole [`Read`].
+fn read_full(
+    body: &[u8],
+    now_ms: i64,
+    period_by_clock: bool,
+    track: Track,
+) -> Result<Option<Read>, String> {
     let xml = std::str::from_utf8(body).map_err(|_| "MPD is not UTF-8".to_string())?;
     let mpd = first(xml, "MPD").ok_or("no <MPD> element")?;
     let ended = attr(mpd.tag, "type") == Some("static");
@@ -626,13 +669,13 @@ enum Timing<'a> {
     Missing,
 }
 
-/// One Representation's playlist and timescale.
+/// One Representation's playlist, timescale and time offset.
 fn representation(
     p: &Place<'_>,
     period: &PeriodSpan,
     ended: bool,
     now_ms: i64,
-) -> Result<(MediaPlaylist, u64), String> {
+) -> Result<Read, String> {
     let rep_id = unescape(attr(p.rep.tag, "id").unwrap_or(""));
     let bandwidth = attr(p.rep.tag, "bandwidth").unwrap_or("");
     // Innermost first.
@@ -664,6 +707,17 @@ fn representation(
         .unwrap_or("1")
         .parse()
         .map_err(|_| format!("bad {kind}@startNumber"))?;
+    // On the segment information, else on a SegmentBase at some level.
+    let pto: u64 = get("presentationTimeOffset")
+        .or_else(|| {
+            scopes
+                .iter()
+                .filter_map(|s| first(s, "SegmentBase"))
+                .find_map(|e| attr(e.tag, "presentationTimeOffset"))
+        })
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| format!("bad {kind}@presentationTimeOffset"))?;
     let timing = infos
         .iter()
         .find_map(|e| match first(e.body, "SegmentTimeline") {
@@ -723,6 +777,7 @@ fn representation(
                     bandwidth,
                     timescale,
                     start_number,
+                    pto,
                 };
                 number_only(p.mpd, period, d, &t, ended, now_ms)?
             }
@@ -747,7 +802,13 @@ fn representation(
         }
     }
     playlist.map = map;
-    Ok((playlist, timescale))
+    let e2e_offset_ms =
+        (period.start_us / 1000) as i64 - (pto as u128 * 1000 / timescale as u128) as i64;
+    Ok(Read {
+        playlist,
+        timescale,
+        e2e_offset_ms,
+    })
 }
 
 /// The segments of a `SegmentList` (`infos`: it and the ones it inherits
@@ -1279,5 +1340,71 @@ mod tests {
             assert_eq!(uris, ["b-1.m4s", "b-2.m4s", "b-3.m4s", "b-4.m4s"]);
             assert!(p.ended);
         }
+    }
+
+    /// A live MPD whose media times start at 90 s (90 kHz) in a Period that
+    /// starts 10 s into the presentation, PTO inherited from the set.
+    const PTO: &str = r#"<MPD type="dynamic" availabilityStartTime="1970-01-01T00:00:00Z">
+      <Period id="p" start="PT10S">
+        <AdaptationSet contentType="video">
+          <SegmentTemplate timescale="90000" presentationTimeOffset="8100000"/>
+          <Representation id="v" bandwidth="1">
+            <SegmentTemplate media="v-$Time$.m4s" duration="180000" startNumber="1"/>
+          </Representation>
+        </AdaptationSet>
+        <AdaptationSet contentType="audio">
+          <Representation id="a" bandwidth="1">
+            <SegmentTemplate timescale="48000" media="a-$Time$.m4s">
+              <SegmentTimeline><S t="4320000" d="96000" r="1"/></SegmentTimeline>
+            </SegmentTemplate>
+          </Representation>
+        </AdaptationSet>
+      </Period></MPD>"#;
+
+    #[test]
+    fn presentation_time_offset() {
+        // 15.5 s in: 5.5 s into the Period, segments 1 and 2 complete.
+        let r = parse_video_at(PTO.as_bytes(), 15_500).unwrap();
+        assert_eq!(r.timescale, 90_000);
+        // A number-only `$Time$` counts from the PTO (media time)...
+        let uris: Vec<&str> = r.playlist.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, vec!["v-8100000.m4s", "v-8280000.m4s"]);
+        // ...while availability stays on the Period's clock, and a frame at
+        // media time 90 s (90,000 ms as decoded) is at 10 s on the MPD
+        // timeline: 10,000 − 90,000.
+        assert_eq!(r.e2e_offset_ms, -80_000);
+        let frame_ms = (8_100_000u64 * 1000 / 90_000) as u32;
+        assert_eq!(frame_ms.wrapping_add(r.e2e_offset_ms as u32), 10_000);
+        // A timeline's S@t is already media time: the URIs are as listed.
+        let (a, _) = parse_audio_at(PTO.as_bytes(), 15_500).unwrap().unwrap();
+        assert_eq!(a.segments[0].uri, "a-4320000.m4s");
+        assert_eq!(a.segments[1].uri, "a-4416000.m4s");
+        // Without a PTO or Period start: no offset, `$Time$` from 0.
+        let plain = PTO
+            .replace(" presentationTimeOffset=\"8100000\"", "")
+            .replace("start=\"PT10S\"", "start=\"PT0S\"");
+        let r = parse_video_at(plain.as_bytes(), 5_500).unwrap();
+        assert_eq!(r.e2e_offset_ms, 0);
+        assert_eq!(r.playlist.segments[0].uri, "v-0.m4s");
+        // On the Representation's SegmentTemplate, overriding the set's.
+        let own = PTO.replace(
+            "<SegmentTemplate media=\"v-$Time$.m4s\"",
+            "<SegmentTemplate presentationTimeOffset=\"900000\" media=\"v-$Time$.m4s\"",
+        );
+        let r = parse_video_at(own.as_bytes(), 15_500).unwrap();
+        assert_eq!(r.e2e_offset_ms, 0);
+        assert_eq!(r.playlist.segments[0].uri, "v-900000.m4s");
+        // A SegmentList's, and a bad value.
+        let list = r#"<MPD type="static"><Period><AdaptationSet>
+            <Representation id="r" bandwidth="1">
+              <SegmentList timescale="1000" duration="2000" presentationTimeOffset="5000">
+                <SegmentURL media="1.m4s"/>
+              </SegmentList>
+            </Representation></AdaptationSet></Period></MPD>"#;
+        let r = parse_video_at(list.as_bytes(), 0).unwrap();
+        assert_eq!(r.e2e_offset_ms, -5_000);
+        let bad = list.replace("\"5000\"", "\"x\"");
+        let e = parse_video_at(bad.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("presentationTimeOffset"), "{e}");
     }
 }

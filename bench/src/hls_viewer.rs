@@ -511,6 +511,10 @@ struct Viewer {
     waiting: bool,
     /// Target duration of the last playlist, µs (0: none yet).
     target_us: u64,
+    /// DASH: added to segment frames' decode times (ms) to put them on the
+    /// MPD timeline (`Period@start − presentationTimeOffset`, from the last
+    /// MPD read); 0 for HLS.
+    e2e_offset_ms: i64,
     video: Track,
     /// With `Plan::audio` (and an audio track to follow).
     audio: Option<Box<AudioTrack>>,
@@ -795,6 +799,7 @@ impl HlsThread {
             conn: None,
             waiting: true,
             target_us: 0,
+            e2e_offset_ms: 0,
             video: Track::default(),
             audio: (self.plan.audio && (self.plan.dash || self.plan.audio_playlist_path.is_some()))
                 .then(Box::default),
@@ -1289,8 +1294,11 @@ impl HlsThread {
         {
             let now = times.now_us();
             let newest = times.newest();
+            // Wrapping, as the frames' ms timestamps are (mod 2^32).
+            let shift = (self.viewers[vid as usize].e2e_offset_ms as u32)
+                .wrapping_sub(self.plan.ts_offset_ms);
             for ts in frames {
-                let ts = ts.wrapping_sub(self.plan.ts_offset_ms);
+                let ts = ts.wrapping_add(shift);
                 match times.sent_us_shifted(ts) {
                     Some(sent) => {
                         self.out.e2e_matched += 1;
@@ -1440,8 +1448,11 @@ impl HlsThread {
         // started, and number-only templates' live edge.
         let wall_ms = crate::dash_mpd::wall_ms();
         let parsed = if self.plan.dash {
-            crate::dash_mpd::parse_at(body, wall_ms)
-                .map(|(p, _)| Playlist::Media(p))
+            crate::dash_mpd::parse_video_at(body, wall_ms)
+                .map(|r| {
+                    self.viewers[vid as usize].e2e_offset_ms = r.e2e_offset_ms;
+                    Playlist::Media(r.playlist)
+                })
                 .map_err(|e| format!("MPD: {e}"))
         } else {
             hls_playlist::parse(body).map_err(|e| e.to_string())
@@ -1779,6 +1790,7 @@ mod tests {
             conn: None,
             waiting: false,
             target_us: 0,
+            e2e_offset_ms: 0,
             video: Track::default(),
             audio: audio.then(Box::default),
             poll_due: false,
