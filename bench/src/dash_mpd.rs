@@ -28,15 +28,16 @@
 //!   (`Period@duration`, else `mediaPresentationDuration` less its start).
 //! * `SegmentList`: one segment per `<SegmentURL media=…>`, numbered from
 //!   `startNumber`, lasting `duration/timescale` or its `SegmentTimeline`
-//!   entry. `mediaRange` is ignored: a `SegmentURL` without `media` is the
-//!   BaseURL itself. A live list is listed whole (a live packager rewrites
+//!   entry, with its `mediaRange` (`A-B`, fetched with `Range: bytes=A-B`);
+//!   a `SegmentURL` without `media` is the BaseURL itself. A live list is listed whole (a live packager rewrites
 //!   it on every update).
 //!
 //! The init segment ([`MediaPlaylist::map`]) is `SegmentTemplate@
 //! initialization` (filled like `media`, `$Number$` = `startNumber`,
 //! `$Time$` = 0), else the `<Initialization sourceURL=…>` of the
-//! SegmentTemplate/SegmentList, else of a `SegmentBase`; an `Initialization`
-//! with only a `range` gives none.
+//! SegmentTemplate/SegmentList, else of a `SegmentBase`, with its `range`
+//! ([`MediaPlaylist::map_range`]); an `Initialization` with only a `range`
+//! is that range of the BaseURL (none without a BaseURL).
 //!
 //! `BaseURL`s at the MPD, Period, AdaptationSet and Representation levels
 //! (the first of each level) are resolved each against the one above:
@@ -68,7 +69,19 @@
 //! BaseURLs (the first wins). The XML is scanned, not validated:
 //! attributes are read from the start tags that matter, and an element's
 //! content runs to the first closing tag of its name.
-use crate::hls_playlist::{self, MediaPlaylist, Segment};
+use crate::hls_playlist::{self, ByteRange, MediaPlaylist, Segment};
+
+/// A byte range attribute `A-B` (inclusive, A ≤ B).
+fn byte_range(v: &str) -> Result<ByteRange, String> {
+    let bad = || format!("bad byte range {v:?}");
+    let (a, b) = v.trim().split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
 
 /// The start tags named `name` in `xml` (the text between `<name` and `>`).
 fn tags<'a>(xml: &'a str, name: &str) -> Vec<(usize, &'a str)> {
@@ -332,6 +345,7 @@ fn number_only(
                 t.start_number + k,
                 t.pto + k * d,
             ),
+            range: None,
         })
         .collect();
     Ok(MediaPlaylist {
@@ -340,6 +354,7 @@ fn number_only(
         segments,
         ended,
         map: None,
+        map_range: None,
     })
 }
 
@@ -726,13 +741,28 @@ fn representation(
         })
         .unwrap_or(Timing::Missing);
     let base = base_url(&[p.mpd_head, p.period_head, p.set_head, p.rep.body]);
-    let init_child = |e: &Elem<'_>| {
-        first(e.body, "Initialization")
-            .and_then(|i| attr(i.tag, "sourceURL"))
-            .map(unescape)
+    // `<Initialization sourceURL=… range=…>`: without a sourceURL it is
+    // the BaseURL (a byte range of the one file).
+    let init_child = |e: &Elem<'_>| -> Option<Result<(String, Option<ByteRange>), String>> {
+        let i = first(e.body, "Initialization")?;
+        let range = attr(i.tag, "range").map(byte_range).transpose();
+        let url = attr(i.tag, "sourceURL").map(unescape);
+        if url.is_none() && (base.is_empty() || range.as_ref().is_ok_and(|r| r.is_none())) {
+            return None;
+        }
+        Some(
+            range
+                .map(|r| (url.unwrap_or_default(), r))
+                .map_err(|e| format!("Initialization@range: {e}")),
+        )
     };
-    let map = if kind == "SegmentTemplate" {
-        get("initialization").map(|t| fill(&unescape(t), &rep_id, bandwidth, start_number, 0))
+    let (map, map_range) = match if kind == "SegmentTemplate" {
+        get("initialization").map(|t| {
+            Ok((
+                fill(&unescape(t), &rep_id, bandwidth, start_number, 0),
+                None,
+            ))
+        })
     } else {
         None
     }
@@ -743,7 +773,11 @@ fn representation(
             .filter_map(|s| first(s, "SegmentBase"))
             .find_map(|e| init_child(&e))
     })
-    .map(|u| join(&base, &u));
+    .transpose()?
+    {
+        Some((u, r)) => (Some(join(&base, &u)), r),
+        None => (None, None),
+    };
     let mut playlist = if kind == "SegmentTemplate" {
         let media = unescape(get("media").ok_or("SegmentTemplate without @media")?);
         match timing {
@@ -759,6 +793,7 @@ fn representation(
                             seq: number,
                             duration_us,
                             uri: fill(&media, &rep_id, bandwidth, number, t),
+                            range: None,
                         }
                     })
                     .collect();
@@ -768,6 +803,7 @@ fn representation(
                     segments,
                     ended,
                     map: None,
+                    map_range: None,
                 }
             }
             Timing::Every(d) => {
@@ -802,6 +838,7 @@ fn representation(
         }
     }
     playlist.map = map;
+    playlist.map_range = map_range;
     let e2e_offset_ms =
         (period.start_us / 1000) as i64 - (pto as u128 * 1000 / timescale as u128) as i64;
     Ok(Read {
@@ -853,6 +890,9 @@ fn segment_list(
             seq: start_number + k as u64,
             duration_us,
             uri: unescape(attr(u, "media").unwrap_or("")),
+            range: attr(u, "mediaRange")
+                .map(|r| byte_range(r).map_err(|e| format!("SegmentURL@mediaRange: {e}")))
+                .transpose()?,
         });
     }
     Ok(MediaPlaylist {
@@ -861,6 +901,7 @@ fn segment_list(
         segments,
         ended,
         map: None,
+        map_range: None,
     })
 }
 
@@ -1292,7 +1333,8 @@ mod tests {
         let d: Vec<(u64, u64)> = p.segments.iter().map(|s| (s.seq, s.duration_us)).collect();
         assert_eq!(d, [(10, 4_000_000), (11, 4_000_000), (12, 1_500_000)]);
 
-        // Byte ranges of one file: the file; init from the set's SegmentBase.
+        // Byte ranges of one file: the file, ranged; the list's own range-only
+        // Initialization (the file's bytes) wins over the set's SegmentBase.
         let ranges = r#"<MPD type="static"><Period><AdaptationSet contentType="video">
             <SegmentBase><Initialization sourceURL="movie-init.mp4"/></SegmentBase>
             <Representation id="v" bandwidth="1"><BaseURL>http://h/vod/movie.mp4</BaseURL>
@@ -1302,7 +1344,13 @@ mod tests {
         let p = parse(ranges.as_bytes()).unwrap();
         assert_eq!(p.segments.len(), 2);
         assert_eq!(p.segments[1].uri, "/vod/movie.mp4");
+        assert_eq!(p.segments[1].range, Some((9001, 20000)));
+        assert_eq!(p.map.as_deref(), Some("/vod/movie.mp4"));
+        assert_eq!(p.map_range, Some((0, 861)));
+        let set_init = ranges.replace("<Initialization range=\"0-861\"/>", "");
+        let p = parse(set_init.as_bytes()).unwrap();
         assert_eq!(p.map.as_deref(), Some("/vod/movie-init.mp4"));
+        assert_eq!(p.map_range, None);
         let no_file = ranges.replace("<BaseURL>http://h/vod/movie.mp4</BaseURL>", "");
         assert!(parse(no_file.as_bytes()).unwrap_err().contains("BaseURL"));
 
@@ -1406,5 +1454,64 @@ mod tests {
         let bad = list.replace("\"5000\"", "\"x\"");
         let e = parse_video_at(bad.as_bytes(), 0).unwrap_err();
         assert!(e.contains("presentationTimeOffset"), "{e}");
+    }
+
+    #[test]
+    fn media_and_init_ranges() {
+        // ffmpeg `-single_file 1`'s shape: one file, byte ranges of it.
+        let mpd = r#"<MPD type="static" mediaPresentationDuration="PT4S"><Period>
+          <AdaptationSet contentType="video"><Representation id="0" bandwidth="1">
+            <BaseURL>v.mp4</BaseURL>
+            <SegmentList timescale="1000" duration="2000">
+              <Initialization range="0-99"/>
+              <SegmentURL mediaRange="100-199"/>
+              <SegmentURL media="other.mp4" mediaRange=" 200 - 299 "/>
+              <SegmentURL media="whole.mp4"/>
+            </SegmentList>
+          </Representation></AdaptationSet></Period></MPD>"#;
+        let (p, _) = parse_at(mpd.as_bytes(), 0).unwrap();
+        let got: Vec<(&str, Option<ByteRange>)> = p
+            .segments
+            .iter()
+            .map(|s| (s.uri.as_str(), s.range))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("v.mp4", Some((100, 199))),
+                ("other.mp4", Some((200, 299))),
+                ("whole.mp4", None),
+            ]
+        );
+        // An Initialization with only a range is the BaseURL's bytes.
+        assert_eq!(p.map.as_deref(), Some("v.mp4"));
+        assert_eq!(p.map_range, Some((0, 99)));
+        // With a sourceURL, that file's bytes.
+        let src = mpd.replace("<Initialization ", "<Initialization sourceURL=\"i.mp4\" ");
+        let (p, _) = parse_at(src.as_bytes(), 0).unwrap();
+        assert_eq!(
+            (p.map.as_deref(), p.map_range),
+            (Some("i.mp4"), Some((0, 99)))
+        );
+        // Without a BaseURL a range alone names nothing: no init.
+        let nobase = mpd.replace("<BaseURL>v.mp4</BaseURL>", "");
+        let e = parse_at(nobase.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("without @media and no BaseURL"), "{e}");
+        let nobase = nobase.replace("<SegmentURL mediaRange=\"100-199\"/>", "");
+        let (p, _) = parse_at(nobase.as_bytes(), 0).unwrap();
+        assert_eq!((p.map, p.map_range), (None, None));
+        // Broken ranges are errors naming the attribute.
+        for bad in ["100", "x-1", "9-5", "-5"] {
+            let b = mpd.replace("mediaRange=\"100-199\"", &format!("mediaRange=\"{bad}\""));
+            let e = parse_at(b.as_bytes(), 0).unwrap_err();
+            assert!(e.contains("mediaRange"), "{bad}: {e}");
+        }
+        let b = mpd.replace("range=\"0-99\"", "range=\"99-0\"");
+        let e = parse_at(b.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("Initialization@range"), "{e}");
+        // Templates and HLS never carry ranges.
+        let (p, _) = parse_at(SPATE.as_bytes(), 0).unwrap();
+        assert!(p.segments.iter().all(|s| s.range.is_none()));
+        assert_eq!(p.map_range, None);
     }
 }
