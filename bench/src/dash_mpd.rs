@@ -704,9 +704,11 @@ fn representation(
         })
         .ok_or_else(|| {
             if scopes.iter().any(|s| first(s, "SegmentBase").is_some()) {
-                "only a SegmentBase (one indexed file) is not handled"
+                format!(
+                    "Representation {rep_id:?} has only a SegmentBase (one file indexed by its sidx): not read by spate-bench (it plays SegmentTemplate and SegmentList)"
+                )
             } else {
-                "no SegmentTemplate or SegmentList"
+                format!("Representation {rep_id:?}: no SegmentTemplate or SegmentList")
             }
         })?;
     let infos: Vec<Elem<'_>> = scopes.iter().filter_map(|s| first(s, kind)).collect();
@@ -1364,10 +1366,10 @@ mod tests {
         assert!(e.contains("SegmentTimeline"), "{e}");
         let only_base = r#"<MPD><Period><AdaptationSet contentType="video"><Representation id="v">
             <BaseURL>v.mp4</BaseURL><SegmentBase indexRange="0-100"/></Representation></AdaptationSet></Period></MPD>"#;
+        let e = parse(only_base.as_bytes()).unwrap_err();
         assert!(
-            parse(only_base.as_bytes())
-                .unwrap_err()
-                .contains("SegmentBase")
+            e.contains("Representation \"v\" has only a SegmentBase"),
+            "{e}"
         );
     }
 
