@@ -214,6 +214,7 @@ mod tests {
             segments: 0,
             init_segments: 0,
             audio_segments: 0,
+            range_ignored: 0,
             errors: [("connect".to_string(), 0)].into(),
             timestamps: None,
             first_error: None,

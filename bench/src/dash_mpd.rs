@@ -28,15 +28,16 @@
 //!   (`Period@duration`, else `mediaPresentationDuration` less its start).
 //! * `SegmentList`: one segment per `<SegmentURL media=…>`, numbered from
 //!   `startNumber`, lasting `duration/timescale` or its `SegmentTimeline`
-//!   entry. `mediaRange` is ignored: a `SegmentURL` without `media` is the
-//!   BaseURL itself. A live list is listed whole (a live packager rewrites
+//!   entry, with its `mediaRange` (`A-B`, fetched with `Range: bytes=A-B`);
+//!   a `SegmentURL` without `media` is the BaseURL itself. A live list is listed whole (a live packager rewrites
 //!   it on every update).
 //!
 //! The init segment ([`MediaPlaylist::map`]) is `SegmentTemplate@
 //! initialization` (filled like `media`, `$Number$` = `startNumber`,
 //! `$Time$` = 0), else the `<Initialization sourceURL=…>` of the
-//! SegmentTemplate/SegmentList, else of a `SegmentBase`; an `Initialization`
-//! with only a `range` gives none.
+//! SegmentTemplate/SegmentList, else of a `SegmentBase`, with its `range`
+//! ([`MediaPlaylist::map_range`]); an `Initialization` with only a `range`
+//! is that range of the BaseURL (none without a BaseURL).
 //!
 //! `BaseURL`s at the MPD, Period, AdaptationSet and Representation levels
 //! (the first of each level) are resolved each against the one above:
@@ -55,13 +56,32 @@
 //! static MPD) use the last Period. Numbers and times count within the
 //! chosen Period, as for a single one.
 //!
+//! `presentationTimeOffset` (PTO; on the SegmentTemplate/SegmentList,
+//! inherited like the other attributes, else on a `SegmentBase`; in the
+//! timescale) is the media time at the Period start: a number-only
+//! template's `$Time$` is `PTO + k·D` (its availability stays on the
+//! Period's clock), a timeline's `S@t` is media time already and is used as
+//! written, and [`Read::e2e_offset_ms`] (`Period@start − PTO`) puts the
+//! segments' decode times on the MPD timeline for end-to-end matching.
+//!
 //! Not handled: a Representation with only a `SegmentBase` (one file,
-//! indexed by its `sidx`), `presentationTimeOffset` (`$Time$` of a
-//! number-only template counts from 0), xlink'd Periods, alternative
+//! indexed by its `sidx`), xlink'd Periods, alternative
 //! BaseURLs (the first wins). The XML is scanned, not validated:
 //! attributes are read from the start tags that matter, and an element's
 //! content runs to the first closing tag of its name.
-use crate::hls_playlist::{self, MediaPlaylist, Segment};
+use crate::hls_playlist::{self, ByteRange, MediaPlaylist, Segment};
+
+/// A byte range attribute `A-B` (inclusive, A ≤ B).
+fn byte_range(v: &str) -> Result<ByteRange, String> {
+    let bad = || format!("bad byte range {v:?}");
+    let (a, b) = v.trim().split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
 
 /// The start tags named `name` in `xml` (the text between `<name` and `>`).
 fn tags<'a>(xml: &'a str, name: &str) -> Vec<(usize, &'a str)> {
@@ -245,6 +265,8 @@ struct Template<'a> {
     bandwidth: &'a str,
     timescale: u64,
     start_number: u64,
+    /// `@presentationTimeOffset`: the media time of the Period start.
+    pto: u64,
 }
 
 /// Where the chosen Period lies, µs from the presentation start.
@@ -316,7 +338,14 @@ fn number_only(
         .map(|k| Segment {
             seq: t.start_number + k,
             duration_us: d_us,
-            uri: fill(t.media, t.rep_id, t.bandwidth, t.start_number + k, k * d),
+            uri: fill(
+                t.media,
+                t.rep_id,
+                t.bandwidth,
+                t.start_number + k,
+                t.pto + k * d,
+            ),
+            range: None,
         })
         .collect();
     Ok(MediaPlaylist {
@@ -325,6 +354,7 @@ fn number_only(
         segments,
         ended,
         map: None,
+        map_range: None,
     })
 }
 
@@ -459,8 +489,26 @@ pub fn wall_ms() -> i64 {
 /// [`parse_with_timescale`] with the wall clock given (ms since the Unix
 /// epoch): number-only templates find their live edge from it, and a
 /// dynamic MPD's Period is the last one that has started by it.
+#[cfg(test)]
 pub fn parse_at(body: &[u8], now_ms: i64) -> Result<(MediaPlaylist, u64), String> {
-    read(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
+    parse_video_at(body, now_ms).map(|r| (r.playlist, r.timescale))
+}
+
+/// [`parse_at`] with the whole [`Read`] (the end-to-end time offset too).
+pub fn parse_video_at(body: &[u8], now_ms: i64) -> Result<Read, String> {
+    read_full(body, now_ms, true, Track::Video).map(|p| p.expect("a video pick is never None"))
+}
+
+/// One Representation as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub playlist: MediaPlaylist,
+    /// `SegmentTemplate@`/`SegmentList@timescale`.
+    pub timescale: u64,
+    /// Added (wrapping) to a segment frame's decode time in ms
+    /// (`tfdt · 1000 / timescale`) to give its presentation time on the MPD
+    /// timeline: `Period@start − presentationTimeOffset / timescale`, ms.
+    pub e2e_offset_ms: i64,
 }
 
 /// [`parse_at`] for the first audio Representation (of an AdaptationSet
@@ -576,6 +624,16 @@ fn read(
     period_by_clock: bool,
     track: Track,
 ) -> Result<Option<(MediaPlaylist, u64)>, String> {
+    read_full(body, now_ms, period_by_clock, track).map(|r| r.map(|r| (r.playlist, r.timescale)))
+}
+
+/// [`read`], keeping the whole [`Read`].
+fn read_full(
+    body: &[u8],
+    now_ms: i64,
+    period_by_clock: bool,
+    track: Track,
+) -> Result<Option<Read>, String> {
     let xml = std::str::from_utf8(body).map_err(|_| "MPD is not UTF-8".to_string())?;
     let mpd = first(xml, "MPD").ok_or("no <MPD> element")?;
     let ended = attr(mpd.tag, "type") == Some("static");
@@ -626,13 +684,13 @@ enum Timing<'a> {
     Missing,
 }
 
-/// One Representation's playlist and timescale.
+/// One Representation's playlist, timescale and time offset.
 fn representation(
     p: &Place<'_>,
     period: &PeriodSpan,
     ended: bool,
     now_ms: i64,
-) -> Result<(MediaPlaylist, u64), String> {
+) -> Result<Read, String> {
     let rep_id = unescape(attr(p.rep.tag, "id").unwrap_or(""));
     let bandwidth = attr(p.rep.tag, "bandwidth").unwrap_or("");
     // Innermost first.
@@ -646,9 +704,11 @@ fn representation(
         })
         .ok_or_else(|| {
             if scopes.iter().any(|s| first(s, "SegmentBase").is_some()) {
-                "only a SegmentBase (one indexed file) is not handled"
+                format!(
+                    "Representation {rep_id:?} has only a SegmentBase (one file indexed by its sidx): not read by spate-bench (it plays SegmentTemplate and SegmentList)"
+                )
             } else {
-                "no SegmentTemplate or SegmentList"
+                format!("Representation {rep_id:?}: no SegmentTemplate or SegmentList")
             }
         })?;
     let infos: Vec<Elem<'_>> = scopes.iter().filter_map(|s| first(s, kind)).collect();
@@ -664,6 +724,17 @@ fn representation(
         .unwrap_or("1")
         .parse()
         .map_err(|_| format!("bad {kind}@startNumber"))?;
+    // On the segment information, else on a SegmentBase at some level.
+    let pto: u64 = get("presentationTimeOffset")
+        .or_else(|| {
+            scopes
+                .iter()
+                .filter_map(|s| first(s, "SegmentBase"))
+                .find_map(|e| attr(e.tag, "presentationTimeOffset"))
+        })
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| format!("bad {kind}@presentationTimeOffset"))?;
     let timing = infos
         .iter()
         .find_map(|e| match first(e.body, "SegmentTimeline") {
@@ -672,13 +743,28 @@ fn representation(
         })
         .unwrap_or(Timing::Missing);
     let base = base_url(&[p.mpd_head, p.period_head, p.set_head, p.rep.body]);
-    let init_child = |e: &Elem<'_>| {
-        first(e.body, "Initialization")
-            .and_then(|i| attr(i.tag, "sourceURL"))
-            .map(unescape)
+    // `<Initialization sourceURL=… range=…>`: without a sourceURL it is
+    // the BaseURL (a byte range of the one file).
+    let init_child = |e: &Elem<'_>| -> Option<Result<(String, Option<ByteRange>), String>> {
+        let i = first(e.body, "Initialization")?;
+        let range = attr(i.tag, "range").map(byte_range).transpose();
+        let url = attr(i.tag, "sourceURL").map(unescape);
+        if url.is_none() && (base.is_empty() || range.as_ref().is_ok_and(|r| r.is_none())) {
+            return None;
+        }
+        Some(
+            range
+                .map(|r| (url.unwrap_or_default(), r))
+                .map_err(|e| format!("Initialization@range: {e}")),
+        )
     };
-    let map = if kind == "SegmentTemplate" {
-        get("initialization").map(|t| fill(&unescape(t), &rep_id, bandwidth, start_number, 0))
+    let (map, map_range) = match if kind == "SegmentTemplate" {
+        get("initialization").map(|t| {
+            Ok((
+                fill(&unescape(t), &rep_id, bandwidth, start_number, 0),
+                None,
+            ))
+        })
     } else {
         None
     }
@@ -689,7 +775,11 @@ fn representation(
             .filter_map(|s| first(s, "SegmentBase"))
             .find_map(|e| init_child(&e))
     })
-    .map(|u| join(&base, &u));
+    .transpose()?
+    {
+        Some((u, r)) => (Some(join(&base, &u)), r),
+        None => (None, None),
+    };
     let mut playlist = if kind == "SegmentTemplate" {
         let media = unescape(get("media").ok_or("SegmentTemplate without @media")?);
         match timing {
@@ -705,6 +795,7 @@ fn representation(
                             seq: number,
                             duration_us,
                             uri: fill(&media, &rep_id, bandwidth, number, t),
+                            range: None,
                         }
                     })
                     .collect();
@@ -714,6 +805,7 @@ fn representation(
                     segments,
                     ended,
                     map: None,
+                    map_range: None,
                 }
             }
             Timing::Every(d) => {
@@ -723,6 +815,7 @@ fn representation(
                     bandwidth,
                     timescale,
                     start_number,
+                    pto,
                 };
                 number_only(p.mpd, period, d, &t, ended, now_ms)?
             }
@@ -747,7 +840,14 @@ fn representation(
         }
     }
     playlist.map = map;
-    Ok((playlist, timescale))
+    playlist.map_range = map_range;
+    let e2e_offset_ms =
+        (period.start_us / 1000) as i64 - (pto as u128 * 1000 / timescale as u128) as i64;
+    Ok(Read {
+        playlist,
+        timescale,
+        e2e_offset_ms,
+    })
 }
 
 /// The segments of a `SegmentList` (`infos`: it and the ones it inherits
@@ -792,6 +892,9 @@ fn segment_list(
             seq: start_number + k as u64,
             duration_us,
             uri: unescape(attr(u, "media").unwrap_or("")),
+            range: attr(u, "mediaRange")
+                .map(|r| byte_range(r).map_err(|e| format!("SegmentURL@mediaRange: {e}")))
+                .transpose()?,
         });
     }
     Ok(MediaPlaylist {
@@ -800,6 +903,7 @@ fn segment_list(
         segments,
         ended,
         map: None,
+        map_range: None,
     })
 }
 
@@ -1231,7 +1335,8 @@ mod tests {
         let d: Vec<(u64, u64)> = p.segments.iter().map(|s| (s.seq, s.duration_us)).collect();
         assert_eq!(d, [(10, 4_000_000), (11, 4_000_000), (12, 1_500_000)]);
 
-        // Byte ranges of one file: the file; init from the set's SegmentBase.
+        // Byte ranges of one file: the file, ranged; the list's own range-only
+        // Initialization (the file's bytes) wins over the set's SegmentBase.
         let ranges = r#"<MPD type="static"><Period><AdaptationSet contentType="video">
             <SegmentBase><Initialization sourceURL="movie-init.mp4"/></SegmentBase>
             <Representation id="v" bandwidth="1"><BaseURL>http://h/vod/movie.mp4</BaseURL>
@@ -1241,7 +1346,13 @@ mod tests {
         let p = parse(ranges.as_bytes()).unwrap();
         assert_eq!(p.segments.len(), 2);
         assert_eq!(p.segments[1].uri, "/vod/movie.mp4");
+        assert_eq!(p.segments[1].range, Some((9001, 20000)));
+        assert_eq!(p.map.as_deref(), Some("/vod/movie.mp4"));
+        assert_eq!(p.map_range, Some((0, 861)));
+        let set_init = ranges.replace("<Initialization range=\"0-861\"/>", "");
+        let p = parse(set_init.as_bytes()).unwrap();
         assert_eq!(p.map.as_deref(), Some("/vod/movie-init.mp4"));
+        assert_eq!(p.map_range, None);
         let no_file = ranges.replace("<BaseURL>http://h/vod/movie.mp4</BaseURL>", "");
         assert!(parse(no_file.as_bytes()).unwrap_err().contains("BaseURL"));
 
@@ -1255,10 +1366,10 @@ mod tests {
         assert!(e.contains("SegmentTimeline"), "{e}");
         let only_base = r#"<MPD><Period><AdaptationSet contentType="video"><Representation id="v">
             <BaseURL>v.mp4</BaseURL><SegmentBase indexRange="0-100"/></Representation></AdaptationSet></Period></MPD>"#;
+        let e = parse(only_base.as_bytes()).unwrap_err();
         assert!(
-            parse(only_base.as_bytes())
-                .unwrap_err()
-                .contains("SegmentBase")
+            e.contains("Representation \"v\" has only a SegmentBase"),
+            "{e}"
         );
     }
 
@@ -1279,5 +1390,130 @@ mod tests {
             assert_eq!(uris, ["b-1.m4s", "b-2.m4s", "b-3.m4s", "b-4.m4s"]);
             assert!(p.ended);
         }
+    }
+
+    /// A live MPD whose media times start at 90 s (90 kHz) in a Period that
+    /// starts 10 s into the presentation, PTO inherited from the set.
+    const PTO: &str = r#"<MPD type="dynamic" availabilityStartTime="1970-01-01T00:00:00Z">
+      <Period id="p" start="PT10S">
+        <AdaptationSet contentType="video">
+          <SegmentTemplate timescale="90000" presentationTimeOffset="8100000"/>
+          <Representation id="v" bandwidth="1">
+            <SegmentTemplate media="v-$Time$.m4s" duration="180000" startNumber="1"/>
+          </Representation>
+        </AdaptationSet>
+        <AdaptationSet contentType="audio">
+          <Representation id="a" bandwidth="1">
+            <SegmentTemplate timescale="48000" media="a-$Time$.m4s">
+              <SegmentTimeline><S t="4320000" d="96000" r="1"/></SegmentTimeline>
+            </SegmentTemplate>
+          </Representation>
+        </AdaptationSet>
+      </Period></MPD>"#;
+
+    #[test]
+    fn presentation_time_offset() {
+        // 15.5 s in: 5.5 s into the Period, segments 1 and 2 complete.
+        let r = parse_video_at(PTO.as_bytes(), 15_500).unwrap();
+        assert_eq!(r.timescale, 90_000);
+        // A number-only `$Time$` counts from the PTO (media time)...
+        let uris: Vec<&str> = r.playlist.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, vec!["v-8100000.m4s", "v-8280000.m4s"]);
+        // ...while availability stays on the Period's clock, and a frame at
+        // media time 90 s (90,000 ms as decoded) is at 10 s on the MPD
+        // timeline: 10,000 − 90,000.
+        assert_eq!(r.e2e_offset_ms, -80_000);
+        let frame_ms = (8_100_000u64 * 1000 / 90_000) as u32;
+        assert_eq!(frame_ms.wrapping_add(r.e2e_offset_ms as u32), 10_000);
+        // A timeline's S@t is already media time: the URIs are as listed.
+        let (a, _) = parse_audio_at(PTO.as_bytes(), 15_500).unwrap().unwrap();
+        assert_eq!(a.segments[0].uri, "a-4320000.m4s");
+        assert_eq!(a.segments[1].uri, "a-4416000.m4s");
+        // Without a PTO or Period start: no offset, `$Time$` from 0.
+        let plain = PTO
+            .replace(" presentationTimeOffset=\"8100000\"", "")
+            .replace("start=\"PT10S\"", "start=\"PT0S\"");
+        let r = parse_video_at(plain.as_bytes(), 5_500).unwrap();
+        assert_eq!(r.e2e_offset_ms, 0);
+        assert_eq!(r.playlist.segments[0].uri, "v-0.m4s");
+        // On the Representation's SegmentTemplate, overriding the set's.
+        let own = PTO.replace(
+            "<SegmentTemplate media=\"v-$Time$.m4s\"",
+            "<SegmentTemplate presentationTimeOffset=\"900000\" media=\"v-$Time$.m4s\"",
+        );
+        let r = parse_video_at(own.as_bytes(), 15_500).unwrap();
+        assert_eq!(r.e2e_offset_ms, 0);
+        assert_eq!(r.playlist.segments[0].uri, "v-900000.m4s");
+        // A SegmentList's, and a bad value.
+        let list = r#"<MPD type="static"><Period><AdaptationSet>
+            <Representation id="r" bandwidth="1">
+              <SegmentList timescale="1000" duration="2000" presentationTimeOffset="5000">
+                <SegmentURL media="1.m4s"/>
+              </SegmentList>
+            </Representation></AdaptationSet></Period></MPD>"#;
+        let r = parse_video_at(list.as_bytes(), 0).unwrap();
+        assert_eq!(r.e2e_offset_ms, -5_000);
+        let bad = list.replace("\"5000\"", "\"x\"");
+        let e = parse_video_at(bad.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("presentationTimeOffset"), "{e}");
+    }
+
+    #[test]
+    fn media_and_init_ranges() {
+        // ffmpeg `-single_file 1`'s shape: one file, byte ranges of it.
+        let mpd = r#"<MPD type="static" mediaPresentationDuration="PT4S"><Period>
+          <AdaptationSet contentType="video"><Representation id="0" bandwidth="1">
+            <BaseURL>v.mp4</BaseURL>
+            <SegmentList timescale="1000" duration="2000">
+              <Initialization range="0-99"/>
+              <SegmentURL mediaRange="100-199"/>
+              <SegmentURL media="other.mp4" mediaRange=" 200 - 299 "/>
+              <SegmentURL media="whole.mp4"/>
+            </SegmentList>
+          </Representation></AdaptationSet></Period></MPD>"#;
+        let (p, _) = parse_at(mpd.as_bytes(), 0).unwrap();
+        let got: Vec<(&str, Option<ByteRange>)> = p
+            .segments
+            .iter()
+            .map(|s| (s.uri.as_str(), s.range))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("v.mp4", Some((100, 199))),
+                ("other.mp4", Some((200, 299))),
+                ("whole.mp4", None),
+            ]
+        );
+        // An Initialization with only a range is the BaseURL's bytes.
+        assert_eq!(p.map.as_deref(), Some("v.mp4"));
+        assert_eq!(p.map_range, Some((0, 99)));
+        // With a sourceURL, that file's bytes.
+        let src = mpd.replace("<Initialization ", "<Initialization sourceURL=\"i.mp4\" ");
+        let (p, _) = parse_at(src.as_bytes(), 0).unwrap();
+        assert_eq!(
+            (p.map.as_deref(), p.map_range),
+            (Some("i.mp4"), Some((0, 99)))
+        );
+        // Without a BaseURL a range alone names nothing: no init.
+        let nobase = mpd.replace("<BaseURL>v.mp4</BaseURL>", "");
+        let e = parse_at(nobase.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("without @media and no BaseURL"), "{e}");
+        let nobase = nobase.replace("<SegmentURL mediaRange=\"100-199\"/>", "");
+        let (p, _) = parse_at(nobase.as_bytes(), 0).unwrap();
+        assert_eq!((p.map, p.map_range), (None, None));
+        // Broken ranges are errors naming the attribute.
+        for bad in ["100", "x-1", "9-5", "-5"] {
+            let b = mpd.replace("mediaRange=\"100-199\"", &format!("mediaRange=\"{bad}\""));
+            let e = parse_at(b.as_bytes(), 0).unwrap_err();
+            assert!(e.contains("mediaRange"), "{bad}: {e}");
+        }
+        let b = mpd.replace("range=\"0-99\"", "range=\"99-0\"");
+        let e = parse_at(b.as_bytes(), 0).unwrap_err();
+        assert!(e.contains("Initialization@range"), "{e}");
+        // Templates and HLS never carry ranges.
+        let (p, _) = parse_at(SPATE.as_bytes(), 0).unwrap();
+        assert!(p.segments.iter().all(|s| s.range.is_none()));
+        assert_eq!(p.map_range, None);
     }
 }

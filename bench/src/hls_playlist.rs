@@ -19,7 +19,13 @@ pub struct Segment {
     pub duration_us: u64,
     /// The URI line, as written.
     pub uri: String,
+    /// Bytes `first..=last` of the URI (DASH `mediaRange`): fetched with a
+    /// `Range` request; `None`: the whole resource.
+    pub range: Option<ByteRange>,
 }
+
+/// An inclusive byte range `(first, last)`, as `Range: bytes=first-last`.
+pub type ByteRange = (u64, u64);
 
 /// A media playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +42,8 @@ pub struct MediaPlaylist {
     /// DASH `initialization`), relative to the playlist; `None`: segments
     /// are self-contained (TS).
     pub map: Option<String>,
+    /// The init segment's byte range (DASH `Initialization@range`).
+    pub map_range: Option<ByteRange>,
 }
 
 /// What a playlist body is.
@@ -145,6 +153,7 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
             seq: media_sequence + i as u64,
             duration_us: d.unwrap_or(target_us),
             uri,
+            range: None,
         })
         .collect();
     Ok(Playlist::Media(MediaPlaylist {
@@ -153,6 +162,7 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
         segments,
         ended,
         map,
+        map_range: None,
     }))
 }
 
@@ -311,12 +321,14 @@ mod tests {
                 Segment {
                     seq: 1_796_000_123,
                     duration_us: 2_000_000,
-                    uri: "1796000123.ts".into()
+                    uri: "1796000123.ts".into(),
+                    range: None,
                 },
                 Segment {
                     seq: 1_796_000_124,
                     duration_us: 1_967_000,
-                    uri: "1796000124.ts".into()
+                    uri: "1796000124.ts".into(),
+                    range: None,
                 },
             ]
         );
@@ -423,10 +435,12 @@ mod tests {
                     seq: 100 + i as u64,
                     duration_us: d * 1000,
                     uri: format!("{i}.ts"),
+                    range: None,
                 })
                 .collect(),
             ended: false,
             map: None,
+            map_range: None,
         }
     }
 

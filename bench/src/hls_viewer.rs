@@ -37,7 +37,7 @@ use crate::client::{close_fixed, connect_fixed, sockaddr};
 use crate::flvparse::TagSeen;
 use crate::fmp4scan::MoofGatherer;
 use crate::hls_playback::Playback;
-use crate::hls_playlist::{self, MediaPlaylist, Playlist, start_index};
+use crate::hls_playlist::{self, ByteRange, MediaPlaylist, Playlist, start_index};
 use crate::httpbody::{Framing, response_framing};
 use crate::live_publish::SendTimes;
 use crate::tsparse::TsPackets;
@@ -233,6 +233,10 @@ pub struct Stats {
     /// Bytes received (heads included) and segment body bytes.
     pub bytes: u64,
     pub segment_bytes: u64,
+    /// Ranged requests (DASH `mediaRange`, `Initialization@range`) answered
+    /// 200 with the whole resource rather than 206: fine, but the bytes
+    /// are the whole file's.
+    pub range_ignored: u64,
     /// Late segments + viewers starved at the end of the measurement.
     pub stalls: u64,
     /// Summed rebuffering of the late segments, µs.
@@ -278,6 +282,7 @@ impl Stats {
             playlists_unchanged: 0,
             bytes: 0,
             segment_bytes: 0,
+            range_ignored: 0,
             stalls: 0,
             stalled_us: 0,
             starved_at_end: 0,
@@ -312,6 +317,7 @@ impl Stats {
         self.playlists_unchanged += o.playlists_unchanged;
         self.bytes += o.bytes;
         self.segment_bytes += o.segment_bytes;
+        self.range_ignored += o.range_ignored;
         self.stalls += o.stalls;
         self.stalled_us += o.stalled_us;
         self.starved_at_end += o.starved_at_end;
@@ -360,6 +366,8 @@ struct QSeg {
     seq: u64,
     duration_us: u64,
     path: Box<str>,
+    /// `Range: bytes=…` (DASH `mediaRange`, a `sidx` subsegment).
+    range: Option<ByteRange>,
 }
 
 #[derive(Debug)]
@@ -369,7 +377,7 @@ enum Req {
     AudioPlaylist,
     /// An initialization segment (fMP4), once per player and track, before
     /// the track's first media segment.
-    Init(Kind, Box<str>),
+    Init(Kind, Box<str>, Option<ByteRange>),
     Segment(QSeg),
     AudioSegment(QSeg),
 }
@@ -389,7 +397,7 @@ struct Track {
     queue: VecDeque<QSeg>,
     /// The init segment to fetch next (from the first playlist that names
     /// one); `init_asked`: it was queued once (a player fetches it once).
-    init: Option<Box<str>>,
+    init: Option<(Box<str>, Option<ByteRange>)>,
     init_asked: bool,
 }
 
@@ -415,7 +423,7 @@ impl Track {
         {
             self.init_asked = true;
             match hls_playlist::resolve(base, map) {
-                Some(path) => self.init = Some(path.into_boxed_str()),
+                Some(path) => self.init = Some((path.into_boxed_str(), p.map_range)),
                 None => out.bad_init = Some(map.clone()),
             }
         }
@@ -437,6 +445,7 @@ impl Track {
                     seq: s.seq,
                     duration_us: s.duration_us,
                     path: path.into_boxed_str(),
+                    range: s.range,
                 }),
                 None => out.bad_uri = Some(s.uri.clone()),
             }
@@ -462,6 +471,28 @@ struct AudioTrack {
     poll_at: Option<Instant>,
 }
 
+/// A request's byte range.
+fn req_range(req: &Req) -> Option<ByteRange> {
+    match req {
+        Req::Init(_, _, r) => *r,
+        Req::Segment(s) | Req::AudioSegment(s) => s.range,
+        Req::Playlist | Req::AudioPlaylist => None,
+    }
+}
+
+/// A GET of `path` into `out`; with `range`, `Range: bytes=first-last`.
+fn write_request(out: &mut Vec<u8>, path: &str, host: &str, range: Option<ByteRange>) {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\n");
+    if let Some((a, b)) = range {
+        out.extend_from_slice(format!("Range: bytes={a}-{b}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A player's next request: a due playlist poll (video, then audio), then
 /// init segments, then the older of the two tracks' next segments (video
 /// on a tie).
@@ -476,12 +507,12 @@ fn next_request(v: &mut Viewer) -> Option<Req> {
         a.poll_due = false;
         return Some(Req::AudioPlaylist);
     }
-    if let Some(p) = v.video.init.take() {
-        return Some(Req::Init(Kind::Video, p));
+    if let Some((p, r)) = v.video.init.take() {
+        return Some(Req::Init(Kind::Video, p, r));
     }
     if let Some(a) = &mut v.audio {
-        if let Some(p) = a.track.init.take() {
-            return Some(Req::Init(Kind::Audio, p));
+        if let Some((p, r)) = a.track.init.take() {
+            return Some(Req::Init(Kind::Audio, p, r));
         }
         let audio_first = match (a.track.queue.front(), v.video.queue.front()) {
             (Some(x), Some(y)) => x.seq < y.seq,
@@ -511,6 +542,10 @@ struct Viewer {
     waiting: bool,
     /// Target duration of the last playlist, µs (0: none yet).
     target_us: u64,
+    /// DASH: added to segment frames' decode times (ms) to put them on the
+    /// MPD timeline (`Period@start − presentationTimeOffset`, from the last
+    /// MPD read); 0 for HLS.
+    e2e_offset_ms: i64,
     video: Track,
     /// With `Plan::audio` (and an audio track to follow).
     audio: Option<Box<AudioTrack>>,
@@ -563,6 +598,9 @@ struct Conn {
     out: Vec<u8>,
     sent: usize,
     send_in_flight: bool,
+    /// The request asked for a byte range: a 206 is its success, a 200 the
+    /// whole resource (counted in `Stats::range_ignored`).
+    ranged: bool,
 }
 
 impl Conn {
@@ -584,6 +622,7 @@ impl Conn {
             out: Vec::new(),
             sent: 0,
             send_in_flight: false,
+            ranged: false,
         }
     }
 }
@@ -795,6 +834,7 @@ impl HlsThread {
             conn: None,
             waiting: true,
             target_us: 0,
+            e2e_offset_ms: 0,
             video: Track::default(),
             audio: (self.plan.audio && (self.plan.dash || self.plan.audio_playlist_path.is_some()))
                 .then(Box::default),
@@ -1100,16 +1140,13 @@ impl HlsThread {
         let path: &str = match &req {
             Req::Playlist => &self.plan.playlist_path,
             Req::AudioPlaylist => self.plan.audio_playlist_path.as_deref().unwrap_or("/"),
-            Req::Init(_, p) => p,
+            Req::Init(_, p, _) => p,
             Req::Segment(s) | Req::AudioSegment(s) => &s.path,
         };
+        let range = req_range(&req);
         conn.out.clear();
-        conn.out.extend_from_slice(b"GET ");
-        conn.out.extend_from_slice(path.as_bytes());
-        conn.out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        conn.out.extend_from_slice(self.plan.host.as_bytes());
-        conn.out
-            .extend_from_slice(b"\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\n\r\n");
+        write_request(&mut conn.out, path, &self.plan.host, range);
+        conn.ranged = range.is_some();
         conn.sent = 0;
         conn.keep_body = matches!(req, Req::Playlist | Req::AudioPlaylist);
         conn.check_ts = match &req {
@@ -1289,8 +1326,11 @@ impl HlsThread {
         {
             let now = times.now_us();
             let newest = times.newest();
+            // Wrapping, as the frames' ms timestamps are (mod 2^32).
+            let shift = (self.viewers[vid as usize].e2e_offset_ms as u32)
+                .wrapping_sub(self.plan.ts_offset_ms);
             for ts in frames {
-                let ts = ts.wrapping_sub(self.plan.ts_offset_ms);
+                let ts = ts.wrapping_add(shift);
                 match times.sent_us_shifted(ts) {
                     Some(sent) => {
                         self.out.e2e_matched += 1;
@@ -1369,7 +1409,7 @@ impl HlsThread {
                         .error(|| format!("audio segment {} ({}): HTTP {st}", s.seq, s.path));
                 }
             },
-            Req::Init(_, path) => match d.status {
+            Req::Init(_, path, _) => match d.status {
                 200 => self.out.inits += 1,
                 st => {
                     if st == 404 {
@@ -1440,8 +1480,11 @@ impl HlsThread {
         // started, and number-only templates' live edge.
         let wall_ms = crate::dash_mpd::wall_ms();
         let parsed = if self.plan.dash {
-            crate::dash_mpd::parse_at(body, wall_ms)
-                .map(|(p, _)| Playlist::Media(p))
+            crate::dash_mpd::parse_video_at(body, wall_ms)
+                .map(|r| {
+                    self.viewers[vid as usize].e2e_offset_ms = r.e2e_offset_ms;
+                    Playlist::Media(r.playlist)
+                })
                 .map_err(|e| format!("MPD: {e}"))
         } else {
             hls_playlist::parse(body).map_err(|e| e.to_string())
@@ -1586,13 +1629,13 @@ impl HlsThread {
         if let Some(f) = v.in_flight.take() {
             match f.req {
                 Req::Playlist => v.poll_due = true,
-                Req::Init(Kind::Video, p) => v.video.init = Some(p),
+                Req::Init(Kind::Video, p, r) => v.video.init = Some((p, r)),
                 Req::Segment(s) => v.video.queue.push_front(s),
                 other => {
                     if let Some(a) = &mut v.audio {
                         match other {
                             Req::AudioPlaylist => a.poll_due = true,
-                            Req::Init(_, p) => a.track.init = Some(p),
+                            Req::Init(_, p, r) => a.track.init = Some((p, r)),
                             Req::AudioSegment(s) => a.track.queue.push_front(s),
                             _ => {}
                         }
@@ -1650,6 +1693,15 @@ fn parse_response(
                             return Ok(None);
                         }
                     }
+                };
+                // A ranged request's 206 is its 200.
+                let status = if conn.ranged && status == 206 {
+                    200
+                } else {
+                    if measuring && conn.ranged && status == 200 {
+                        out.range_ignored += 1;
+                    }
+                    status
                 };
                 conn.status = status;
                 if status != 200 {
@@ -1779,6 +1831,7 @@ mod tests {
             conn: None,
             waiting: false,
             target_us: 0,
+            e2e_offset_ms: 0,
             video: Track::default(),
             audio: audio.then(Box::default),
             poll_due: false,
@@ -1801,7 +1854,10 @@ mod tests {
             3.0,
         );
         assert_eq!(f.new, 3);
-        assert_eq!(t.init.as_deref(), Some("/cmaf/s/0/init.mp4"));
+        assert_eq!(
+            t.init.as_ref().map(|(p, r)| (&**p, *r)),
+            Some(("/cmaf/s/0/init.mp4", None))
+        );
         let seqs: Vec<u64> = t.queue.iter().map(|q| q.seq).collect();
         assert_eq!(seqs, [7, 8, 9]);
         assert_eq!(&*t.queue[0].path, "/cmaf/s/0/7.m4s");
@@ -1843,8 +1899,8 @@ mod tests {
             order.push(match r {
                 Req::Playlist => "playlist".to_string(),
                 Req::AudioPlaylist => "audio playlist".to_string(),
-                Req::Init(Kind::Video, p) => format!("init {p}"),
-                Req::Init(Kind::Audio, p) => format!("audio init {p}"),
+                Req::Init(Kind::Video, p, _) => format!("init {p}"),
+                Req::Init(Kind::Audio, p, _) => format!("audio init {p}"),
                 Req::Segment(s) => format!("v{}", s.seq),
                 Req::AudioSegment(s) => format!("a{}", s.seq),
             });
@@ -1867,17 +1923,20 @@ mod tests {
             seq: 9,
             duration_us: 1,
             path: "/v9".into(),
+            range: None,
         });
         let a = v.audio.as_mut().unwrap();
         a.track.queue.push_back(QSeg {
             seq: 8,
             duration_us: 1,
             path: "/a8".into(),
+            range: None,
         });
         a.track.queue.push_back(QSeg {
             seq: 9,
             duration_us: 1,
             path: "/a9".into(),
+            range: None,
         });
         let got: Vec<String> = std::iter::from_fn(|| next_request(&mut v))
             .map(|r| match r {
@@ -2003,5 +2062,71 @@ mod tests {
         for b in buckets {
             assert!((800..1200).contains(&b), "{buckets:?}");
         }
+    }
+
+    #[test]
+    fn ranged_requests_carry_a_range_and_take_206() {
+        let mut out = Vec::new();
+        write_request(&mut out, "/d/v.mp4", "h:1", Some((100, 199)));
+        assert_eq!(
+            out,
+            b"GET /d/v.mp4 HTTP/1.1\r\nHost: h:1\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\nRange: bytes=100-199\r\n\r\n"
+        );
+        out.clear();
+        write_request(&mut out, "/d/1.m4s", "h", None);
+        assert!(!String::from_utf8_lossy(&out).contains("Range"));
+        // The range comes from the queued segment or init.
+        let seg = |range| QSeg {
+            seq: 1,
+            duration_us: 1,
+            path: "/x".into(),
+            range,
+        };
+        assert_eq!(req_range(&Req::Segment(seg(Some((5, 9))))), Some((5, 9)));
+        assert_eq!(req_range(&Req::AudioSegment(seg(None))), None);
+        assert_eq!(
+            req_range(&Req::Init(Kind::Video, "/x".into(), Some((0, 99)))),
+            Some((0, 99))
+        );
+        assert_eq!(req_range(&Req::Playlist), None);
+        // A 206 to a ranged request is its success; a 200 is too, noted.
+        let mut stats = Stats::new();
+        let mut conn = Conn::new(0);
+        conn.ranged = true;
+        let d = parse_response(
+            &mut conn,
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-9/100\r\nContent-Length: 5\r\n\r\nabcde",
+            true,
+            &mut stats,
+            1000,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.status, 200);
+        assert_eq!((stats.range_ignored, stats.segment_bytes), (0, 5));
+        let mut conn = Conn::new(0);
+        conn.ranged = true;
+        let d = parse_response(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            true,
+            &mut stats,
+            1000,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((d.status, stats.range_ignored), (200, 1));
+        // Unasked for, a 206 stays a 206 (not a success).
+        let mut conn = Conn::new(0);
+        let d = parse_response(
+            &mut conn,
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 1\r\n\r\na",
+            true,
+            &mut stats,
+            1000,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.status, 206);
     }
 }

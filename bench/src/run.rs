@@ -185,6 +185,11 @@ pub struct GroupReport {
     /// HLS/DASH with `audio`: audio segments fetched while measuring.
     #[serde(default)]
     pub audio_segments: u64,
+    /// DASH: ranged requests (`mediaRange`, `Initialization@range`, `sidx`
+    /// subsegments) answered 200 with the whole file instead of 206, while
+    /// measuring (fine, but the bytes counted are the whole file's).
+    #[serde(default)]
+    pub range_ignored: u64,
     pub errors: BTreeMap<String, u64>,
     /// Live engines: video frames whose timestamp matched a send record,
     /// did not, and times a viewer re-learned the server's offset.
@@ -1060,6 +1065,10 @@ fn group_report(
             Totals::Hls(s) => s.audio_segments,
             Totals::Live(_) => 0,
         },
+        range_ignored: match t {
+            Totals::Hls(s) => s.range_ignored,
+            Totals::Live(_) => 0,
+        },
         errors,
         timestamps: match t {
             Totals::Live(s) => Some(TimestampMatch {
@@ -1144,6 +1153,12 @@ fn print_step(s: &StepReport) {
                 println!(
                     "  {:<14} WARNING: end to end NOT MEASURED: none of {} frames matched the publisher's send times (the server rewrote timestamps, or an HLS/DASH-only scenario continued a stream: add a live viewer group on it)",
                     "", m.unmatched
+                );
+            }
+            if g.range_ignored > 0 {
+                println!(
+                    "  {:<14} note: {} ranged requests were answered 200 with the whole file (the server ignores Range): the bytes are the whole file's",
+                    "", g.range_ignored
                 );
             }
             if let Some(m) = &g.timestamps
@@ -1814,6 +1829,7 @@ mod tests {
                 segments: 0,
                 init_segments: 0,
                 audio_segments: 0,
+                range_ignored: 0,
                 errors: [("disconnect".to_string(), errors)].into(),
                 timestamps: None,
                 first_error: None,
