@@ -1355,12 +1355,14 @@ impl HlsThread {
         };
         let latency = now.duration_since(f.sent_at).as_micros() as u64;
         match f.req {
-            Req::Playlist => {
+            Req::Playlist | Req::AudioPlaylist => {
+                let audio = matches!(f.req, Req::AudioPlaylist);
                 self.out.playlists += 1;
                 if measuring {
                     self.out.playlist_latency.saturating_record(latency.max(1));
                 }
                 match d.status {
+                    200 if audio => self.on_audio_playlist(vid, &d.body, f.sent_at),
                     200 => self.on_playlist(vid, &d.body, f.sent_at),
                     s => {
                         if s == 404 {
@@ -1368,28 +1370,14 @@ impl HlsThread {
                         } else {
                             self.out.errors.bad_status += 1;
                         }
-                        self.out.error(|| format!("playlist: HTTP {s}"));
-                        let half = self.half_target(vid);
-                        self.schedule_poll(vid, (f.sent_at + half).max(now));
-                    }
-                }
-            }
-            Req::AudioPlaylist => {
-                self.out.playlists += 1;
-                if measuring {
-                    self.out.playlist_latency.saturating_record(latency.max(1));
-                }
-                match d.status {
-                    200 => self.on_audio_playlist(vid, &d.body, f.sent_at),
-                    s => {
-                        if s == 404 {
-                            self.out.errors.not_found_playlist += 1;
+                        let what = if audio { "audio playlist" } else { "playlist" };
+                        self.out.error(|| format!("{what}: HTTP {s}"));
+                        let at = (f.sent_at + self.half_target(vid)).max(now);
+                        if audio {
+                            self.schedule_audio_poll(vid, at);
                         } else {
-                            self.out.errors.bad_status += 1;
+                            self.schedule_poll(vid, at);
                         }
-                        self.out.error(|| format!("audio playlist: HTTP {s}"));
-                        let half = self.half_target(vid);
-                        self.schedule_audio_poll(vid, (f.sent_at + half).max(now));
                     }
                 }
             }

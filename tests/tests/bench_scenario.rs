@@ -472,13 +472,71 @@ fn bad_scenario_fails_naming_the_field() {
 /// written yet: 404s, counted as errors).
 #[test]
 fn dash_viewers_follow_a_number_only_template_from_ffmpeg() {
+    let (g, context) = ffmpeg_dash_run(
+        "dash-numbers",
+        &["-use_timeline", "0", "-use_template", "1"],
+        |t| t.contains("duration=\"2000000\"") && !t.contains("SegmentTimeline"),
+    );
+    // 300 kbit/s video + 64 kbit/s audio.
+    assert!(
+        num(&g, "bytes_per_s") > 20.0 * 20_000.0,
+        "20 viewers took {} B/s: not every segment was fetched: {context}",
+        num(&g, "bytes_per_s")
+    );
+}
+
+/// DASH viewers against ffmpeg's live single-file DASH (`-single_file 1
+/// -use_template 0`): a `SegmentList` whose `SegmentURL`s are
+/// `mediaRange`s of one growing file per track (the BaseURL) and whose
+/// `Initialization` is a `range` of it, served by Spate as static files.
+/// The players ask for each range (`Range: bytes=A-B`) and Spate answers
+/// 206: a 206 must count as success (no `bad_status`), none may come back
+/// as the whole file (`range_ignored`), and the bytes stay near the
+/// stream's bitrate (whole-file fetches of the growing files would be
+/// several times more).
+#[test]
+fn dash_viewers_fetch_single_file_byte_ranges_from_ffmpeg() {
+    let (g, context) = ffmpeg_dash_run(
+        "dash-ranges",
+        &["-single_file", "1", "-use_template", "0"],
+        |t| {
+            t.contains("mediaRange=")
+                && t.contains("<Initialization range=")
+                && !t.contains("SegmentTemplate")
+        },
+    );
+    assert_eq!(num(&g, "range_ignored"), 0.0, "{context}");
+    assert!(
+        num(&g, "segments") >= 20.0 * 3.0,
+        "{} video segments: {context}",
+        num(&g, "segments")
+    );
+    // 300 kbit/s video + 64 kbit/s audio ≈ 45 kB/s a viewer.
+    let rate = num(&g, "bytes_per_s");
+    assert!(
+        rate > 20.0 * 20_000.0 && rate < 20.0 * 100_000.0,
+        "20 viewers took {rate} B/s: not the ranges' bytes: {context}"
+    );
+}
+
+/// ffmpeg's dash muxer (`mux_args` on top of a 2 s live H.264 + AAC
+/// encode) writes into a directory under Spate's root until `mpd_ok`
+/// accepts its live MPD; then 20 DASH viewers play it for 8 s. Asserts
+/// what every such run must hold (clean, all live, no stall, no error,
+/// audio fetched about as often as video, the init segments) and returns
+/// the group's report and the failure context for the caller's checks.
+fn ffmpeg_dash_run(
+    label: &str,
+    mux_args: &[&str],
+    mpd_ok: impl Fn(&str) -> bool,
+) -> (Json, String) {
     let s = Spate::builder()
-        .label("bench-dash-numbers")
+        .label(&format!("bench-{label}"))
         .stream("live", &[])
         .start();
-    let dir = ScratchDir::new("bench-dash-numbers");
+    let dir = ScratchDir::new(&format!("bench-{label}"));
     let flv = make_flv(dir.path());
-    let out = s.root().join("dash");
+    let out = s.root().join(label);
     std::fs::create_dir_all(&out).unwrap();
     let mut ff = Command::new(ffmpeg_bin());
     ff.current_dir(&out)
@@ -494,31 +552,23 @@ fn dash_viewers_follow_a_number_only_template_from_ffmpeg() {
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
         .args(["-keyint_min", "60", "-sc_threshold", "0", "-b:v", "300k"])
         .args(["-c:a", "aac", "-b:a", "64k", "-t", "40", "-f", "dash"])
-        .args([
-            "-use_timeline",
-            "0",
-            "-use_template",
-            "1",
-            "-seg_duration",
-            "2",
-        ])
+        .args(mux_args)
+        .args(["-seg_duration", "2"])
         .args(["-window_size", "5", "-extra_window_size", "3", "live.mpd"]);
-    let _ffmpeg = ChildGuard::spawn(ff, dir.path(), "ffmpeg-dash");
+    let _ffmpeg = ChildGuard::spawn(ff, dir.path(), &format!("ffmpeg-{label}"));
     let mpd = out.join("live.mpd");
     assert!(
         spate_tests::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&mpd)
-            .is_ok_and(|t| t.contains("type=\"dynamic\"")
-                && t.contains("duration=\"2000000\"")
-                && !t.contains("SegmentTimeline"))),
-        "ffmpeg wrote no live number-only MPD: {:?}",
+            .is_ok_and(|t| t.contains("type=\"dynamic\"") && mpd_ok(&t))),
+        "ffmpeg wrote no live MPD of the expected shape ({mux_args:?}): {:?}",
         std::fs::read_to_string(&mpd)
     );
-    let scenario = dir.path().join("dash-numbers.toml");
+    let scenario = dir.path().join(format!("{label}.toml"));
     let text = format!(
         r#"
 duration = 8
 warmup = 1
-label = "dash-numbers"
+label = "{label}"
 
 [target]
 http = "http://127.0.0.1:9"
@@ -533,7 +583,7 @@ url = "{{rtmp}}/live/live+x"
 protocol = "dash"
 count = 20
 ramp = 100
-url = "{{http}}/dash/live.mpd"
+url = "{{http}}/{label}/live.mpd"
 "#,
         flv.display()
     );
@@ -551,7 +601,7 @@ url = "{{http}}/dash/live.mpd"
     let o = run_with_timeout(
         cmd,
         dir.path(),
-        "spate-bench-dash",
+        &format!("spate-bench-{label}"),
         Duration::from_secs(120),
     );
     let context = format!(
@@ -565,13 +615,14 @@ url = "{{http}}/dash/live.mpd"
     let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
         .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
     let steps = j.get("steps").and_then(Json::as_array).expect("steps");
-    let g = &steps[0]
+    let g = steps[0]
         .get("groups")
         .and_then(Json::as_array)
-        .expect("groups")[0];
+        .expect("groups")[0]
+        .clone();
     assert_eq!(g.get("protocol").and_then(Json::as_str), Some("dash"));
-    assert_eq!(num(g, "live"), 20.0, "{context}");
-    assert_eq!(num(g, "stalls"), 0.0, "{context}");
+    assert_eq!(num(&g, "live"), 20.0, "{context}");
+    assert_eq!(num(&g, "stalls"), 0.0, "{context}");
     let errors = g.get("errors").expect("errors");
     for kind in [
         "connect",
@@ -587,162 +638,14 @@ url = "{{http}}/dash/live.mpd"
         assert_eq!(num(errors, kind), 0.0, "{kind} errors: {context}");
     }
     // ffmpeg's MPD has an audio AdaptationSet: players fetch it too.
-    let audio = num(g, "audio_segments");
-    let video = num(g, "segments");
+    let audio = num(&g, "audio_segments");
+    let video = num(&g, "segments");
     assert!(
         audio >= 0.8 * video && audio <= 1.2 * video,
         "{audio} audio segments for {video} video: {context}"
     );
-    assert!(num(g, "init_segments") >= 2.0 * 20.0, "{context}");
-    // 300 kbit/s video + 64 kbit/s audio.
-    assert!(
-        num(g, "bytes_per_s") > 20.0 * 20_000.0,
-        "20 viewers took {} B/s: not every segment was fetched: {context}",
-        num(g, "bytes_per_s")
-    );
-}
-
-/// DASH viewers against ffmpeg's live single-file DASH (`-single_file 1
-/// -use_template 0`): a `SegmentList` whose `SegmentURL`s are
-/// `mediaRange`s of one growing file per track (the BaseURL) and whose
-/// `Initialization` is a `range` of it, served by Spate as static files.
-/// The players ask for each range (`Range: bytes=A-B`) and Spate answers
-/// 206: a 206 must count as success (no `bad_status`), none may come back
-/// as the whole file (`range_ignored`), and the bytes stay near the
-/// stream's bitrate (whole-file fetches of the growing files would be
-/// several times more).
-#[test]
-fn dash_viewers_fetch_single_file_byte_ranges_from_ffmpeg() {
-    let s = Spate::builder()
-        .label("bench-dash-ranges")
-        .stream("live", &[])
-        .start();
-    let dir = ScratchDir::new("bench-dash-ranges");
-    let flv = make_flv(dir.path());
-    let out = s.root().join("dashr");
-    std::fs::create_dir_all(&out).unwrap();
-    let mut ff = Command::new(ffmpeg_bin());
-    ff.current_dir(&out)
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args([
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=1000:sample_rate=48000",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"])
-        .args(["-keyint_min", "60", "-sc_threshold", "0", "-b:v", "300k"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-t", "40", "-f", "dash"])
-        .args([
-            "-single_file",
-            "1",
-            "-use_template",
-            "0",
-            "-seg_duration",
-            "2",
-        ])
-        .args(["-window_size", "5", "-extra_window_size", "3", "live.mpd"]);
-    let _ffmpeg = ChildGuard::spawn(ff, dir.path(), "ffmpeg-dash-ranges");
-    let mpd = out.join("live.mpd");
-    assert!(
-        spate_tests::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&mpd)
-            .is_ok_and(|t| t.contains("type=\"dynamic\"")
-                && t.contains("mediaRange=")
-                && t.contains("<Initialization range=")
-                && !t.contains("SegmentTemplate"))),
-        "ffmpeg wrote no live single-file MPD: {:?}",
-        std::fs::read_to_string(&mpd)
-    );
-    let scenario = dir.path().join("dash-ranges.toml");
-    let text = format!(
-        r#"
-duration = 8
-warmup = 1
-label = "dash-ranges"
-
-[target]
-http = "http://127.0.0.1:9"
-rtmp = "rtmp://127.0.0.1:9"
-
-[[publisher]]
-protocol = "rtmp"
-source = "{}"
-url = "{{rtmp}}/live/live+x"
-
-[[viewers]]
-protocol = "dash"
-count = 20
-ramp = 100
-url = "{{http}}/dashr/live.mpd"
-"#,
-        flv.display()
-    );
-    std::fs::write(&scenario, text).unwrap();
-    let report = dir.path().join("out").join("dash.json");
-    let mut cmd = Command::new(spate_bench_bin());
-    cmd.arg("run")
-        .arg(&scenario)
-        .arg("--target")
-        .arg(format!("http://127.0.0.1:{}", s.port()))
-        .arg("--rtmp")
-        .arg(format!("rtmp://127.0.0.1:{}", s.rtmp_port()))
-        .arg("--json")
-        .arg(&report);
-    let o = run_with_timeout(
-        cmd,
-        dir.path(),
-        "spate-bench-dash-ranges",
-        Duration::from_secs(120),
-    );
-    let context = format!(
-        "spate-bench run ({:?}):\nstdout:\n{}\nstderr:\n{}\nMPD:\n{}",
-        o.status,
-        o.stdout,
-        o.stderr,
-        std::fs::read_to_string(&mpd).unwrap_or_default()
-    );
-    assert!(o.success(), "run not clean: {context}");
-    let j = Json::parse(&std::fs::read_to_string(&report).expect("report written"))
-        .unwrap_or_else(|e| panic!("report is not JSON: {e}\n{context}"));
-    let steps = j.get("steps").and_then(Json::as_array).expect("steps");
-    let g = &steps[0]
-        .get("groups")
-        .and_then(Json::as_array)
-        .expect("groups")[0];
-    assert_eq!(g.get("protocol").and_then(Json::as_str), Some("dash"));
-    assert_eq!(num(g, "live"), 20.0, "{context}");
-    assert_eq!(num(g, "stalls"), 0.0, "{context}");
-    let errors = g.get("errors").expect("errors");
-    for kind in [
-        "connect",
-        "reset",
-        "closed",
-        "timeout",
-        "bad_status",
-        "parse",
-        "playlist_404",
-        "segment_404",
-        "skipped_segments",
-    ] {
-        assert_eq!(num(errors, kind), 0.0, "{kind} errors: {context}");
-    }
-    assert_eq!(num(g, "range_ignored"), 0.0, "{context}");
-    let audio = num(g, "audio_segments");
-    let video = num(g, "segments");
-    assert!(video >= 20.0 * 3.0, "{video} video segments: {context}");
-    assert!(
-        audio >= 0.8 * video && audio <= 1.2 * video,
-        "{audio} audio segments for {video} video: {context}"
-    );
-    assert!(num(g, "init_segments") >= 2.0 * 20.0, "{context}");
-    // 300 kbit/s video + 64 kbit/s audio ≈ 45 kB/s a viewer.
-    let rate = num(g, "bytes_per_s");
-    assert!(
-        rate > 20.0 * 20_000.0 && rate < 20.0 * 100_000.0,
-        "20 viewers took {rate} B/s: not the ranges' bytes: {context}"
-    );
+    assert!(num(&g, "init_segments") >= 2.0 * 20.0, "{context}");
+    (g, context)
 }
 
 /// The udp-ts publisher against Spate's MPEG-TS-over-UDP ingest
