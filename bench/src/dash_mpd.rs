@@ -71,6 +71,22 @@
 //! content runs to the first closing tag of its name.
 use crate::hls_playlist::{self, ByteRange, MediaPlaylist, Segment};
 
+/// The longest segment a manifest may list (a day, as for HLS `EXTINF`):
+/// the players schedule by it.
+const MAX_SEGMENT_US: u64 = 86_400_000_000;
+
+/// A segment's `ticks` of `timescale` (> 0) in µs, computed wide (an
+/// MPD's 64-bit durations may be anything); longer than a day is an error.
+fn ticks_us(ticks: u64, timescale: u64) -> Result<u64, String> {
+    let us = u128::from(ticks) * 1_000_000 / u128::from(timescale);
+    if us > u128::from(MAX_SEGMENT_US) {
+        return Err(format!(
+            "a segment of {ticks}/{timescale} s: longer than a day"
+        ));
+    }
+    Ok(us as u64)
+}
+
 /// A byte range attribute `A-B` (inclusive, A ≤ B).
 fn byte_range(v: &str) -> Result<ByteRange, String> {
     let bad = || format!("bad byte range {v:?}");
@@ -293,7 +309,7 @@ fn number_only(
     now_ms: i64,
 ) -> Result<MediaPlaylist, String> {
     let d: u64 = d.parse().map_err(|_| "bad SegmentTemplate@duration")?;
-    let d_us = (d as u128 * 1_000_000 / t.timescale as u128) as u64;
+    let d_us = ticks_us(d, t.timescale)?;
     if d_us == 0 {
         return Err("SegmentTemplate@duration is 0".into());
     }
@@ -310,7 +326,10 @@ fn number_only(
         let ast = attr(mpd, "availabilityStartTime")
             .ok_or("dynamic MPD with a number-only template but no availabilityStartTime")?;
         let ast_ms = iso_datetime_ms(ast)?;
-        let elapsed_us = (now_ms - ast_ms) * 1000 - period.start_us as i64;
+        let elapsed_us = now_ms
+            .saturating_sub(ast_ms)
+            .saturating_mul(1000)
+            .saturating_sub(i64::try_from(period.start_us).unwrap_or(i64::MAX));
         let mut complete = if elapsed_us > 0 {
             elapsed_us as u64 / d_us
         } else {
@@ -334,23 +353,25 @@ fn number_only(
         (complete.saturating_sub(window), complete - 1)
     };
     let first = first.max(last.saturating_sub(MAX_NUMBER_WINDOW - 1));
+    // Numbers and times wrap (as `$Number$`/`$Time$` counters would)
+    // rather than panic on a startNumber or PTO near 2^64.
     let segments = (first..=last)
         .map(|k| Segment {
-            seq: t.start_number + k,
+            seq: t.start_number.wrapping_add(k),
             duration_us: d_us,
             uri: fill(
                 t.media,
                 t.rep_id,
                 t.bandwidth,
-                t.start_number + k,
-                t.pto + k * d,
+                t.start_number.wrapping_add(k),
+                t.pto.wrapping_add(k.wrapping_mul(d)),
             ),
             range: None,
         })
         .collect();
     Ok(MediaPlaylist {
         target_us: d_us,
-        media_sequence: t.start_number + first,
+        media_sequence: t.start_number.wrapping_add(first),
         segments,
         ended,
         map: None,
@@ -377,7 +398,7 @@ fn timeline(body: &str) -> Result<Vec<(u64, u64)>, String> {
         let r: i64 = attr(s, "r").unwrap_or("0").parse().map_err(|_| "bad S@r")?;
         for _ in 0..=r.max(0) {
             out.push((t, d));
-            t += d;
+            t = t.checked_add(d).ok_or("SegmentTimeline past 2^64 ticks")?;
             if out.len() > MAX_LISTED {
                 return Err("more than 100,000 segments listed".into());
             }
@@ -787,18 +808,20 @@ fn representation(
                 let mut longest = 0u64;
                 let segments = timeline(body)?
                     .into_iter()
-                    .zip(start_number..)
-                    .map(|((t, d), number)| {
-                        let duration_us = d * 1_000_000 / timescale;
+                    .enumerate()
+                    .map(|(k, (t, d))| {
+                        // A startNumber near 2^64 wraps rather than panics.
+                        let number = start_number.wrapping_add(k as u64);
+                        let duration_us = ticks_us(d, timescale)?;
                         longest = longest.max(duration_us);
-                        Segment {
+                        Ok(Segment {
                             seq: number,
                             duration_us,
                             uri: fill(&media, &rep_id, bandwidth, number, t),
                             range: None,
-                        }
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, String>>()?;
                 MediaPlaylist {
                     target_us: longest,
                     media_sequence: start_number,
@@ -886,10 +909,10 @@ fn segment_list(
         if d == 0 {
             return Err("SegmentList@duration is 0".into());
         }
-        let duration_us = d * 1_000_000 / timescale;
+        let duration_us = ticks_us(d, timescale)?;
         longest = longest.max(duration_us);
         segments.push(Segment {
-            seq: start_number + k as u64,
+            seq: start_number.wrapping_add(k as u64),
             duration_us,
             uri: unescape(attr(u, "media").unwrap_or("")),
             range: attr(u, "mediaRange")
@@ -935,6 +958,34 @@ mod tests {
     </AdaptationSet>
   </Period>
 </MPD>"#;
+
+    /// Found by the `manifests` fuzz target: a lying `S@d` or `S@t` near
+    /// 2^64 overflowed the duration and the running time.
+    #[test]
+    fn timelines_near_2_to_the_64_are_refused_or_wrap() {
+        let big = SPATE.replace(
+            r#"<S t="23" d="2000" r="3"/>"#,
+            &format!(r#"<S t="23" d="{}"/>"#, u64::MAX / 2),
+        );
+        let e = parse(big.as_bytes()).unwrap_err();
+        assert!(e.contains("longer than a day"), "{e}");
+        // A day is still a segment.
+        let day = SPATE.replace(r#"d="2000" r="3""#, r#"d="86400000""#);
+        assert_eq!(
+            parse(day.as_bytes()).unwrap().segments[0].duration_us,
+            86_400_000_000
+        );
+        let top = SPATE.replace("1796169600", &u64::MAX.to_string());
+        let p = parse(top.as_bytes()).unwrap();
+        assert_eq!((p.segments[0].seq, p.segments[1].seq), (u64::MAX, 0));
+        let e = parse(
+            SPATE
+                .replace(r#"t="23""#, &format!(r#"t="{}""#, u64::MAX - 100))
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.contains("2^64"), "{e}");
+    }
 
     #[test]
     fn spate_manifest() {

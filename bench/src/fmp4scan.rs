@@ -59,26 +59,39 @@ impl MoofGatherer {
             return None;
         }
         self.buf.extend_from_slice(data);
-        // Walk the complete top-level boxes.
-        let mut at = 0;
-        while self.buf.len() >= at + 8 {
-            let size = be32(&self.buf[at..]) as usize;
+        // Walk the complete top-level boxes. Sizes are the server's word:
+        // checked, never trusted in arithmetic.
+        let mut at = 0usize;
+        while self.buf.len().saturating_sub(at) >= 8 {
+            let small = u64::from(be32(&self.buf[at..]));
             let kind = &self.buf[at + 4..at + 8];
-            let size = if size == 1 && self.buf.len() >= at + 16 {
-                be64(&self.buf[at + 8..]) as usize
+            let (hdr, size) = if small == 1 {
+                if self.buf.len() - at < 16 {
+                    break;
+                }
+                (16, be64(&self.buf[at + 8..]))
             } else {
-                size
+                (8, small)
             };
-            if size < 8 {
+            if size < hdr {
                 self.done = true;
                 return None;
             }
             if kind == b"moof" {
-                if self.buf.len() < at + size {
+                // A moof is a few KiB; one past the gather limit is a lie.
+                let size = match usize::try_from(size) {
+                    Ok(s) if s <= MAX_GATHER => s,
+                    _ => {
+                        self.done = true;
+                        self.buf = Vec::new();
+                        return None;
+                    }
+                };
+                if self.buf.len() - at < size {
                     break;
                 }
                 self.done = true;
-                let moof = &self.buf[at + 8..at + size];
+                let moof = &self.buf[at + hdr as usize..at + size];
                 let r = decode_times(moof, timescale);
                 self.buf = Vec::new();
                 return r;
@@ -87,7 +100,7 @@ impl MoofGatherer {
                 self.done = true;
                 return None;
             }
-            at += size;
+            at = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
         }
         if self.buf.len() > MAX_GATHER {
             self.done = true;
@@ -150,13 +163,15 @@ pub fn decode_times(moof: &[u8], timescale: u64) -> Option<Vec<u32>> {
                     if b.len() < s + per {
                         return None;
                     }
-                    out.push((t * 1000 / timescale) as u32);
+                    // 64-bit media times of any size (a lying tfdt near
+                    // 2^64): computed wide, the ms wrap like FLV's do.
+                    out.push((u128::from(t) * 1000 / u128::from(timescale)) as u32);
                     let d = if flags & 0x100 != 0 {
                         be32(&b[s..])
                     } else {
                         default_duration
                     };
-                    t += u64::from(d);
+                    t = t.wrapping_add(u64::from(d));
                 }
             }
             _ => {}
@@ -237,6 +252,25 @@ mod tests {
         seg.extend(boxed(b"moof", &moof));
         seg.extend(boxed(b"mdat", &[0u8; 300]));
         seg
+    }
+
+    /// Found by the `media_scan` fuzz target: a tfdt near 2^64 overflowed
+    /// the ms conversion (and the sum of durations after it).
+    #[test]
+    fn huge_decode_times_wrap_instead_of_overflowing() {
+        let seg = segment(true);
+        let at = seg.windows(4).position(|w| w == b"tfdt").expect("tfdt") + 8;
+        let mut seg = seg;
+        seg[at..at + 8].copy_from_slice(&(u64::MAX - 40).to_be_bytes());
+        let moof_at = seg.windows(4).position(|w| w == b"moof").unwrap() + 4;
+        let len = u32::from_be_bytes(seg[moof_at - 8..moof_at - 4].try_into().unwrap()) as usize;
+        let moof = &seg[moof_at..moof_at - 8 + len];
+        for timescale in [1, 1000, 90_000] {
+            let t = decode_times(moof, timescale).expect("three samples");
+            assert_eq!(t.len(), 3);
+            let want = (u128::from(u64::MAX - 40) * 1000 / u128::from(timescale)) as u32;
+            assert_eq!(t[0], want, "timescale {timescale}");
+        }
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub fn parse(body: &[u8]) -> Result<Playlist, PlaylistError> {
         .into_iter()
         .enumerate()
         .map(|(i, (d, uri))| Segment {
-            seq: media_sequence + i as u64,
+            // A lying MEDIA-SEQUENCE near 2^64 must not overflow.
+            seq: media_sequence.wrapping_add(i as u64),
             duration_us: d.unwrap_or(target_us),
             uri,
             range: None,
@@ -303,6 +304,18 @@ mod tests {
             Playlist::Media(m) => m,
             o => panic!("not media: {o:?}"),
         }
+    }
+
+    /// Found by the `manifests` fuzz target: a media sequence near 2^64
+    /// overflowed the segments' numbers.
+    #[test]
+    fn a_media_sequence_near_the_top_wraps() {
+        let p = media(&format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n",
+            u64::MAX
+        ));
+        assert_eq!(p.segments[0].seq, u64::MAX);
+        assert_eq!(p.segments[1].seq, 0);
     }
 
     #[test]
