@@ -155,7 +155,11 @@ fn fill(template: &str, rep: &str, bandwidth: &str, number: u64, time: u64) -> S
                 f.trim_start_matches('0')
                     .trim_end_matches('d')
                     .parse::<usize>()
-                    .unwrap_or(0),
+                    .unwrap_or(0)
+                    // A u64 has 20 digits: a wider `%0Nd` is a lie (found
+                    // by the `manifests` fuzz target: a width past what
+                    // `format!` takes panicked).
+                    .min(20),
             ),
             None => (ident, 0),
         };
@@ -985,6 +989,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("2^64"), "{e}");
+    }
+
+    #[test]
+    fn template_widths_are_capped() {
+        assert_eq!(fill("$Number%05d$.m4s", "v", "1", 42, 0), "00042.m4s");
+        let wide = fill("$Number%0999999999d$/$Time%070000d$", "v", "1", 7, 9);
+        assert_eq!(wide, format!("{:020}/{:020}", 7, 9));
     }
 
     #[test]

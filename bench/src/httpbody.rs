@@ -67,19 +67,20 @@ impl Dechunk {
         let mut used = 0;
         if self.trailer.is_none() {
             let mut err = None;
-            let (n, last) = self
-                .dec
-                .feed_counted(data, |d| {
-                    if err.is_none()
-                        && let Err(e) = out(d)
-                    {
-                        err = Some(e);
-                    }
-                })
-                .map_err(&bad)?;
+            let r = self.dec.feed_counted(data, |d| {
+                if err.is_none()
+                    && let Err(e) = out(d)
+                {
+                    err = Some(e);
+                }
+            });
+            // The body's error came before any framing error after it
+            // (found by the `media_scan` fuzz target: split input made the
+            // other one win).
             if let Some(e) = err {
                 return Err(e);
             }
+            let (n, last) = r.map_err(&bad)?;
             if !last {
                 return Ok((n, false));
             }
@@ -186,6 +187,13 @@ mod tests {
         let mut d = Dechunk::default();
         let e = d
             .feed(b"3\r\nabc\r\n", |e| e, |_| Err("stop".to_string()))
+            .unwrap_err();
+        assert_eq!(e, "stop");
+        // A body error before a framing error later in the same input wins,
+        // as it does when the input arrives split between them.
+        let mut d = Dechunk::default();
+        let e = d
+            .feed(b"3\r\nabc\r\nzz\r\n", |e| e, |_| Err("stop".to_string()))
             .unwrap_err();
         assert_eq!(e, "stop");
         let mut d = Dechunk::default();

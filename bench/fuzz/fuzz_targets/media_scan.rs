@@ -9,7 +9,8 @@
 //! pieces of those sizes (cycled, 0 = the rest). Checks: each scanner
 //! reports the same tags and the same error split as whole (an error ends
 //! the feed); the `moof` gatherer answers at most once per segment, and
-//! never with an empty list.
+//! never with an empty list; a response head's framing and its chunked
+//! body decode to the same bytes, completion and bytes used either way.
 #![no_main]
 #![allow(dead_code)]
 
@@ -106,4 +107,48 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = fmp4scan::init_timescale(stream);
+
+    // The HLS/DASH engine's response framing and chunked decoder (trailers
+    // included): the same body, used bytes and completion whole or split.
+    if let Ok(Some((_, framing, head))) = httpbody::response_framing(stream) {
+        assert!(head <= stream.len(), "head {head} of {}", stream.len());
+        if let httpbody::Framing::Chunked(_) = framing {
+            let body = &stream[head..];
+            let dechunk = |parts: &[&[u8]]| {
+                let mut d = httpbody::Dechunk::default();
+                let mut out = Vec::new();
+                let mut used = 0;
+                for p in parts {
+                    match d.feed(
+                        p,
+                        |e| e,
+                        |b| {
+                            out.extend_from_slice(b);
+                            Ok(())
+                        },
+                    ) {
+                        Ok((n, done)) => {
+                            assert!(n <= p.len());
+                            used += n;
+                            if done {
+                                return (out, used, Ok(true));
+                            }
+                        }
+                        Err(e) => return (out, used, Err(e)),
+                    }
+                }
+                (out, used, Ok(false))
+            };
+            let whole = dechunk(&[body]);
+            let split = dechunk(&pieces(sizes, body));
+            assert_eq!(whole.2.is_ok(), split.2.is_ok(), "chunked: whole vs split");
+            if let (Ok(a), Ok(b)) = (&whole.2, &split.2) {
+                assert_eq!(a, b, "chunked completion: whole vs split");
+                assert_eq!(whole.0, split.0, "chunked body: whole vs split");
+                if *a {
+                    assert_eq!(whole.1, split.1, "chunked bytes used");
+                }
+            }
+        }
+    }
 });
