@@ -366,7 +366,7 @@ struct QSeg {
     seq: u64,
     duration_us: u64,
     path: Box<str>,
-    /// `Range: bytes=…` (DASH `mediaRange`, a `sidx` subsegment).
+    /// `Range: bytes=…` (DASH `mediaRange`).
     range: Option<ByteRange>,
 }
 
@@ -488,7 +488,8 @@ fn write_request(out: &mut Vec<u8>, path: &str, host: &str, range: Option<ByteRa
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nUser-Agent: spate-bench-hls\r\nAccept: */*\r\n");
     if let Some((a, b)) = range {
-        out.extend_from_slice(format!("Range: bytes={a}-{b}\r\n").as_bytes());
+        // Into the connection's buffer: no String per request.
+        let _ = std::io::Write::write_fmt(out, format_args!("Range: bytes={a}-{b}\r\n"));
     }
     out.extend_from_slice(b"\r\n");
 }
